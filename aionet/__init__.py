@@ -1,0 +1,51 @@
+"""aionet: an asyncio multi-protocol server framework.
+
+General layout (three layers, none skipped):
+
+* ``aionet.proto``    — sans-IO codecs: bytes in, events/replies out; no asyncio, no sockets.
+* ``aionet.handlers`` — I/O glue: thin drivers of the codecs, or adapters of engines.
+* ``aionet.core``     — lifecycle: listeners, the connection manager, the server, logging.
+* ``aionet.config``   — the YAML schema and the positioned loader.
+* ``aionet.testing``  — test doubles and the pytest plugin for handler authors.
+
+The names below are the public API, re-exported from where they live.
+"""
+
+from .config.loader import config_from_dict as config_from_dict
+from .config.loader import load_config as load_config
+from .config.models import Config as Config
+from .core.handler import Connection as Connection
+from .core.handler import DatagramHandler as DatagramHandler
+from .core.handler import Handler as Handler
+from .core.handler import HandlerOptions as HandlerOptions
+from .core.handler import ProtocolHandler as ProtocolHandler
+from .core.handler import Services as Services
+from .core.handler import StreamHandler as StreamHandler
+from .core.registry import register as register
+from .core.server import Server as Server
+from .errors import AionetError as AionetError
+from .errors import ConfigError as ConfigError
+from .errors import ProtocolError as ProtocolError
+from .errors import StartupError as StartupError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AionetError",
+    "Config",
+    "ConfigError",
+    "Connection",
+    "DatagramHandler",
+    "Handler",
+    "HandlerOptions",
+    "ProtocolError",
+    "ProtocolHandler",
+    "Server",
+    "Services",
+    "StartupError",
+    "StreamHandler",
+    "__version__",
+    "config_from_dict",
+    "load_config",
+    "register",
+]

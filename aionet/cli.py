@@ -1,0 +1,174 @@
+"""The ``aionet`` command: run | check | version.
+
+Exit codes: 0 ok, 2 usage or configuration error, 1 runtime failure (one line on stderr; the
+traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import signal
+import sys
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from .config.loader import DEFAULT_CONFIG_NAME, load_config
+from .errors import AionetError, ConfigError, StartupError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .config.models import Config
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aionet", description="asyncio multi-protocol server framework"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("-c", "--config", help="YAML config file (default: the embedded default)")
+    run.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop implementation (default: uvloop)",
+    )
+    run.add_argument(
+        "--log-format", choices=["auto", "console", "json"], help="override logging.format"
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="override logging.level",
+    )
+
+    check = sub.add_parser("check", help="validate a config file without binding anything")
+    check.add_argument("-c", "--config", help="YAML config file (default: the embedded default)")
+
+    sub.add_parser("version", help="print versions of aionet, Python, the loop and dependencies")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "version": cmd_version,
+    }
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_USAGE
+    except AionetError as exc:
+        if args.debug:
+            raise
+        print(f"aionet: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"aionet: unexpected error: {exc!r} (run with --debug for a traceback)", file=sys.stderr
+        )
+        return EXIT_FAILURE
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    for issue in exc.issues:
+        print(issue, file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    name = args.config or DEFAULT_CONFIG_NAME
+    print(f"{name}: ok ({len(config.listeners)} listeners)")
+    return EXIT_OK
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+            raise StartupError("uvloop is not installed; use --loop asyncio") from None
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    return asyncio.new_event_loop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .core.logging import configure_logging
+
+    config = load_config(args.config)
+    if config.server.workers != 1:
+        print("aionet: server.workers: only 1 worker is supported by this version", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(
+        args.log_format or config.logging.format, args.log_level or config.logging.level
+    )
+    with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+        return runner.run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
+    from .core.server import Server
+
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            server.request_shutdown()
+        else:
+            server.force_shutdown()
+
+    loop.add_signal_handler(signal.SIGTERM, server.request_shutdown)
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        await server.serve()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
+    return server.exit_code
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "aionet": __version__,
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "platform": platform.platform(),
+        "uvloop": _version("uvloop"),
+        "pydantic": _version("pydantic"),
+        "structlog": _version("structlog"),
+        "pyyaml": _version("PyYAML"),
+    }
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    for name, value in versions().items():
+        print(f"{name} {value}")
+    return EXIT_OK

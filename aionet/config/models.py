@@ -1,0 +1,88 @@
+"""The configuration schema: frozen pydantic models, unknown keys rejected.
+
+Every section a user writes in ``aionet.yaml`` is a model here. Handler options are not: each
+handler validates its own ``options:`` with its ``Options`` model (see ``core/handler.py``), and
+``config/loader.py`` positions those errors in the file too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .types import BindAddr, Duration
+
+__all__ = [
+    "AuthConfig",
+    "CertificateConfig",
+    "Config",
+    "Limits",
+    "ListenerConfig",
+    "LoggingConfig",
+    "ServerConfig",
+    "TlsConfig",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Model):
+    """Connection limits. At server level they apply to the whole process; on a listener, to it.
+
+    ``None`` means no limit (a listener without its own ``idle_timeout`` uses the server's).
+    """
+
+    max_connections: int | None = Field(default=None, ge=1)
+    max_connections_per_ip: int | None = Field(default=None, ge=1)
+    idle_timeout: Duration | None = None
+
+
+class ServerConfig(_Model):
+    data_dir: Path = Path("./var")
+    workers: int = Field(default=1, ge=1)
+    shutdown_timeout: Duration = 10.0
+    limits: Limits = Limits(max_connections=10000, max_connections_per_ip=256, idle_timeout=300.0)
+
+
+class LoggingConfig(_Model):
+    format: Literal["auto", "console", "json"] = "auto"
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+
+class CertificateConfig(_Model):
+    name: str = Field(min_length=1)
+    cert: Path
+    key: Path
+    chain: Path | None = None
+    password: str | None = None
+
+
+class TlsConfig(_Model):
+    certificates: tuple[CertificateConfig, ...] = ()
+
+
+class AuthConfig(_Model):
+    users_file: Path | None = None
+
+
+class ListenerConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    protocol: str = Field(min_length=1)
+    bind: BindAddr
+    tls: str | None = None
+    reuse_port: bool = False
+    backlog: int = Field(default=1024, ge=1, le=65535)
+    limits: Limits = Limits()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Config(_Model):
+    server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    tls: TlsConfig = TlsConfig()
+    auth: AuthConfig = AuthConfig()
+    listeners: tuple[ListenerConfig, ...] = ()

@@ -1,0 +1,1 @@
+"""Core lifecycle: listeners, connection manager, server, handler API, registry, logging."""

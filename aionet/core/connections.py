@@ -1,0 +1,599 @@
+"""The connection manager: one per process, shared by every listener.
+
+It admits or refuses each new connection (global, per-listener and per-IP caps), keeps the live
+table (id → record), closes idle connections with one periodic sweep, counts what happened, and
+drives drain: refuse new connections, wait on an event that fires at zero connections, abort the
+rest.
+
+Costs on the hot path are kept to what the numbers need: admission is a few integer compares
+and a dict insert in ``connection_made``; per read, a protocol adds to two integers and copies a
+float (``clock.now``, a coarse clock the sweep advances, instead of a syscall or a timer per
+connection); release is a dict delete in ``connection_lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from .handler import Connection
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from ..config.models import Limits
+    from .handler import Handler, StreamHandler
+
+__all__ = [
+    "Clock",
+    "ConnectionManager",
+    "ConnectionRecord",
+    "ListenerSlot",
+    "ListenerStats",
+    "StreamProtocol",
+    "Tracked",
+    "track",
+]
+
+_log = structlog.get_logger("aionet.core")
+
+#: How long a connection closed for idleness may take to flush before it is aborted.
+IDLE_CLOSE_GRACE = 5.0
+
+
+class Clock:
+    """A coarse monotonic clock: ``now`` is refreshed by the sweep, read for free on hot paths."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def tick(self) -> float:
+        self.now = time.monotonic()
+        return self.now
+
+
+class ListenerStats:
+    """Counters for one listener; the metrics endpoint exposes them."""
+
+    __slots__ = (
+        "accepted",
+        "bytes_in",
+        "bytes_out",
+        "closed",
+        "datagrams_in",
+        "datagrams_out",
+        "handler_errors",
+        "idle_closed",
+        "refused",
+    )
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.closed = 0
+        self.idle_closed = 0
+        self.handler_errors = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.datagrams_in = 0
+        self.datagrams_out = 0
+        self.refused: Counter[str] = Counter()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        out["refused"] = dict(self.refused)
+        return out
+
+
+class ConnectionRecord:
+    """One live connection in the table."""
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "clock",
+        "closing_since",
+        "id",
+        "ip",
+        "last_active",
+        "peer",
+        "slot",
+        "started",
+        "task",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        cid: int,
+        slot: ListenerSlot,
+        transport: asyncio.BaseTransport,
+        peer: Any,
+        ip: str | None,
+    ) -> None:
+        self.id = cid
+        self.slot = slot
+        # uvloop transports are not asyncio.Transport subclasses; both have abort() and write().
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.peer = peer
+        self.ip = ip
+        self.clock = slot.manager.clock
+        self.started = time.monotonic()
+        self.last_active = self.clock.now
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.task: asyncio.Task[None] | None = None
+        self.closing_since: float | None = None
+
+    def release(self) -> None:
+        """The connection is gone (``connection_lost``): drop it from the table, count, log."""
+        self.slot.release(self)
+
+    def close(self) -> None:
+        """Close gracefully: pending writes are flushed first."""
+        if self.closing_since is None:
+            self.closing_since = self.clock.now
+        self.transport.close()
+
+    def abort(self) -> None:
+        """Close now, dropping pending writes; cancel the handler task if any."""
+        self.transport.abort()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def bind_log(self) -> FilteringBoundLogger:
+        return self.slot.log.bind(conn_id=self.id, peer=format_peer(self.peer))
+
+    def as_dict(self) -> dict[str, Any]:
+        now = self.clock.now
+        return {
+            "id": self.id,
+            "listener": self.slot.name,
+            "peer": format_peer(self.peer),
+            "age": round(now - self.started, 3),
+            "idle": round(now - self.last_active, 3),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+        }
+
+
+def format_peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = peer[0]
+        return f"[{host}]:{peer[1]}" if ":" in str(host) else f"{host}:{peer[1]}"
+    return str(peer) if peer else "unix"
+
+
+class ListenerSlot:
+    """A listener's place in the manager: its handler, limits, live count and counters."""
+
+    __slots__ = (
+        "count",
+        "handler",
+        "idle_timeout",
+        "log",
+        "manager",
+        "max_connections",
+        "max_per_ip",
+        "name",
+        "per_ip",
+        "refusal",
+        "stats",
+    )
+
+    def __init__(
+        self, manager: ConnectionManager, name: str, handler: Handler, limits: Limits
+    ) -> None:
+        self.manager = manager
+        self.name = name
+        self.handler = handler
+        self.max_connections = limits.max_connections
+        self.max_per_ip = limits.max_connections_per_ip
+        default_idle = manager.limits.idle_timeout
+        self.idle_timeout = limits.idle_timeout if limits.idle_timeout is not None else default_idle
+        self.count = 0
+        self.per_ip: dict[str, int] = {}
+        self.stats = ListenerStats()
+        self.refusal = handler.refusal()
+        self.log: FilteringBoundLogger = _log.bind(listener=name)
+
+    def admit(self, transport: asyncio.BaseTransport) -> ConnectionRecord | None:
+        """Admit the connection and return its record, or refuse it (reply, close) → None."""
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) else None
+        reason = self.manager.check(self, ip)
+        if reason is not None:
+            self.refuse(transport, peer, reason)
+            return None
+        return self.manager.add(self, transport, peer, ip)
+
+    def refuse(self, transport: asyncio.BaseTransport, peer: Any, reason: str) -> None:
+        self.stats.refused[reason] += 1
+        self.log.info("connection_refused", peer=format_peer(peer), reason=reason)
+        if self.refusal and isinstance(transport, asyncio.WriteTransport):
+            transport.write(self.refusal)
+        transport.close()
+
+    def release(self, rec: ConnectionRecord) -> None:
+        self.manager.remove(rec)
+
+    def handler_error(self, rec: ConnectionRecord | None, exc: BaseException) -> None:
+        self.stats.handler_errors += 1
+        log = rec.bind_log() if rec is not None else self.log
+        log.error("handler_error", error=repr(exc), exc_info=exc)
+
+    async def serve_stream(self, conn: Connection, handler: StreamHandler) -> None:
+        """Run ``handler.handle(conn)``; whatever happens, the connection is closed after."""
+        try:
+            await handler.handle(conn)
+        except asyncio.CancelledError:
+            pass  # aborted by the core (drain deadline, idle grace); the finally closes
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            conn.log.debug("connection_error", error=repr(exc))
+        except Exception as exc:
+            self.handler_error(conn._record, exc)
+        finally:
+            conn.writer.close()
+
+
+class ConnectionManager:
+    """Admission, the live table, the idle sweep, drain, and counters. One per process."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.clock = Clock()
+        self.live: dict[int, ConnectionRecord] = {}
+        self.per_ip: dict[str, int] = {}
+        self.slots: dict[str, ListenerSlot] = {}
+        self.draining = False
+        self._ids = itertools.count(1)
+        self._empty: asyncio.Event | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def add_listener(self, name: str, handler: Handler, limits: Limits) -> ListenerSlot:
+        slot = ListenerSlot(self, name, handler, limits)
+        self.slots[name] = slot
+        return slot
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def check(self, slot: ListenerSlot, ip: str | None) -> str | None:
+        """The reason to refuse a new connection on ``slot`` from ``ip``, or None to admit."""
+        if self.draining:
+            return "shutting_down"
+        limit = self.limits.max_connections
+        if limit is not None and len(self.live) >= limit:
+            return "max_connections"
+        if slot.max_connections is not None and slot.count >= slot.max_connections:
+            return "listener_max_connections"
+        if ip is not None:
+            limit = self.limits.max_connections_per_ip
+            if limit is not None and self.per_ip.get(ip, 0) >= limit:
+                return "max_connections_per_ip"
+            if slot.max_per_ip is not None and slot.per_ip.get(ip, 0) >= slot.max_per_ip:
+                return "listener_max_connections_per_ip"
+        return None
+
+    def add(
+        self, slot: ListenerSlot, transport: asyncio.BaseTransport, peer: Any, ip: str | None
+    ) -> ConnectionRecord:
+        rec = ConnectionRecord(next(self._ids), slot, transport, peer, ip)
+        self.live[rec.id] = rec
+        slot.count += 1
+        slot.stats.accepted += 1
+        if ip is not None:
+            self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+            if slot.max_per_ip is not None:
+                slot.per_ip[ip] = slot.per_ip.get(ip, 0) + 1
+        slot.log.debug("connection_opened", conn_id=rec.id, peer=format_peer(peer))
+        return rec
+
+    def remove(self, rec: ConnectionRecord) -> None:
+        if self.live.pop(rec.id, None) is None:
+            return
+        slot = rec.slot
+        slot.count -= 1
+        stats = slot.stats
+        stats.closed += 1
+        stats.bytes_in += rec.bytes_in
+        stats.bytes_out += rec.bytes_out
+        ip = rec.ip
+        if ip is not None:
+            _decrement(self.per_ip, ip)
+            if slot.max_per_ip is not None:
+                _decrement(slot.per_ip, ip)
+        slot.log.info(
+            "connection_closed",
+            conn_id=rec.id,
+            peer=format_peer(rec.peer),
+            duration=round(time.monotonic() - rec.started, 3),
+            bytes_in=rec.bytes_in,
+            bytes_out=rec.bytes_out,
+        )
+        if not self.live and self._empty is not None:
+            self._empty.set()
+
+    # -- idle sweep --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sweep (call from inside the running loop)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    def sweep_interval(self) -> float:
+        timeouts = [s.idle_timeout for s in self.slots.values() if s.idle_timeout]
+        shortest = min(timeouts, default=4.0)
+        return min(1.0, max(0.05, shortest / 8))
+
+    async def _sweep_forever(self) -> None:
+        interval = self.sweep_interval()
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep(self.clock.tick())
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle longer than their listener's timeout; abort stuck closes."""
+        for rec in list(self.live.values()):
+            if rec.closing_since is not None:
+                if now - rec.closing_since >= IDLE_CLOSE_GRACE:
+                    rec.abort()
+                continue
+            timeout = rec.slot.idle_timeout
+            if timeout and now - rec.last_active >= timeout:
+                rec.slot.stats.idle_closed += 1
+                rec.bind_log().info("connection_idle_timeout", idle=round(now - rec.last_active, 3))
+                rec.close()
+                if rec.task is not None and not rec.task.done():
+                    rec.task.cancel()
+
+    # -- drain -------------------------------------------------------------------------------
+
+    def begin_drain(self) -> None:
+        """From now on every new connection is refused with reason ``shutting_down``."""
+        self.draining = True
+
+    async def wait_empty(self, timeout: float | None) -> bool:
+        """Wait (on an event, not polling) until no connection is live. True if that happened."""
+        if not self.live:
+            return True
+        self._empty = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._empty.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._empty = None
+        return True
+
+    def abort_all(self) -> int:
+        """Abort every live connection; returns how many there were."""
+        records = list(self.live.values())
+        for rec in records:
+            rec.abort()
+        return len(records)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "live": len(self.live),
+            "listeners": {
+                name: slot.stats.as_dict() | {"live": slot.count}
+                for name, slot in self.slots.items()
+            },
+        }
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
+# -- protocol tracking ---------------------------------------------------------------------------
+
+
+class Tracked:
+    """Mixin that puts an ``asyncio.Protocol`` under the connection manager.
+
+    ``connection_made`` asks the slot to admit the connection before the protocol's own
+    ``connection_made`` runs (a refused connection never reaches the protocol);
+    ``data_received`` counts bytes and marks activity; ``connection_lost`` releases the record
+    after the protocol's own ``connection_lost``, in a ``finally``. Since the mixin is part of
+    the protocol object itself, an in-place TLS upgrade that re-targets the transport at the
+    same object (aiosmtpd's STARTTLS) keeps the tracking.
+    """
+
+    if not TYPE_CHECKING:  # no instance dict of its own; mypy still sees the attributes
+        __slots__ = ()
+    _aionet_slot: ListenerSlot
+    _aionet_rec: ConnectionRecord | None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        rec = self._aionet_slot.admit(transport)
+        self._aionet_rec = rec
+        if rec is not None:
+            try:
+                super().connection_made(transport)  # type: ignore[misc]
+            except Exception as exc:
+                rec.slot.handler_error(rec, exc)
+                rec.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        rec = self._aionet_rec
+        if rec is not None:
+            rec.bytes_in += len(data)
+            rec.last_active = rec.clock.now
+            try:
+                super().data_received(data)  # type: ignore[misc]
+            except Exception as exc:
+                rec.slot.handler_error(rec, exc)
+                rec.transport.abort()
+
+    def eof_received(self) -> bool | None:
+        if self._aionet_rec is None:
+            return None
+        result: bool | None = super().eof_received()  # type: ignore[misc]
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        rec = self._aionet_rec
+        if rec is None:
+            return
+        self._aionet_rec = None
+        try:
+            super().connection_lost(exc)  # type: ignore[misc]
+        finally:
+            rec.release()
+
+
+class _TrackedBuffered(Tracked):
+    """``Tracked`` for ``asyncio.BufferedProtocol`` classes (bytes counted in buffer_updated)."""
+
+    if not TYPE_CHECKING:
+        __slots__ = ()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        rec = self._aionet_rec
+        if rec is not None:
+            rec.bytes_in += nbytes
+            rec.last_active = rec.clock.now
+            super().buffer_updated(nbytes)  # type: ignore[misc]
+
+
+class _Proxy(Tracked, asyncio.Protocol):
+    """Last resort for protocol classes whose ``__class__`` cannot be swapped (C types)."""
+
+    __slots__ = ("__dict__", "_inner")
+
+    def __init__(self, inner: asyncio.BaseProtocol) -> None:
+        self._inner: Any = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        rec = self._aionet_slot.admit(transport)
+        self._aionet_rec = rec
+        if rec is not None:
+            try:
+                self._inner.connection_made(transport)
+            except Exception as exc:
+                rec.slot.handler_error(rec, exc)
+                rec.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        rec = self._aionet_rec
+        if rec is not None:
+            rec.bytes_in += len(data)
+            rec.last_active = rec.clock.now
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._aionet_rec is None else self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        rec = self._aionet_rec
+        if rec is None:
+            return
+        self._aionet_rec = None
+        try:
+            self._inner.connection_lost(exc)
+        finally:
+            rec.release()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+_tracked_classes: dict[type, type] = {}
+
+
+def track(protocol: asyncio.BaseProtocol, slot: ListenerSlot) -> asyncio.BaseProtocol:
+    """Put ``protocol`` under ``slot``'s tracking and return the object to give the loop.
+
+    A protocol that already subclasses ``Tracked`` (aionet's own, written for speed) is only
+    handed its slot. Any other protocol object has its class swapped, once per class, for a
+    subclass with the ``Tracked`` mixin in front, so the object stays itself (no wrapper in the
+    data path, and in-place TLS upgrades keep working). Classes that refuse the swap (C types,
+    ``__slots__`` without ``__dict__``) are wrapped in a forwarding proxy instead.
+    """
+    if isinstance(protocol, Tracked):
+        protocol._aionet_slot = slot
+        return protocol
+    cls = type(protocol)
+    tracked = _tracked_classes.get(cls)
+    if tracked is None:
+        mixin = _TrackedBuffered if isinstance(protocol, asyncio.BufferedProtocol) else Tracked
+        tracked = type(f"Tracked{cls.__name__}", (mixin, cls), {"__slots__": ()})
+        _tracked_classes[cls] = tracked
+    try:
+        protocol.__class__ = tracked
+        protocol._aionet_slot = slot  # type: ignore[attr-defined]
+    except (TypeError, AttributeError):
+        protocol.__class__ = cls
+        proxy = _Proxy(protocol)
+        proxy._aionet_slot = slot
+        return proxy
+    return protocol
+
+
+class _CountingWriter(asyncio.StreamWriter):
+    """A StreamWriter that counts bytes written into the connection record."""
+
+    _aionet_rec: ConnectionRecord
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._aionet_rec.bytes_out += len(data)
+        super().write(data)
+
+    def writelines(self, data: Any) -> None:
+        for chunk in data:
+            self.write(chunk)
+
+
+class StreamProtocol(Tracked, asyncio.StreamReaderProtocol):
+    """The protocol behind every ``StreamHandler`` connection: streams plus one task."""
+
+    def __init__(self, slot: ListenerSlot, handler: StreamHandler, loop: asyncio.AbstractEventLoop):
+        reader = asyncio.StreamReader(limit=handler.stream_limit, loop=loop)
+        super().__init__(reader, loop=loop)
+        self._aionet_slot = slot
+        self._aionet_handler = handler
+        self._aionet_reader: asyncio.StreamReader | None = reader  # strong until connected
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        rec = self._aionet_slot.admit(transport)
+        self._aionet_rec = rec
+        reader, self._aionet_reader = self._aionet_reader, None
+        if rec is None or reader is None:
+            return
+        asyncio.StreamReaderProtocol.connection_made(self, transport)
+        loop = self._loop  # type: ignore[attr-defined]
+        writer = _CountingWriter(transport, self, reader, loop)  # type: ignore[arg-type]
+        writer._aionet_rec = rec
+        self._stream_writer = writer
+        conn = Connection(reader, writer, rec)
+        rec.task = loop.create_task(self._aionet_slot.serve_stream(conn, self._aionet_handler))

@@ -1,0 +1,213 @@
+"""The handler API: what a protocol author subclasses.
+
+Three shapes, one contract:
+
+* ``StreamHandler.handle(conn)`` — one task per connection, ``conn.reader``/``conn.writer`` are
+  asyncio streams. The easy default.
+* ``ProtocolHandler.protocol_factory()`` — an ``asyncio.Protocol`` per connection, for hot paths
+  and for wrapping a third-party protocol class (aiosmtpd's ``SMTP``) unchanged.
+* ``DatagramHandler.datagram(data, addr)`` — one call per datagram, the reply (or None) back.
+
+Whatever the shape, the core owns the socket: it admits or refuses the connection, tracks it,
+enforces the idle timeout and closes it in a ``finally``. A handler never binds, never builds an
+SSLContext, never configures logging and never reads the YAML; it receives validated
+``options`` and the shared ``services``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable
+    from pathlib import Path
+
+    from structlog.typing import FilteringBoundLogger
+
+    from .connections import ConnectionRecord
+
+__all__ = [
+    "Connection",
+    "DatagramHandler",
+    "Handler",
+    "HandlerOptions",
+    "ProtocolHandler",
+    "Services",
+    "StreamHandler",
+]
+
+
+class HandlerOptions(BaseModel):
+    """Base of every handler's ``Options``: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the core hands every handler: its listener's name, the data directory, a logger.
+
+    Later layers (TLS, user store, mail store, metrics) add their services here, so handlers
+    reach them without importing the core.
+    """
+
+    listener: str
+    data_dir: Path
+    log: FilteringBoundLogger
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Handler:
+    """Base of all handlers. One instance per listener, built once at server start.
+
+    Subclasses declare a nested ``class Options(Handler.Options)`` pydantic model for their
+    ``listener.options``; the config loader validates it and positions its errors.
+    """
+
+    Options: ClassVar[type[HandlerOptions]] = HandlerOptions
+    #: Which transports a listener with this handler binds: ``{"tcp"}``, ``{"udp"}`` or both.
+    transport_kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, options: HandlerOptions, services: Services) -> None:
+        self.options = options
+        self.services = services
+        self.log = services.log
+
+    @classmethod
+    def transports(cls) -> frozenset[str]:
+        return cls.transport_kinds
+
+    async def start(self) -> None:
+        """Acquire resources before the listener binds (ASGI lifespan, stores). Default: none."""
+
+    async def stop(self) -> None:
+        """Release resources after every connection has closed. Default: none."""
+
+    async def drain(self) -> None:
+        """Ask live sessions to finish (stop keep-alive, answer 421). Default: nothing to ask.
+
+        Called once when the server starts draining; the core then waits for connections to
+        close on their own, up to ``server.shutdown_timeout``, and aborts the rest.
+        """
+
+    def refusal(self) -> bytes | None:
+        """Bytes sent to a connection the connection manager refuses, before it is closed.
+
+        ``None`` (the default) closes without a word; ``421 ...`` suits SMTP/FTP/POP3.
+        """
+        return None
+
+
+class StreamHandler(Handler):
+    """A handler that serves each connection in its own task through asyncio streams."""
+
+    transport_kinds: ClassVar[frozenset[str]] = frozenset({"tcp"})
+    #: StreamReader buffer limit (bytes) for ``readline()``/``readuntil()``.
+    stream_limit: ClassVar[int] = 64 * 1024
+
+    async def handle(self, conn: Connection) -> None:
+        """Serve one connection. Return (or raise) to have the core close it."""
+        raise NotImplementedError  # abstract: every StreamHandler defines it
+
+
+class ProtocolHandler(Handler):
+    """A handler that gives the core an ``asyncio.Protocol`` per connection.
+
+    The core tracks the protocol without its help: admission happens before the protocol's
+    own ``connection_made`` runs, and ``connection_lost`` releases the connection, also after
+    an in-place TLS upgrade.
+    """
+
+    transport_kinds: ClassVar[frozenset[str]] = frozenset({"tcp"})
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        """A new protocol instance for one connection."""
+        raise NotImplementedError  # abstract: every ProtocolHandler defines it
+
+
+class DatagramHandler(Handler):
+    """A handler that answers datagrams (UDP or unix datagram sockets)."""
+
+    transport_kinds: ClassVar[frozenset[str]] = frozenset({"udp"})
+
+    def datagram(self, data: bytes, addr: Any) -> bytes | Awaitable[bytes | None] | None:
+        """Answer one datagram: the reply bytes, None for no reply, or an awaitable of either."""
+        raise NotImplementedError  # abstract: every DatagramHandler defines it
+
+
+class Connection:
+    """One stream connection as a ``StreamHandler`` sees it.
+
+    Attributes:
+        reader, writer: the asyncio streams.
+        id: the connection id in the connection manager's live table.
+        peer: the peer address (``(host, port)``, or the unix socket path / ``""``).
+        listener: the listener's name.
+        user: whoever the protocol authenticated (set by the handler), else None.
+    """
+
+    __slots__ = ("_log", "_record", "reader", "user", "writer")
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        record: ConnectionRecord,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.user: Any = None
+        self._record = record
+        self._log: FilteringBoundLogger | None = None
+
+    @property
+    def id(self) -> int:
+        return self._record.id
+
+    @property
+    def peer(self) -> Any:
+        return self._record.peer
+
+    @property
+    def listener(self) -> str:
+        return self._record.slot.name
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """A logger bound to ``conn_id``, ``listener`` and ``peer`` (made on first use)."""
+        if self._log is None:
+            self._log = self._record.bind_log()
+        return self._log
+
+    @property
+    def tls(self) -> dict[str, Any] | None:
+        """Cipher, version and peer certificate when the stream is TLS, else None."""
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        return {
+            "version": ssl_object.version(),
+            "cipher": ssl_object.cipher(),
+            "peercert": ssl_object.getpeercert(),
+        }
+
+    async def start_tls(self, context: ssl.SSLContext, *, timeout: float = 10.0) -> None:
+        """Upgrade the stream to TLS in place (STARTTLS-style), the handshake under ``timeout``.
+
+        Raises:
+            ssl.SSLError, ConnectionError, TimeoutError: the handshake failed; the caller
+                should end the session (the core closes the connection).
+        """
+        await self.writer.start_tls(context, ssl_handshake_timeout=timeout)
+
+    async def aclose(self) -> None:
+        """Close gracefully: flush what was written, then close. Always closes."""
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await self.writer.wait_closed()

@@ -1,0 +1,382 @@
+"""Listeners: one bound endpoint each (TCP over IPv4/IPv6, UDP, unix stream or datagram).
+
+A listener binds its own sockets (so it controls ``SO_REUSEADDR``/``SO_REUSEPORT``, the
+backlog, ``IPV6_V6ONLY`` and stale unix socket files), hands them to the event loop, and reads
+back the bound addresses (port 0 → the ephemeral port). It never speaks a protocol: accepted
+connections go to the connection manager's slot, which admits them and runs the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import inspect
+import os
+import socket
+import stat
+from typing import TYPE_CHECKING, Any, cast
+
+from ..errors import StartupError
+from .connections import StreamProtocol, track
+from .handler import DatagramHandler, ProtocolHandler, StreamHandler
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..config.models import ListenerConfig
+    from ..config.types import BindAddress
+    from .connections import ListenerSlot
+
+__all__ = ["DatagramListener", "Listener", "StreamListener", "build_listeners"]
+
+#: accept() errors that mean "out of resources": log, back off, retry (never crash, never spin).
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_BACKOFF = 0.1
+
+
+class Listener:
+    """Base: a named endpoint with sockets, started and stopped by the Server."""
+
+    transport_name = ""
+
+    def __init__(self, config: ListenerConfig, slot: ListenerSlot) -> None:
+        self.config = config
+        self.slot = slot
+        self.name = config.name
+        self.sockets: list[socket.socket] = []
+        self.addresses: list[Any] = []
+
+    def describe(self) -> str:
+        return f"listener {self.name!r} ({self.transport_name} {self.config.bind})"
+
+    async def start(self) -> None:
+        raise NotImplementedError  # abstract: each listener kind binds differently
+
+    async def stop(self) -> None:
+        """Stop accepting. Live connections are left to the manager's drain."""
+        raise NotImplementedError  # abstract
+
+    def _bind(self, sock_type: int) -> list[socket.socket]:
+        bind = self.config.bind
+        if bind.kind == "unix":
+            return [_bind_unix(bind.path, sock_type, self.describe())]
+        return _bind_inet(bind, sock_type, self.config.reuse_port, self.describe())
+
+    def _cleanup_unix(self) -> None:
+        bind = self.config.bind
+        if bind.kind == "unix":
+            try:
+                if stat.S_ISSOCK(os.stat(bind.path).st_mode):
+                    os.unlink(bind.path)
+            except OSError:
+                pass
+
+
+class StreamListener(Listener):
+    """TCP (v4/v6) or unix stream endpoint, for StreamHandler and ProtocolHandler."""
+
+    transport_name = "tcp"
+
+    def __init__(self, config: ListenerConfig, slot: ListenerSlot) -> None:
+        super().__init__(config, slot)
+        self._servers: list[asyncio.AbstractServer] = []
+        self._accepting: list[_AcceptLoop] = []
+        if config.bind.kind == "unix":
+            self.transport_name = "unix"
+
+    def _factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.BaseProtocol]:
+        slot = self.slot
+        handler = slot.handler
+        if isinstance(handler, StreamHandler):
+            return lambda: StreamProtocol(slot, handler, loop)
+        if isinstance(handler, ProtocolHandler):
+            make = handler.protocol_factory
+            return lambda: track(make(), slot)
+        raise StartupError(f"{self.describe()}: {type(handler).__name__} cannot serve streams")
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.sockets = self._bind(socket.SOCK_STREAM)
+        factory = self._factory(loop)
+        try:
+            for sock in self.sockets:
+                sock.listen(self.config.backlog)
+                sock.setblocking(False)
+                accept = _AcceptLoop(loop, sock, factory, self)
+                accept.start()
+                self._accepting.append(accept)
+        except BaseException:
+            await self.stop()
+            raise
+        self.addresses = [sock.getsockname() for sock in self.sockets]
+
+    async def stop(self) -> None:
+        for accept in self._accepting:
+            accept.stop()
+        self._accepting.clear()
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+        self._cleanup_unix()
+
+
+class _AcceptLoop:
+    """Accepts with ``loop.add_reader`` and hands sockets to ``loop.connect_accepted_socket``.
+
+    Owning accept() (instead of ``loop.create_server``) gives the same behaviour on uvloop and
+    asyncio for the errors that matter to a daemon: on EMFILE/ENFILE/ENOMEM/ENOBUFS the loop
+    logs once, stops reading the listening socket for ``ACCEPT_BACKOFF`` seconds and retries;
+    other accept errors (a peer that reset before accept) are skipped. It drains up to
+    ``backlog`` pending connections per wake-up, like asyncio's own accept loop.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.BaseProtocol],
+        listener: StreamListener,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.factory = factory
+        self.listener = listener
+        self.batch = listener.config.backlog
+        self.pending: set[asyncio.Task[Any]] = set()
+        self._paused: asyncio.TimerHandle | None = None
+        self._stopped = False
+        self._capacity_logged = False
+
+    def start(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
+        else:
+            self.loop.remove_reader(self.sock.fileno())
+
+    def _on_readable(self) -> None:
+        for _ in range(self.batch):
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in ACCEPT_CAPACITY_ERRNOS:
+                    self._back_off(exc)
+                    return
+                continue  # ECONNABORTED, EPROTO...: that peer is gone, keep accepting
+            self._capacity_logged = False
+            self._hand_over(conn)
+
+    def _hand_over(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        if conn.family != socket.AF_UNIX:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        coro = self.loop.connect_accepted_socket(self.factory, conn)
+        task = self.loop.create_task(coro)
+        self.pending.add(task)
+        task.add_done_callback(self._handed)
+
+    def _handed(self, task: asyncio.Task[Any]) -> None:
+        self.pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.listener.slot.log.debug("accept_failed", error=repr(task.exception()))
+
+    def _back_off(self, exc: OSError) -> None:
+        if not self._capacity_logged:
+            self.listener.slot.log.error(
+                "accept_out_of_resources",
+                error=os.strerror(exc.errno or 0),
+                retry_in=ACCEPT_BACKOFF,
+            )
+            self._capacity_logged = True
+        self.listener.slot.stats.refused[
+            "accept_" + errno.errorcode.get(exc.errno or 0, "error")
+        ] += 1
+        self.loop.remove_reader(self.sock.fileno())
+        self._paused = self.loop.call_later(ACCEPT_BACKOFF, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = None
+        if not self._stopped:
+            self.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    def __init__(self, slot: ListenerSlot, handler: DatagramHandler) -> None:
+        self.slot = slot
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.DatagramTransport", transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        stats = self.slot.stats
+        stats.datagrams_in += 1
+        stats.bytes_in += len(data)
+        try:
+            reply = self.handler.datagram(data, addr)
+        except Exception as exc:
+            self.slot.handler_error(None, exc)
+            return
+        if inspect.isawaitable(reply):
+            task = asyncio.ensure_future(self._finish(reply, addr))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif reply is not None:
+            self._send(reply, addr)
+
+    async def _finish(self, pending: Any, addr: Any) -> None:
+        try:
+            reply = await pending
+        except Exception as exc:
+            self.slot.handler_error(None, exc)
+            return
+        if reply is not None:
+            self._send(reply, addr)
+
+    def _send(self, reply: bytes, addr: Any) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.sendto(reply, addr)
+        self.slot.stats.datagrams_out += 1
+        self.slot.stats.bytes_out += len(reply)
+
+    def error_received(self, exc: Exception) -> None:
+        self.slot.log.debug("datagram_error", error=repr(exc))
+
+
+class DatagramListener(Listener):
+    """UDP (v4/v6) or unix datagram endpoint, for DatagramHandler."""
+
+    transport_name = "udp"
+
+    def __init__(self, config: ListenerConfig, slot: ListenerSlot) -> None:
+        super().__init__(config, slot)
+        self._transports: list[asyncio.DatagramTransport] = []
+        self._protocols: list[_DatagramProtocol] = []
+        if config.bind.kind == "unix":
+            self.transport_name = "unix-dgram"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        handler = self.slot.handler
+        assert isinstance(handler, DatagramHandler)
+        self.sockets = self._bind(socket.SOCK_DGRAM)
+        try:
+            for sock in self.sockets:
+                proto = _DatagramProtocol(self.slot, handler)
+                transport, _ = await loop.create_datagram_endpoint(_returning(proto), sock=sock)
+                self._transports.append(transport)
+                self._protocols.append(proto)
+        except BaseException:
+            await self.stop()
+            raise
+        self.addresses = [sock.getsockname() for sock in self.sockets]
+
+    async def stop(self) -> None:
+        for transport in self._transports:
+            transport.close()
+        for proto in self._protocols:
+            for task in list(proto.tasks):
+                task.cancel()
+        self._transports.clear()
+        self._protocols.clear()
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+        self._cleanup_unix()
+
+
+def _returning(proto: _DatagramProtocol) -> Callable[[], _DatagramProtocol]:
+    return lambda: proto
+
+
+def build_listeners(config: ListenerConfig, slot: ListenerSlot) -> list[Listener]:
+    """The listeners a handler needs: stream, datagram, or both (a DNS-style handler)."""
+    handler = slot.handler
+    out: list[Listener] = []
+    if isinstance(handler, StreamHandler | ProtocolHandler):
+        out.append(StreamListener(config, slot))
+    if isinstance(handler, DatagramHandler):
+        out.append(DatagramListener(config, slot))
+    return out
+
+
+# -- binding -------------------------------------------------------------------------------------
+
+
+def _bind_inet(
+    bind: BindAddress, sock_type: int, reuse_port: bool, what: str
+) -> list[socket.socket]:
+    host = bind.host or None
+    if host in ("*",):
+        host = None
+    try:
+        infos = socket.getaddrinfo(
+            host, bind.port, type=sock_type, flags=socket.AI_PASSIVE | socket.AI_ADDRCONFIG
+        )
+    except socket.gaierror as exc:
+        raise StartupError(f"{what}: cannot resolve {bind.host!r}: {exc.strerror}") from None
+    seen: set[tuple[Any, ...]] = set()
+    sockets: list[socket.socket] = []
+    try:
+        for family, stype, proto, _, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, stype, proto)
+            sockets.append(sock)
+            if sock_type == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise StartupError(f"{what}: cannot bind: {exc.strerror or exc}") from None
+    return sockets
+
+
+def _bind_unix(path: str, sock_type: int, what: str) -> socket.socket:
+    _remove_stale_unix_socket(path, sock_type, what)
+    sock = socket.socket(socket.AF_UNIX, sock_type)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"{what}: cannot bind: {exc.strerror or exc}") from None
+    return sock
+
+
+def _remove_stale_unix_socket(path: str, sock_type: int, what: str) -> None:
+    """Unlink a socket file left by a dead process; refuse if something live owns it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StartupError(f"{what}: cannot use {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise StartupError(f"{what}: {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, sock_type)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: nobody is listening
+        return
+    except OSError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise StartupError(f"{what}: cannot bind: {path} is in use by a running server")

@@ -1,0 +1,1 @@
+"""Built-in protocol handlers: thin drivers of ``aionet.proto`` codecs or adapters of engines."""

@@ -1,0 +1,13 @@
+"""Test helpers for aionet and for handler authors.
+
+* ``serve(config)`` — async context manager: a running ``Server`` on the given config (a dict or
+  a ``Config``), ready, its listeners bound (use port 0), shut down on exit.
+* ``MemoryTransport`` — an in-memory transport to drive a protocol without sockets.
+* the pytest plugin (``aionet.testing.fixtures``, loaded automatically) provides the
+  ``aionet_server`` fixture.
+"""
+
+from ._serve import serve as serve
+from .transport import MemoryTransport as MemoryTransport
+
+__all__ = ["MemoryTransport", "serve"]
