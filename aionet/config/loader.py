@@ -204,7 +204,8 @@ def _check_listeners(source: Source) -> None:
         try:
             listener = ListenerConfig.model_validate(item)
         except ValidationError:
-            continue  # already reported by the whole-config validation
+            _check_protocol_only(source, i, item)  # the rest was reported by the whole config
+            continue
         if listener.name in names:
             first = names[listener.name]
             source.issue(
@@ -233,6 +234,19 @@ def _check_listeners(source: Source) -> None:
                 )
             else:
                 taken.append((*key, i))
+
+
+def _check_protocol_only(source: Source, index: int, item: Any) -> None:
+    """Report an unknown protocol even on a listener whose other keys are invalid."""
+    protocol = item.get("protocol") if isinstance(item, dict) else None
+    if not isinstance(protocol, str) or not protocol:
+        return
+    from ..core.registry import resolve
+
+    try:
+        resolve(protocol)
+    except RegistryError as exc:
+        source.issue(("listeners", index, "protocol"), str(exc))
 
 
 def _address_key(

@@ -18,7 +18,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -217,8 +217,8 @@ class ListenerSlot:
     def refuse(self, transport: asyncio.BaseTransport, peer: Any, reason: str) -> None:
         self.stats.refused[reason] += 1
         self.log.info("connection_refused", peer=format_peer(peer), reason=reason)
-        if self.refusal and isinstance(transport, asyncio.WriteTransport):
-            transport.write(self.refusal)
+        if self.refusal:
+            cast("asyncio.WriteTransport", transport).write(self.refusal)
         transport.close()
 
     def release(self, rec: ConnectionRecord) -> None:
@@ -429,8 +429,8 @@ class Tracked:
     _aionet_rec: ConnectionRecord | None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        rec = self._aionet_slot.admit(transport)
-        self._aionet_rec = rec
+        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
+        rec = self._aionet_rec = self._aionet_slot.admit(transport)
         if rec is not None:
             try:
                 super().connection_made(transport)  # type: ignore[misc]
@@ -466,18 +466,71 @@ class Tracked:
             rec.release()
 
 
-class _TrackedBuffered(Tracked):
-    """``Tracked`` for ``asyncio.BufferedProtocol`` classes (bytes counted in buffer_updated)."""
+def _tracked_subclass(cls: type) -> type:
+    """A single-inheritance subclass of ``cls`` with ``Tracked``'s behaviour.
 
-    if not TYPE_CHECKING:
-        __slots__ = ()
+    CPython only allows ``obj.__class__ = new`` when ``new`` has the same layout, which a mixin
+    base in front of ``cls`` breaks; a direct subclass that adds no slots keeps it. The methods
+    call ``cls``'s own through closures (zero-argument ``super()`` cannot be reused here).
+    """
+    base: Any = cls
+    made, data = base.connection_made, base.data_received
+    eof, lost = base.eof_received, base.connection_lost
 
-    def buffer_updated(self, nbytes: int) -> None:
+    def connection_made(self: Any, transport: asyncio.BaseTransport) -> None:
+        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
+        rec = self._aionet_rec = self._aionet_slot.admit(transport)
+        if rec is not None:
+            try:
+                made(self, transport)
+            except Exception as exc:
+                rec.slot.handler_error(rec, exc)
+                rec.transport.abort()
+
+    def data_received(self: Any, chunk: bytes) -> None:
         rec = self._aionet_rec
         if rec is not None:
-            rec.bytes_in += nbytes
+            rec.bytes_in += len(chunk)
             rec.last_active = rec.clock.now
-            super().buffer_updated(nbytes)  # type: ignore[misc]
+            try:
+                data(self, chunk)
+            except Exception as exc:
+                rec.slot.handler_error(rec, exc)
+                rec.transport.abort()
+
+    def eof_received(self: Any) -> bool | None:
+        return None if self._aionet_rec is None else eof(self)
+
+    def connection_lost(self: Any, exc: Exception | None) -> None:
+        rec = self._aionet_rec
+        if rec is None:
+            return
+        self._aionet_rec = None
+        try:
+            lost(self, exc)
+        finally:
+            rec.release()
+
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "_aionet_tracked": True,
+        "connection_made": connection_made,
+        "data_received": data_received,
+        "eof_received": eof_received,
+        "connection_lost": connection_lost,
+    }
+    if issubclass(cls, asyncio.BufferedProtocol):
+        updated = base.buffer_updated
+
+        def buffer_updated(self: Any, nbytes: int) -> None:
+            rec = self._aionet_rec
+            if rec is not None:
+                rec.bytes_in += nbytes
+                rec.last_active = rec.clock.now
+                updated(self, nbytes)
+
+        namespace["buffer_updated"] = buffer_updated
+    return type(f"Tracked{cls.__name__}", (cls,), namespace)
 
 
 class _Proxy(Tracked, asyncio.Protocol):
@@ -492,8 +545,8 @@ class _Proxy(Tracked, asyncio.Protocol):
         return getattr(self._inner, name)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        rec = self._aionet_slot.admit(transport)
-        self._aionet_rec = rec
+        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
+        rec = self._aionet_rec = self._aionet_slot.admit(transport)
         if rec is not None:
             try:
                 self._inner.connection_made(transport)
@@ -506,7 +559,11 @@ class _Proxy(Tracked, asyncio.Protocol):
         if rec is not None:
             rec.bytes_in += len(data)
             rec.last_active = rec.clock.now
-            self._inner.data_received(data)
+            try:
+                self._inner.data_received(data)
+            except Exception as exc:
+                rec.slot.handler_error(rec, exc)
+                rec.transport.abort()
 
     def eof_received(self) -> bool | None:
         return None if self._aionet_rec is None else self._inner.eof_received()
@@ -536,19 +593,21 @@ def track(protocol: asyncio.BaseProtocol, slot: ListenerSlot) -> asyncio.BasePro
 
     A protocol that already subclasses ``Tracked`` (aionet's own, written for speed) is only
     handed its slot. Any other protocol object has its class swapped, once per class, for a
-    subclass with the ``Tracked`` mixin in front, so the object stays itself (no wrapper in the
-    data path, and in-place TLS upgrades keep working). Classes that refuse the swap (C types,
-    ``__slots__`` without ``__dict__``) are wrapped in a forwarding proxy instead.
+    generated direct subclass with the tracking callbacks, so the object stays itself (no
+    wrapper in the data path, and in-place TLS upgrades that re-target a transport at the same
+    object keep the tracking). Classes that refuse the swap (C types, ``__slots__`` without
+    ``__dict__``) are wrapped in a forwarding proxy instead.
     """
     if isinstance(protocol, Tracked):
         protocol._aionet_slot = slot
         return protocol
     cls = type(protocol)
+    if getattr(cls, "_aionet_tracked", False):
+        protocol._aionet_slot = slot  # type: ignore[attr-defined]
+        return protocol
     tracked = _tracked_classes.get(cls)
     if tracked is None:
-        mixin = _TrackedBuffered if isinstance(protocol, asyncio.BufferedProtocol) else Tracked
-        tracked = type(f"Tracked{cls.__name__}", (mixin, cls), {"__slots__": ()})
-        _tracked_classes[cls] = tracked
+        tracked = _tracked_classes[cls] = _tracked_subclass(cls)
     try:
         protocol.__class__ = tracked
         protocol._aionet_slot = slot  # type: ignore[attr-defined]
@@ -585,8 +644,8 @@ class StreamProtocol(Tracked, asyncio.StreamReaderProtocol):
         self._aionet_reader: asyncio.StreamReader | None = reader  # strong until connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        rec = self._aionet_slot.admit(transport)
-        self._aionet_rec = rec
+        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
+        rec = self._aionet_rec = self._aionet_slot.admit(transport)
         reader, self._aionet_reader = self._aionet_reader, None
         if rec is None or reader is None:
             return

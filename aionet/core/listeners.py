@@ -212,6 +212,7 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self.handler = handler
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.DatagramTransport", transport)
@@ -251,6 +252,10 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.slot.log.debug("datagram_error", error=repr(exc))
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
 
 class DatagramListener(Listener):
     """UDP (v4/v6) or unix datagram endpoint, for DatagramHandler."""
@@ -286,6 +291,8 @@ class DatagramListener(Listener):
         for proto in self._protocols:
             for task in list(proto.tasks):
                 task.cancel()
+        if self._protocols:  # the loop closes its socket (uvloop: a dup) only after this
+            await asyncio.wait([p.closed for p in self._protocols], timeout=5)
         self._transports.clear()
         self._protocols.clear()
         for sock in self.sockets:

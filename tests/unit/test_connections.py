@@ -1,0 +1,259 @@
+"""The connection manager on in-memory transports: admission, refusal, release, idle sweep."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import structlog
+
+from aionet.config.models import Limits
+from aionet.core.connections import IDLE_CLOSE_GRACE, ConnectionManager, ListenerSlot, track
+from aionet.core.handler import HandlerOptions, ProtocolHandler, Services
+from aionet.handlers.echo import EchoHandler, EchoProtocol
+from aionet.testing import MemoryTransport
+
+
+def make_slot(
+    manager: ConnectionManager,
+    name: str = "l",
+    limits: Limits | None = None,
+    handler: ProtocolHandler | None = None,
+) -> ListenerSlot:
+    services = Services(listener=name, data_dir=Path("."), log=structlog.get_logger())
+    handler = handler or EchoHandler(HandlerOptions(), services)
+    return manager.add_listener(name, handler, limits or Limits())
+
+
+def connect(
+    slot: ListenerSlot, ip: str = "10.0.0.1", port: int = 1000
+) -> tuple[EchoProtocol, MemoryTransport]:
+    proto = track(slot.handler.protocol_factory(), slot)  # type: ignore[attr-defined]
+    transport = MemoryTransport(peername=(ip, port))
+    transport.connect(proto)
+    assert isinstance(proto, EchoProtocol)
+    return proto, transport
+
+
+class Refusing(ProtocolHandler):
+    def refusal(self) -> bytes:
+        return b"421 busy\r\n"
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        return EchoProtocol()
+
+
+def test_echo_counts_bytes_and_releases_on_close() -> None:
+    manager = ConnectionManager(Limits())
+    slot = make_slot(manager)
+    _, t = connect(slot)
+    t.feed(b"hello")
+    assert t.take() == b"hello"
+    [rec] = manager.live.values()
+    assert (rec.bytes_in, rec.bytes_out, rec.peer) == (5, 5, ("10.0.0.1", 1000))
+    t.close()
+    assert manager.live == {} and manager.per_ip == {}
+    assert slot.stats.as_dict() | {"refused": {}} == {
+        "accepted": 1,
+        "closed": 1,
+        "idle_closed": 0,
+        "handler_errors": 0,
+        "bytes_in": 5,
+        "bytes_out": 5,
+        "datagrams_in": 0,
+        "datagrams_out": 0,
+        "refused": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("server_limits", "listener_limits", "reason"),
+    [
+        (Limits(max_connections=2), Limits(), "max_connections"),
+        (Limits(), Limits(max_connections=2), "listener_max_connections"),
+        (Limits(max_connections_per_ip=2), Limits(), "max_connections_per_ip"),
+        (Limits(), Limits(max_connections_per_ip=2), "listener_max_connections_per_ip"),
+    ],
+)
+def test_caps_refuse_with_the_handler_refusal(
+    server_limits: Limits, listener_limits: Limits, reason: str
+) -> None:
+    manager = ConnectionManager(server_limits)
+    services = Services(listener="l", data_dir=Path("."), log=structlog.get_logger())
+    slot = make_slot(manager, limits=listener_limits, handler=Refusing(HandlerOptions(), services))
+    connect(slot, port=1)
+    connect(slot, port=2)
+    _, third = connect(slot, port=3)
+    assert third.take() == b"421 busy\r\n"
+    assert third.closed and not third.aborted
+    assert len(manager.live) == 2
+    assert slot.stats.refused == {reason: 1}
+    third.feed(b"ignored")  # a refused connection never reaches the protocol
+    assert third.take() == b""
+
+
+def test_per_ip_cap_counts_each_ip_separately() -> None:
+    manager = ConnectionManager(Limits(max_connections_per_ip=1))
+    slot = make_slot(manager)
+    _, a = connect(slot, ip="10.0.0.1")
+    _, b = connect(slot, ip="10.0.0.2")
+    _, c = connect(slot, ip="10.0.0.1")
+    assert (a.closed, b.closed, c.closed) == (False, False, True)
+    a.close()
+    _, d = connect(slot, ip="10.0.0.1")  # the slot was released
+    assert not d.closed
+    assert manager.per_ip == {"10.0.0.1": 1, "10.0.0.2": 1}
+
+
+def test_listener_caps_are_per_listener() -> None:
+    manager = ConnectionManager(Limits())
+    one = make_slot(manager, "one", Limits(max_connections=1))
+    two = make_slot(manager, "two", Limits(max_connections=1))
+    _, a = connect(one)
+    _, b = connect(two)
+    _, c = connect(one)
+    assert (a.closed, b.closed, c.closed) == (False, False, True)
+
+
+def test_draining_refuses_new_connections() -> None:
+    manager = ConnectionManager(Limits())
+    slot = make_slot(manager)
+    manager.begin_drain()
+    _, t = connect(slot)
+    assert t.closed
+    assert slot.stats.refused == {"shutting_down": 1}
+
+
+def test_idle_sweep_closes_then_aborts_a_stuck_close() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=10.0))
+    slot = make_slot(manager)
+    _, quiet = connect(slot, port=1)
+    _, busy = connect(slot, port=2)
+    start = manager.clock.now
+    manager.clock.now = start + 6
+    busy.feed(b"x")
+    manager.sweep(start + 11)
+    assert quiet.closed and not busy.closed
+    assert slot.stats.idle_closed == 1
+    # A close that never completes (peer not reading) is aborted after the grace period.
+    stuck = MemoryTransport(peername=("10.0.0.3", 3))
+    proto = track(slot.handler.protocol_factory(), slot)  # type: ignore[attr-defined]
+    stuck.close = lambda: None  # type: ignore[method-assign]
+    stuck.connect(proto)
+    manager.sweep(start + 22)
+    assert not stuck.aborted
+    manager.sweep(start + 22 + IDLE_CLOSE_GRACE)
+    assert stuck.aborted
+
+
+def test_listener_idle_timeout_overrides_server() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=100.0))
+    fast = make_slot(manager, "fast", Limits(idle_timeout=1.0))
+    slow = make_slot(manager, "slow")
+    _, a = connect(fast)
+    _, b = connect(slow)
+    manager.sweep(manager.clock.now + 2)
+    assert a.closed and not b.closed
+
+
+async def test_wait_empty_fires_on_last_release() -> None:
+    manager = ConnectionManager(Limits())
+    slot = make_slot(manager)
+    _, t = connect(slot)
+    waiter = asyncio.create_task(manager.wait_empty(5))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    t.close()
+    assert await waiter is True
+    assert await manager.wait_empty(0.01) is True
+
+
+async def test_wait_empty_times_out_and_abort_all() -> None:
+    manager = ConnectionManager(Limits())
+    slot = make_slot(manager)
+    _, t = connect(slot)
+    assert await manager.wait_empty(0.01) is False
+    assert manager.abort_all() == 1
+    assert t.aborted and manager.live == {}
+
+
+def test_echo_flow_control_pauses_reading_when_peer_does_not_read() -> None:
+    manager = ConnectionManager(Limits())
+    slot = make_slot(manager)
+    _, t = connect(slot)
+    t.high_water = 1000
+    t.feed(b"x" * 600)
+    assert t.reading
+    t.feed(b"x" * 600)  # over the high-water mark: the echo stops reading
+    assert not t.reading
+    t.take()  # the peer reads: writing resumes, so does reading
+    assert t.reading
+
+
+class ThirdParty(asyncio.Protocol):
+    """Stands for a third-party protocol class (aiosmtpd's SMTP) that knows nothing of aionet."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.events.append("made")
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append(f"data:{data.decode()}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.events.append("lost")
+
+
+class Wrapping(ProtocolHandler):
+    def protocol_factory(self) -> asyncio.Protocol:
+        return ThirdParty()
+
+
+def test_third_party_protocol_is_tracked_unchanged() -> None:
+    manager = ConnectionManager(Limits(max_connections=1))
+    services = Services(listener="w", data_dir=Path("."), log=structlog.get_logger())
+    slot = make_slot(manager, "w", handler=Wrapping(HandlerOptions(), services))
+    proto = track(slot.handler.protocol_factory(), slot)  # type: ignore[attr-defined]
+    assert isinstance(proto, ThirdParty)  # the same object, not a wrapper
+    t = MemoryTransport()
+    t.connect(proto)
+    t.feed(b"hi")
+    assert manager.live[next(iter(manager.live))].bytes_in == 2
+    # An in-place upgrade (STARTTLS) re-targets a new transport at the same object: still tracked.
+    t.close()
+    assert proto.events == ["made", "data:hi", "lost"]
+    assert manager.live == {}
+    first = track(ThirdParty(), slot)
+    MemoryTransport().connect(first)
+    second = track(ThirdParty(), slot)
+    refused = MemoryTransport()
+    refused.connect(second)  # over max_connections=1
+    assert refused.closed
+    assert (first.events, second.events) == (["made"], [])  # type: ignore[attr-defined]
+
+
+class Raising(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        raise ValueError("handler bug")
+
+
+class RaisingHandler(ProtocolHandler):
+    def protocol_factory(self) -> asyncio.Protocol:
+        return Raising()
+
+
+def test_raising_protocol_is_counted_and_aborted() -> None:
+    manager = ConnectionManager(Limits())
+    services = Services(listener="r", data_dir=Path("."), log=structlog.get_logger())
+    slot = make_slot(manager, "r", handler=RaisingHandler(HandlerOptions(), services))
+    proto = track(slot.handler.protocol_factory(), slot)  # type: ignore[attr-defined]
+    t = MemoryTransport()
+    t.connect(proto)
+    t.feed(b"boom")
+    assert t.aborted
+    assert slot.stats.handler_errors == 1
+    assert manager.live == {}

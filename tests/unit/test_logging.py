@@ -1,0 +1,92 @@
+"""structlog set-up: JSON or console, levels, stdlib logging of dependencies routed through it."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from aionet.core.logging import configure_logging, get_logger
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def restore() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_aionet", False):
+            root.removeHandler(h)
+    root.setLevel(logging.WARNING)
+
+
+def test_auto_is_json_when_not_a_tty() -> None:
+    out = io.StringIO()
+    assert configure_logging("auto", "info", out) == "json"
+    structlog.get_logger().bind(listener="echo").info("connection_closed", conn_id=3)
+    entry = json.loads(out.getvalue())
+    assert entry["event"] == "connection_closed"
+    assert entry["conn_id"] == 3 and entry["listener"] == "echo"
+    assert entry["level"] == "info" and entry["timestamp"].endswith("Z")
+
+
+def test_auto_is_console_on_a_tty() -> None:
+    out = Tty()
+    assert configure_logging("auto", "info", out) == "console"
+    structlog.get_logger().info("listener_started", address="127.0.0.1:7007")
+    text = out.getvalue()
+    assert "listener_started" in text and "127.0.0.1:7007" in text
+    with pytest.raises(ValueError, match="Expecting value"):
+        json.loads(text)
+
+
+def test_level_filters() -> None:
+    out = io.StringIO()
+    configure_logging("json", "warning", out)
+    log = structlog.get_logger()
+    log.info("dropped")
+    log.warning("kept")
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["kept"]
+
+
+def test_stdlib_logging_goes_through_the_same_renderer() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    logging.getLogger("mail.log").info("aiosmtpd says %s", "hi")
+    entry = json.loads(out.getvalue())
+    assert entry == {**entry, "event": "aiosmtpd says hi", "logger": "mail.log", "level": "info"}
+
+
+def test_exceptions_are_rendered_in_json() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        structlog.get_logger().error("handler_error", exc_info=exc)
+    entry = json.loads(out.getvalue())
+    assert "RuntimeError: boom" in entry["exception"]
+
+
+def test_reconfiguring_does_not_stack_handlers() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    configure_logging("json", "info", out)
+    logging.getLogger("x").warning("once")
+    assert len(out.getvalue().splitlines()) == 1
+
+
+def test_named_logger() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    get_logger("aionet.access").info("request", status=200)
+    assert json.loads(out.getvalue())["logger"] == "aionet.access"
