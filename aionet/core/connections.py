@@ -413,65 +413,33 @@ def _decrement(counts: dict[str, int], key: str) -> None:
 
 
 class Tracked:
-    """Mixin that puts an ``asyncio.Protocol`` under the connection manager.
+    """Marker base for protocols that do their own tracking inline (aionet's hot paths).
 
-    ``connection_made`` asks the slot to admit the connection before the protocol's own
-    ``connection_made`` runs (a refused connection never reaches the protocol);
-    ``data_received`` counts bytes and marks activity; ``connection_lost`` releases the record
-    after the protocol's own ``connection_lost``, in a ``finally``. Since the mixin is part of
-    the protocol object itself, an in-place TLS upgrade that re-targets the transport at the
-    same object (aiosmtpd's STARTTLS) keeps the tracking.
+    Such a protocol must, in ``connection_made``, set ``self._aionet_rec`` to
+    ``self._aionet_slot.admit(transport)`` and do nothing more when that is None (refused);
+    per read, add to ``rec.bytes_in`` and copy ``rec.clock.now`` to ``rec.last_active``; and
+    in ``connection_lost`` call ``rec.release()`` once. ``EchoProtocol`` is the model. Every
+    other protocol gets the same behaviour from ``track()`` without writing any of it.
     """
 
-    if not TYPE_CHECKING:  # no instance dict of its own; mypy still sees the attributes
+    if not TYPE_CHECKING:  # adds no instance dict; mypy still sees the attributes
         __slots__ = ()
     _aionet_slot: ListenerSlot
     _aionet_rec: ConnectionRecord | None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
-        rec = self._aionet_rec = self._aionet_slot.admit(transport)
-        if rec is not None:
-            try:
-                super().connection_made(transport)  # type: ignore[misc]
-            except Exception as exc:
-                rec.slot.handler_error(rec, exc)
-                rec.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        rec = self._aionet_rec
-        if rec is not None:
-            rec.bytes_in += len(data)
-            rec.last_active = rec.clock.now
-            try:
-                super().data_received(data)  # type: ignore[misc]
-            except Exception as exc:
-                rec.slot.handler_error(rec, exc)
-                rec.transport.abort()
-
-    def eof_received(self) -> bool | None:
-        if self._aionet_rec is None:
-            return None
-        result: bool | None = super().eof_received()  # type: ignore[misc]
-        return result
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        rec = self._aionet_rec
-        if rec is None:
-            return
-        self._aionet_rec = None
-        try:
-            super().connection_lost(exc)  # type: ignore[misc]
-        finally:
-            rec.release()
-
 
 def _tracked_subclass(cls: type) -> type:
-    """A single-inheritance subclass of ``cls`` with ``Tracked``'s behaviour.
+    """A direct subclass of ``cls`` whose callbacks put it under the connection manager.
 
-    CPython only allows ``obj.__class__ = new`` when ``new`` has the same layout, which a mixin
-    base in front of ``cls`` breaks; a direct subclass that adds no slots keeps it. The methods
-    call ``cls``'s own through closures (zero-argument ``super()`` cannot be reused here).
+    ``connection_made`` asks the slot to admit the connection before ``cls``'s own runs (a
+    refused connection never reaches the protocol); ``data_received`` counts bytes and marks
+    activity; an exception from the protocol is logged, counted and aborts the connection;
+    ``connection_lost`` releases the record after ``cls``'s own, in a ``finally``.
+
+    It is a direct subclass adding no slots because CPython only allows ``obj.__class__ = new``
+    between classes of the same layout (a mixin base in front of ``cls`` breaks that); the
+    methods reach ``cls``'s own through closures, since zero-argument ``super()`` cannot be
+    shared between generated classes.
     """
     base: Any = cls
     made, data = base.connection_made, base.data_received
@@ -533,50 +501,27 @@ def _tracked_subclass(cls: type) -> type:
     return type(f"Tracked{cls.__name__}", (cls,), namespace)
 
 
-class _Proxy(Tracked, asyncio.Protocol):
-    """Last resort for protocol classes whose ``__class__`` cannot be swapped (C types)."""
+class _Forwarder(asyncio.Protocol):
+    """Forwards every callback to another protocol (for classes that refuse a class swap)."""
 
-    __slots__ = ("__dict__", "_inner")
-
-    def __init__(self, inner: asyncio.BaseProtocol) -> None:
-        self._inner: Any = inner
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
-        rec = self._aionet_rec = self._aionet_slot.admit(transport)
-        if rec is not None:
-            try:
-                self._inner.connection_made(transport)
-            except Exception as exc:
-                rec.slot.handler_error(rec, exc)
-                rec.transport.abort()
+        self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        rec = self._aionet_rec
-        if rec is not None:
-            rec.bytes_in += len(data)
-            rec.last_active = rec.clock.now
-            try:
-                self._inner.data_received(data)
-            except Exception as exc:
-                rec.slot.handler_error(rec, exc)
-                rec.transport.abort()
+        self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return None if self._aionet_rec is None else self._inner.eof_received()
+        result: bool | None = self._inner.eof_received()
+        return result
 
     def connection_lost(self, exc: Exception | None) -> None:
-        rec = self._aionet_rec
-        if rec is None:
-            return
-        self._aionet_rec = None
-        try:
-            self._inner.connection_lost(exc)
-        finally:
-            rec.release()
+        self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -588,34 +533,35 @@ class _Proxy(Tracked, asyncio.Protocol):
 _tracked_classes: dict[type, type] = {}
 
 
-def track(protocol: asyncio.BaseProtocol, slot: ListenerSlot) -> asyncio.BaseProtocol:
-    """Put ``protocol`` under ``slot``'s tracking and return the object to give the loop.
-
-    A protocol that already subclasses ``Tracked`` (aionet's own, written for speed) is only
-    handed its slot. Any other protocol object has its class swapped, once per class, for a
-    generated direct subclass with the tracking callbacks, so the object stays itself (no
-    wrapper in the data path, and in-place TLS upgrades that re-target a transport at the same
-    object keep the tracking). Classes that refuse the swap (C types, ``__slots__`` without
-    ``__dict__``) are wrapped in a forwarding proxy instead.
-    """
-    if isinstance(protocol, Tracked):
-        protocol._aionet_slot = slot
-        return protocol
-    cls = type(protocol)
-    if getattr(cls, "_aionet_tracked", False):
-        protocol._aionet_slot = slot  # type: ignore[attr-defined]
-        return protocol
+def _tracked_class(cls: type) -> type:
     tracked = _tracked_classes.get(cls)
     if tracked is None:
         tracked = _tracked_classes[cls] = _tracked_subclass(cls)
+    return tracked
+
+
+def track(protocol: asyncio.BaseProtocol, slot: ListenerSlot) -> asyncio.BaseProtocol:
+    """Put ``protocol`` under ``slot``'s tracking and return the object to give the loop.
+
+    A ``Tracked`` protocol (aionet's own, written for speed) is only handed its slot. Any
+    other protocol object has its class swapped, once per class, for a generated direct
+    subclass with the tracking callbacks, so the object stays itself: no wrapper in the data
+    path, and an in-place TLS upgrade that re-targets a transport at the same object (aiosmtpd's
+    STARTTLS) keeps the tracking. A class that refuses the swap (a C type, ``__slots__``
+    without ``__dict__``) is wrapped in a forwarding proxy instead.
+    """
+    cls = type(protocol)
+    if not (isinstance(protocol, Tracked) or getattr(cls, "_aionet_tracked", False)):
+        try:
+            protocol.__class__ = _tracked_class(cls)
+        except TypeError:
+            protocol = _tracked_class(_Forwarder)(protocol)
     try:
-        protocol.__class__ = tracked
         protocol._aionet_slot = slot  # type: ignore[attr-defined]
-    except (TypeError, AttributeError):
+    except AttributeError:
         protocol.__class__ = cls
-        proxy = _Proxy(protocol)
-        proxy._aionet_slot = slot
-        return proxy
+        protocol = _tracked_class(_Forwarder)(protocol)
+        protocol._aionet_slot = slot  # type: ignore[attr-defined]
     return protocol
 
 
@@ -633,26 +579,29 @@ class _CountingWriter(asyncio.StreamWriter):
             self.write(chunk)
 
 
-class StreamProtocol(Tracked, asyncio.StreamReaderProtocol):
+class _StreamProtocolBase(asyncio.StreamReaderProtocol):
     """The protocol behind every ``StreamHandler`` connection: streams plus one task."""
 
     def __init__(self, slot: ListenerSlot, handler: StreamHandler, loop: asyncio.AbstractEventLoop):
         reader = asyncio.StreamReader(limit=handler.stream_limit, loop=loop)
         super().__init__(reader, loop=loop)
         self._aionet_slot = slot
+        self._aionet_rec: ConnectionRecord | None = None
         self._aionet_handler = handler
         self._aionet_reader: asyncio.StreamReader | None = reader  # strong until connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
-        rec = self._aionet_rec = self._aionet_slot.admit(transport)
         reader, self._aionet_reader = self._aionet_reader, None
-        if rec is None or reader is None:
-            return
-        asyncio.StreamReaderProtocol.connection_made(self, transport)
+        rec = self._aionet_rec
+        assert rec is not None
+        assert reader is not None
+        super().connection_made(transport)
         loop = self._loop  # type: ignore[attr-defined]
         writer = _CountingWriter(transport, self, reader, loop)  # type: ignore[arg-type]
         writer._aionet_rec = rec
         self._stream_writer = writer
         conn = Connection(reader, writer, rec)
         rec.task = loop.create_task(self._aionet_slot.serve_stream(conn, self._aionet_handler))
+
+
+StreamProtocol: type[_StreamProtocolBase] = _tracked_class(_StreamProtocolBase)
