@@ -240,3 +240,42 @@ async def test_udp_and_tcp_echo_share_a_port_number(tmp_path: Path) -> None:
     async with serve(config, data_dir=tmp_path) as server:
         assert server.address("t")[1] == server.address("u", "udp")[1] == port
         assert await ping("127.0.0.1", port, b"tcp") == b"tcp"
+
+
+async def test_reuse_port_lets_two_servers_share_a_port(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = echo_config(bind=f"127.0.0.1:{port}", reuse_port=True, backlog=16)
+    async with serve(config, data_dir=tmp_path / "a") as one, \
+            serve(config, data_dir=tmp_path / "b") as two:
+        answers = await asyncio.gather(*(ping("127.0.0.1", port, b"%d" % i) for i in range(64)))
+        assert answers == [b"%d" % i for i in range(64)]
+        await asyncio.sleep(0.05)
+        total = sum(s.manager.slots["echo"].stats.accepted for s in (one, two))
+        assert total == 64
+
+
+async def test_without_reuse_port_a_second_bind_fails(tmp_path: Path) -> None:
+    from aionet.errors import StartupError
+
+    async with serve(echo_config(), data_dir=tmp_path) as one:
+        port = one.address("echo")[1]
+        with pytest.raises(StartupError, match="Address already in use"):
+            async with serve(echo_config(bind=f"127.0.0.1:{port}"), data_dir=tmp_path):
+                pass
+
+
+async def test_unix_datagram_echo(tmp_path: Path) -> None:
+    path = tmp_path / "udp.sock"
+    config = {"listeners": [{"name": "u", "protocol": "udp-echo", "bind": f"unix:{path}"}]}
+    async with serve(config, data_dir=tmp_path):
+
+        def client() -> bytes:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.bind(str(tmp_path / "client.sock"))  # a named socket, so it can be answered
+                s.settimeout(2)
+                s.sendto(b"unix datagram", str(path))
+                return s.recv(100)
+
+        assert await asyncio.to_thread(client) == b"unix datagram"
