@@ -29,6 +29,8 @@ ENTRY_POINT_GROUP = "aionet.handlers"
 BUILTIN: dict[str, str] = {
     "echo": "aionet.handlers.echo:EchoHandler",
     "udp-echo": "aionet.handlers.udp_echo:UdpEchoHandler",
+    "http": "aionet.handlers.http:HttpHandler",
+    "dns": "aionet.handlers.dns:DnsHandler",
 }
 
 _registered: dict[str, type[Handler]] = {}
