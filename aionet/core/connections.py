@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
@@ -179,6 +180,8 @@ class ListenerSlot:
         "handler",
         "idle_timeout",
         "log",
+        "log_closed",
+        "log_opened",
         "manager",
         "max_connections",
         "max_per_ip",
@@ -203,6 +206,10 @@ class ListenerSlot:
         self.stats = ListenerStats()
         self.refusal = handler.refusal()
         self.log: FilteringBoundLogger = _log.bind(listener=name)
+        # Skip building the per-connection log event when it would be filtered out anyway.
+        is_enabled = getattr(self.log, "is_enabled_for", None)
+        self.log_closed = is_enabled is None or is_enabled(logging.INFO)
+        self.log_opened = is_enabled is None or is_enabled(logging.DEBUG)
 
     def admit(self, transport: asyncio.BaseTransport) -> ConnectionRecord | None:
         """Admit the connection and return its record, or refuse it (reply, close) → None."""
@@ -294,7 +301,8 @@ class ConnectionManager:
             self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
             if slot.max_per_ip is not None:
                 slot.per_ip[ip] = slot.per_ip.get(ip, 0) + 1
-        slot.log.debug("connection_opened", conn_id=rec.id, peer=format_peer(peer))
+        if slot.log_opened:
+            slot.log.debug("connection_opened", conn_id=rec.id, peer=format_peer(peer))
         return rec
 
     def remove(self, rec: ConnectionRecord) -> None:
@@ -311,14 +319,15 @@ class ConnectionManager:
             _decrement(self.per_ip, ip)
             if slot.max_per_ip is not None:
                 _decrement(slot.per_ip, ip)
-        slot.log.info(
-            "connection_closed",
-            conn_id=rec.id,
-            peer=format_peer(rec.peer),
-            duration=round(time.monotonic() - rec.started, 3),
-            bytes_in=rec.bytes_in,
-            bytes_out=rec.bytes_out,
-        )
+        if slot.log_closed:
+            slot.log.info(
+                "connection_closed",
+                conn_id=rec.id,
+                peer=format_peer(rec.peer),
+                duration=round(time.monotonic() - rec.started, 3),
+                bytes_in=rec.bytes_in,
+                bytes_out=rec.bytes_out,
+            )
         if not self.live and self._empty is not None:
             self._empty.set()
 

@@ -142,6 +142,8 @@ class _AcceptLoop:
         self.factory = factory
         self.listener = listener
         self.batch = listener.config.backlog
+        self.family, self.kind = sock.family, sock.type
+        self.tcp = sock.family != socket.AF_UNIX
         self.pending: set[asyncio.Task[Any]] = set()
         self._paused: asyncio.TimerHandle | None = None
         self._stopped = False
@@ -159,9 +161,11 @@ class _AcceptLoop:
             self.loop.remove_reader(self.sock.fileno())
 
     def _on_readable(self) -> None:
+        accept = self.sock._accept  # type: ignore[attr-defined]  # fd, addr: no wrapper object
+        family, kind = self.family, self.kind
         for _ in range(self.batch):
             try:
-                conn, _addr = self.sock.accept()
+                fd, _addr = accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -170,11 +174,11 @@ class _AcceptLoop:
                     return
                 continue  # ECONNABORTED, EPROTO...: that peer is gone, keep accepting
             self._capacity_logged = False
-            self._hand_over(conn)
+            self._hand_over(socket.socket(family, kind, 0, fd))
 
     def _hand_over(self, conn: socket.socket) -> None:
         conn.setblocking(False)
-        if conn.family != socket.AF_UNIX:
+        if self.tcp:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         coro = self.loop.connect_accepted_socket(self.factory, conn)
         task = self.loop.create_task(coro)

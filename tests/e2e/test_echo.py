@@ -247,8 +247,10 @@ async def test_reuse_port_lets_two_servers_share_a_port(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = echo_config(bind=f"127.0.0.1:{port}", reuse_port=True, backlog=16)
-    async with serve(config, data_dir=tmp_path / "a") as one, \
-            serve(config, data_dir=tmp_path / "b") as two:
+    async with (
+        serve(config, data_dir=tmp_path / "a") as one,
+        serve(config, data_dir=tmp_path / "b") as two,
+    ):
         answers = await asyncio.gather(*(ping("127.0.0.1", port, b"%d" % i) for i in range(64)))
         assert answers == [b"%d" % i for i in range(64)]
         await asyncio.sleep(0.05)
