@@ -1,0 +1,395 @@
+"""The auth portal: one ``authenticate`` for every protocol, with failure throttling.
+
+SMTP AUTH, POP3 USER/PASS, FTP login and the admin endpoint all call
+``Portal.authenticate(credentials, protocol, peer_ip)``; none of them reads the users file.
+
+Throttling rules (thresholds in ``ThrottleConfig``):
+
+* Failures are counted per peer network (an IPv4 address, an IPv6 /64) and per user name,
+  independently, over a sliding ``window``.
+* A failed reply is delayed by the larger of the two counts' back-off: nothing for the first
+  ``free_failures``, then ``base_delay`` doubling up to ``max_delay`` (0, 0, 0.5, 1, 2, 4, ...).
+* ``max_failures`` failures within the window lock that network or that name out for
+  ``lockout``: an attempt then gets None after ``max_delay`` without its password being checked.
+  Refused attempts do not extend the lock-out, and a lock-out starts the count afresh.
+* A success forgives exactly the failures of that (user, network) pair in both tables: a user's
+  own typos from their own network are forgotten, while another name's failures from the same
+  network (password spraying) and the name's failures from elsewhere (a distributed guess) stay.
+* Attempts are serialized per network and per name, so parallel connections cannot get more
+  than ``max_failures`` guesses checked before the lock-out applies.
+* Each table holds at most ``max_entries`` keys: expired ones are dropped first, then the least
+  recently failed, so spraying random names or addresses cannot grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, Self
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..config.types import Duration
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from .users import User
+
+__all__ = [
+    "AuthCounters",
+    "Credentials",
+    "Portal",
+    "Throttle",
+    "ThrottleConfig",
+    "Verifier",
+    "network_key",
+]
+
+Outcome = Literal["succeeded", "failed", "locked_out"]
+
+_MAX_KEY_LEN = 256  # longer names cannot exist; truncating keeps table keys small
+_MAX_LOGGED_NAME = 64
+_MAX_EXPONENT = 62
+
+log = structlog.get_logger("aionet.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user name and password as a protocol received them. The password never shows in repr."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+class Verifier(Protocol):
+    """What the portal checks passwords with (``UserStore`` is one)."""
+
+    async def verify_async(self, name: str, password: str) -> User | None:
+        """The user if ``password`` is theirs, else None, in the same time for unknown names."""
+        ...
+
+
+class ThrottleConfig(BaseModel):
+    """Failure throttling thresholds. Durations accept ``250ms``, ``10s``, ``5m``.
+
+    Attributes:
+        max_failures: failures within ``window`` that start a lock-out.
+        window: how long a failure counts.
+        lockout: how long a lock-out lasts.
+        base_delay: the first non-zero reply delay; each further failure doubles it.
+        max_delay: the cap of the reply delay; also the delay of a locked-out attempt.
+        free_failures: failures answered without delay.
+        max_entries: the most keys each table (networks, names) holds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_failures: int = Field(default=5, ge=1)
+    window: Duration = 300.0
+    lockout: Duration = 900.0
+    base_delay: Duration = 0.5
+    max_delay: Duration = 8.0
+    free_failures: int = Field(default=2, ge=0)
+    max_entries: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> Self:
+        if self.max_delay < self.base_delay:
+            raise ValueError("max_delay must not be less than base_delay")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """The reply delay after ``failures`` failures within the window."""
+        if failures <= self.free_failures:
+            return 0.0
+        exponent = min(failures - self.free_failures - 1, _MAX_EXPONENT)
+        return float(min(self.max_delay, self.base_delay * 2**exponent))
+
+
+@dataclass
+class AuthCounters:
+    """Authentication outcomes, in total and per protocol (for the metrics endpoint)."""
+
+    succeeded: int = 0
+    failed: int = 0
+    locked_out: int = 0
+    by_protocol: dict[str, dict[Outcome, int]] = field(default_factory=dict)
+
+    def record(self, protocol: str, outcome: Outcome) -> None:
+        """Count one ``outcome`` of ``protocol``."""
+        if outcome == "succeeded":
+            self.succeeded += 1
+        elif outcome == "failed":
+            self.failed += 1
+        else:
+            self.locked_out += 1
+        per = self.by_protocol.setdefault(protocol, {"succeeded": 0, "failed": 0, "locked_out": 0})
+        per[outcome] += 1
+
+
+@dataclass(slots=True)
+class _Entry:
+    """Recent failures of one key as ``(time, other key)``, oldest first, and its lock-out end."""
+
+    failures: deque[tuple[float, str]]
+    locked_until: float = 0.0
+
+    def prune(self, horizon: float) -> None:
+        while self.failures and self.failures[0][0] <= horizon:
+            self.failures.popleft()
+
+    def dead(self, now: float, window: float) -> bool:
+        self.prune(now - window)
+        return not self.failures and self.locked_until <= now
+
+
+class _Table:
+    """Failures per key (a network or a name), LRU-bounded by ``max_entries``."""
+
+    def __init__(self, config: ThrottleConfig) -> None:
+        self._config = config
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lock_left(self, key: str, now: float) -> float:
+        """Seconds left of ``key``'s lock-out (0 when it is not locked out)."""
+        entry = self._live(key, now)
+        return max(0.0, entry.locked_until - now) if entry is not None else 0.0
+
+    def fail(self, key: str, other: str, now: float) -> tuple[int, bool]:
+        """Record a failure; returns the failures in the window and whether a lock-out began."""
+        entry = self._live(key, now) or self._insert(key, now)
+        entry.failures.append((now, other))
+        self._entries.move_to_end(key)
+        count = len(entry.failures)
+        if count < self._config.max_failures:
+            return count, False
+        entry.locked_until = now + self._config.lockout
+        entry.failures.clear()
+        return count, True
+
+    def forgive(self, key: str, other: str, now: float) -> None:
+        """Forget ``key``'s failures that were paired with ``other``."""
+        entry = self._live(key, now)
+        if entry is None:
+            return
+        entry.failures = deque((f for f in entry.failures if f[1] != other), self._maxlen)
+        if entry.dead(now, self._config.window):
+            del self._entries[key]
+
+    @property
+    def _maxlen(self) -> int:
+        return self._config.max_failures
+
+    def _live(self, key: str, now: float) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.dead(now, self._config.window):
+            del self._entries[key]
+            return None
+        return entry
+
+    def _insert(self, key: str, now: float) -> _Entry:
+        self._expire(now)
+        while len(self._entries) >= self._config.max_entries:
+            self._entries.popitem(last=False)  # the least recently failed
+        entry = self._entries[key] = _Entry(deque(maxlen=self._maxlen))
+        return entry
+
+    def _expire(self, now: float) -> None:
+        """Drop dead entries from the least recently failed end (stops at the first live one)."""
+        while self._entries:
+            key, entry = next(iter(self._entries.items()))
+            if not entry.dead(now, self._config.window):
+                return
+            del self._entries[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    failures: int
+    delay: float
+    locked: tuple[str, ...]  # the scopes ("ip", "user") whose lock-out this failure started
+
+
+class Throttle:
+    """Per-network and per-name failure tables; time is passed in, never read.
+
+    Args:
+        config: the thresholds.
+    """
+
+    def __init__(self, config: ThrottleConfig) -> None:
+        self.config = config
+        self.by_ip = _Table(config)
+        self.by_user = _Table(config)
+
+    def lock_left(self, user: str, ip: str | None, now: float) -> float:
+        """Seconds left of the longest lock-out applying to this name or network (0: none)."""
+        by_ip = self.by_ip.lock_left(ip, now) if ip is not None else 0.0
+        return max(by_ip, self.by_user.lock_left(user, now))
+
+    def failure(self, user: str, ip: str | None, now: float) -> _Failure:
+        """Record a failed attempt of ``user`` from ``ip``."""
+        count, user_locked = self.by_user.fail(user, ip or "", now)
+        locked: tuple[str, ...] = ("user",) if user_locked else ()
+        if ip is not None:
+            ip_count, ip_locked = self.by_ip.fail(ip, user, now)
+            count = max(count, ip_count)
+            locked += ("ip",) if ip_locked else ()
+        return _Failure(count, self.config.delay(count), locked)
+
+    def success(self, user: str, ip: str | None, now: float) -> None:
+        """Forgive the failures of this (user, network) pair in both tables."""
+        self.by_user.forgive(user, ip or "", now)
+        if ip is not None:
+            self.by_ip.forgive(ip, user, now)
+
+
+class _KeyedLocks:
+    """One ``asyncio.Lock`` per key while anyone holds or waits for it; then it is dropped."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *keys: str) -> AsyncIterator[None]:
+        """Acquire the locks of ``keys`` in the order given (callers use one global order)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                await stack.enter_async_context(self._one(key))
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _one(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def network_key(peer_ip: str | None) -> str | None:
+    """The throttling key of a peer: the IPv4 address, or the IPv6 /64 (None for no IP)."""
+    if peer_ip is None:
+        return None
+    try:
+        addr = ipaddress.ip_address(peer_ip.split("%", 1)[0])
+    except ValueError:
+        return peer_ip[:_MAX_KEY_LEN]
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+def _printable(name: str) -> str:
+    """A user name safe to log: truncated, control characters replaced."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in name[:_MAX_LOGGED_NAME])
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    protocol: str
+    peer: str | None
+    user_key: str
+    ip_key: str | None
+
+    def log_fields(self) -> dict[str, object]:
+        return {"protocol": self.protocol, "peer": self.peer, "user": _printable(self.user_key)}
+
+
+class Portal:
+    """Authenticates credentials for every protocol, throttling failures.
+
+    Args:
+        verifier: checks passwords (a ``UserStore``).
+        throttle: the thresholds (defaults: 5 failures in 5 minutes lock out for 15 minutes).
+        clock: monotonic seconds (tests inject a fake one).
+        sleep: awaited with the reply delay (tests inject one that only advances the clock).
+        counters: where outcomes are counted (a new ``AuthCounters`` when None).
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        throttle: ThrottleConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        counters: AuthCounters | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.config = throttle if throttle is not None else ThrottleConfig()
+        self.throttle = Throttle(self.config)
+        self.counters = counters if counters is not None else AuthCounters()
+        self._clock = clock
+        self._sleep = sleep
+        self._locks = _KeyedLocks()
+
+    async def authenticate(
+        self, credentials: Credentials, protocol: str, peer_ip: str | None
+    ) -> User | None:
+        """The user whose credentials these are, or None (after the throttling delay).
+
+        Args:
+            credentials: what the client sent.
+            protocol: the asking protocol (``smtp``, ``pop3``, ``ftp``, ``admin``), for logs
+                and counters.
+            peer_ip: the client address (None for a Unix socket: only per-name throttling).
+        """
+        attempt = _Attempt(
+            protocol, peer_ip, credentials.username[:_MAX_KEY_LEN], network_key(peer_ip)
+        )
+        keys = [f"user:{attempt.user_key}"]
+        if attempt.ip_key is not None:
+            keys.insert(0, f"ip:{attempt.ip_key}")  # networks before names: one global order
+        async with self._locks.hold(*keys):
+            user, delay = await self._decide(credentials, attempt)
+        if delay > 0:
+            await self._sleep(delay)
+        return user
+
+    async def _decide(self, credentials: Credentials, a: _Attempt) -> tuple[User | None, float]:
+        """Check the password unless locked out; returns the user (or None) and reply delay."""
+        lock_left = self.throttle.lock_left(a.user_key, a.ip_key, self._clock())
+        if lock_left > 0:
+            self.counters.record(a.protocol, "locked_out")
+            log.warning("auth_locked_out", **a.log_fields(), retry_after=round(lock_left, 3))
+            return None, self.config.max_delay
+        user = await self.verifier.verify_async(credentials.username, credentials.password)
+        now = self._clock()
+        if user is None:
+            return None, self._failed(a, now)
+        self.throttle.success(a.user_key, a.ip_key, now)
+        self.counters.record(a.protocol, "succeeded")
+        log.info("auth_succeeded", **a.log_fields())
+        return user, 0.0
+
+    def _failed(self, a: _Attempt, now: float) -> float:
+        failure = self.throttle.failure(a.user_key, a.ip_key, now)
+        self.counters.record(a.protocol, "failed")
+        fields = a.log_fields()
+        log.warning("auth_failed", **fields, failures=failure.failures, delay=failure.delay)
+        for scope in failure.locked:
+            log.warning("auth_lockout_started", **fields, scope=scope, duration=self.config.lockout)
+        return failure.delay
