@@ -14,6 +14,8 @@ import sys
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from .auth.cli import add_parser as add_users_parser
+from .auth.cli import cmd_users
 from .config.loader import DEFAULT_CONFIG_NAME, load_config
 from .errors import AionetError, ConfigError, StartupError
 
@@ -56,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help="YAML config file (default: the embedded default)")
 
     sub.add_parser("version", help="print versions of aionet, Python, the loop and dependencies")
+    add_users_parser(sub)
     return parser
 
 
@@ -65,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run,
         "check": cmd_check,
         "version": cmd_version,
+        "users": cmd_users,
     }
     try:
         return commands[args.command](args)

@@ -29,12 +29,11 @@ import ipaddress
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..config.types import Duration
+from ..config.models import ThrottleConfig
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,7 +54,6 @@ Outcome = Literal["succeeded", "failed", "locked_out"]
 
 _MAX_KEY_LEN = 256  # longer names cannot exist; truncating keeps table keys small
 _MAX_LOGGED_NAME = 64
-_MAX_EXPONENT = 62
 
 log = structlog.get_logger("aionet.auth")
 
@@ -74,43 +72,6 @@ class Verifier(Protocol):
     async def verify_async(self, name: str, password: str) -> User | None:
         """The user if ``password`` is theirs, else None, in the same time for unknown names."""
         ...
-
-
-class ThrottleConfig(BaseModel):
-    """Failure throttling thresholds. Durations accept ``250ms``, ``10s``, ``5m``.
-
-    Attributes:
-        max_failures: failures within ``window`` that start a lock-out.
-        window: how long a failure counts.
-        lockout: how long a lock-out lasts.
-        base_delay: the first non-zero reply delay; each further failure doubles it.
-        max_delay: the cap of the reply delay; also the delay of a locked-out attempt.
-        free_failures: failures answered without delay.
-        max_entries: the most keys each table (networks, names) holds.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_failures: int = Field(default=5, ge=1)
-    window: Duration = 300.0
-    lockout: Duration = 900.0
-    base_delay: Duration = 0.5
-    max_delay: Duration = 8.0
-    free_failures: int = Field(default=2, ge=0)
-    max_entries: int = Field(default=10_000, ge=1)
-
-    @model_validator(mode="after")
-    def _delays_ordered(self) -> Self:
-        if self.max_delay < self.base_delay:
-            raise ValueError("max_delay must not be less than base_delay")
-        return self
-
-    def delay(self, failures: int) -> float:
-        """The reply delay after ``failures`` failures within the window."""
-        if failures <= self.free_failures:
-            return 0.0
-        exponent = min(failures - self.free_failures - 1, _MAX_EXPONENT)
-        return float(min(self.max_delay, self.base_delay * 2**exponent))
 
 
 @dataclass

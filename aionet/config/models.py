@@ -8,9 +8,9 @@ handler validates its own ``options:`` with its ``Options`` model (see ``core/ha
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .types import BindAddr, Duration
 
@@ -22,6 +22,7 @@ __all__ = [
     "ListenerConfig",
     "LoggingConfig",
     "ServerConfig",
+    "ThrottleConfig",
     "TlsConfig",
 ]
 
@@ -65,8 +66,49 @@ class TlsConfig(_Model):
     certificates: tuple[CertificateConfig, ...] = ()
 
 
+_MAX_EXPONENT = 62
+
+
+class ThrottleConfig(BaseModel):
+    """Failure throttling thresholds. Durations accept ``250ms``, ``10s``, ``5m``.
+
+    Attributes:
+        max_failures: failures within ``window`` that start a lock-out.
+        window: how long a failure counts.
+        lockout: how long a lock-out lasts.
+        base_delay: the first non-zero reply delay; each further failure doubles it.
+        max_delay: the cap of the reply delay; also the delay of a locked-out attempt.
+        free_failures: failures answered without delay.
+        max_entries: the most keys each table (networks, names) holds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_failures: int = Field(default=5, ge=1)
+    window: Duration = 300.0
+    lockout: Duration = 900.0
+    base_delay: Duration = 0.5
+    max_delay: Duration = 8.0
+    free_failures: int = Field(default=2, ge=0)
+    max_entries: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> Self:
+        if self.max_delay < self.base_delay:
+            raise ValueError("max_delay must not be less than base_delay")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """The reply delay after ``failures`` failures within the window."""
+        if failures <= self.free_failures:
+            return 0.0
+        exponent = min(failures - self.free_failures - 1, _MAX_EXPONENT)
+        return float(min(self.max_delay, self.base_delay * 2**exponent))
+
+
 class AuthConfig(_Model):
     users_file: Path | None = None
+    throttle: ThrottleConfig = ThrottleConfig()
 
 
 class ListenerConfig(_Model):

@@ -211,9 +211,13 @@ class ListenerSlot:
         self.log_closed = is_enabled is None or is_enabled(logging.INFO)
         self.log_opened = is_enabled is None or is_enabled(logging.DEBUG)
 
-    def admit(self, transport: asyncio.BaseTransport) -> ConnectionRecord | None:
-        """Admit the connection and return its record, or refuse it (reply, close) → None."""
-        peer = transport.get_extra_info("peername")
+    def admit(self, transport: asyncio.BaseTransport, peer: Any = None) -> ConnectionRecord | None:
+        """Admit the connection and return its record, or refuse it (reply, close) → None.
+
+        ``peer`` overrides the socket's peer address (the client a trusted PROXY header named).
+        """
+        if peer is None:
+            peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else None
         reason = self.manager.check(self, ip)
         if reason is not None:
@@ -435,6 +439,7 @@ class Tracked:
         __slots__ = ()
     _aionet_slot: ListenerSlot
     _aionet_rec: ConnectionRecord | None
+    _aionet_peer: Any  # set by the listener when a PROXY header named the real client
 
 
 def _tracked_subclass(cls: type) -> type:
@@ -456,7 +461,7 @@ def _tracked_subclass(cls: type) -> type:
 
     def connection_made(self: Any, transport: asyncio.BaseTransport) -> None:
         self._aionet_rec = None  # a refusal may report connection_lost before admit returns
-        rec = self._aionet_rec = self._aionet_slot.admit(transport)
+        rec = self._aionet_rec = self._aionet_slot.admit(transport, self._aionet_peer)
         if rec is not None:
             try:
                 made(self, transport)
@@ -491,6 +496,7 @@ def _tracked_subclass(cls: type) -> type:
     namespace: dict[str, Any] = {
         "__slots__": (),
         "_aionet_tracked": True,
+        "_aionet_peer": None,
         "connection_made": connection_made,
         "data_received": data_received,
         "eof_received": eof_received,

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from structlog.typing import FilteringBoundLogger
 
+    from ..auth.portal import Portal
+    from ..auth.users import UserStore
     from .connections import ConnectionRecord
 
 __all__ = [
@@ -60,6 +62,10 @@ class Services:
     listener: str
     data_dir: Path
     log: FilteringBoundLogger
+    #: The shared user store (``auth.users_file``), or None when none is configured.
+    users: UserStore | None = None
+    #: The one auth portal every protocol authenticates through, or None without a user store.
+    portal: Portal | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
+from ..auth.portal import Portal
+from ..auth.users import UserStore
 from ..config.loader import resolve_listener
 from ..errors import ConfigError, ConfigIssue, RegistryError, StartupError
 from .connections import ConnectionManager
@@ -48,6 +50,8 @@ class Server:
         self.config = config
         self.manager = ConnectionManager(config.server.limits)
         self.handlers: dict[str, Handler] = {}
+        self.users: UserStore | None = None
+        self.portal: Portal | None = None
         self.listeners: dict[str, list[Listener]] = {}
         self.ready = asyncio.Event()
         self.state = "new"
@@ -71,6 +75,15 @@ class Server:
 
     # -- start ---------------------------------------------------------------------------------
 
+    def _load_users(self) -> None:
+        """The shared user store and portal (ConfigError with FILE:LINE:COL if corrupt)."""
+        auth = self.config.auth
+        if auth.users_file is None:
+            return
+        # The daemon never rewrites the operator's users file (no rehash on login).
+        self.users = UserStore.load(auth.users_file, rehash_on_login=False)
+        self.portal = Portal(self.users, auth.throttle)
+
     def _build_handlers(self) -> None:
         data_dir = Path(self.config.server.data_dir)
         issues: list[ConfigIssue] = []
@@ -84,7 +97,11 @@ class Server:
                 issues.extend(_options_issues(i, exc))
                 continue
             services = Services(
-                listener=lc.name, data_dir=data_dir, log=_log.bind(listener=lc.name)
+                listener=lc.name,
+                data_dir=data_dir,
+                log=_log.bind(listener=lc.name),
+                users=self.users,
+                portal=self.portal,
             )
             self.handlers[lc.name] = cls(options, services)
         if issues:
@@ -103,6 +120,7 @@ class Server:
         self.state = "starting"
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
+        self._load_users()
         self._build_handlers()
         # Start-up, before any connection: a blocking mkdir is fine here.
         Path(self.config.server.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
@@ -181,6 +199,8 @@ class Server:
             except Exception as exc:
                 self._log.error("handler_stop_failed", error=repr(exc), exc_info=exc)
         await self.manager.stop()
+        if self.users is not None:
+            self.users.close()
         self.state = "stopped"
         self._log.info("shutdown_complete")
 

@@ -20,16 +20,17 @@ __all__ = ["EchoHandler", "EchoProtocol"]
 
 
 class EchoProtocol(Tracked, asyncio.Protocol):
-    __slots__ = ("_aionet_rec", "_aionet_slot", "transport")
+    __slots__ = ("_aionet_peer", "_aionet_rec", "_aionet_slot", "transport")
 
     def __init__(self) -> None:
         self._aionet_rec: ConnectionRecord | None = None
+        self._aionet_peer = None
 
     # The callbacks do the connection manager's bookkeeping inline (see ``Tracked``), to keep
     # the per-read cost to two additions and a copy.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._aionet_rec = self._aionet_slot.admit(transport)
+        self._aionet_rec = self._aionet_slot.admit(transport, self._aionet_peer)
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
