@@ -276,3 +276,31 @@ def test_out_of_file_descriptors_backs_off_and_recovers(daemon: Any, loop: str) 
             assert time.monotonic() < deadline, "the listener did not recover"
             time.sleep(0.2)
     assert d.proc.poll() is None
+
+
+def test_corrupt_users_file_fails_start_up_with_its_position(tmp_path: Path) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text("users:\n  bob:\n    password_hash: nope\n    roles: [admin]\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"auth: {{users_file: {users}}}\nlisteners: []\n")
+    result = run_aionet("run", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{users}:3:20: users.bob.password_hash: ")
+
+
+async def test_server_offers_the_portal_to_handlers(tmp_path: Path) -> None:
+    from aionet.auth import Credentials
+    from aionet.testing import serve
+
+    users = tmp_path / "users.yaml"
+    added = run_aionet("users", "add", "--file", str(users), "alice", "--role", "relay",
+                       input="s3cret\n")
+    assert added.returncode == 0, added.stderr
+    config = {"auth": {"users_file": str(users)},
+              "listeners": [{"name": "e", "protocol": "echo", "bind": "127.0.0.1:0"}]}
+    async with serve(config, data_dir=tmp_path) as server:
+        portal = server.handlers["e"].services.portal
+        assert portal is not None
+        user = await portal.authenticate(Credentials("alice", "s3cret"), "test", "127.0.0.1")
+        assert user is not None and user.has_role("relay")
+        assert await portal.authenticate(Credentials("alice", "wrong"), "test", "127.0.0.1") is None
