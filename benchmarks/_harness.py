@@ -1,0 +1,130 @@
+"""Shared plumbing for the benchmarks: start servers pinned to a core, find ports, read RSS."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(core: int | None, argv: list[str]) -> list[str]:
+    """Prefix ``argv`` with ``taskset -c CORE`` when taskset exists and there are 2+ cores."""
+    if core is None or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        return argv
+    return ["taskset", "-c", str(core), *argv]
+
+
+def aionet_config(port: int, protocol: str, data_dir: str) -> str:
+    return f"""
+server:
+  data_dir: {data_dir}
+  limits: {{max_connections: 50000, max_connections_per_ip: 50000, idle_timeout: 5m}}
+logging: {{format: json, level: warning}}
+listeners:
+  - {{name: bench, protocol: "{protocol}", bind: "127.0.0.1:{port}", backlog: 4096}}
+"""
+
+
+SERVERS = {
+    "raw-uvloop": lambda port, tmp: [PY, str(HERE / "servers" / "raw_uvloop_echo.py"), str(port)],
+    "streams": lambda port, tmp: [PY, str(HERE / "servers" / "streams_echo.py"), str(port)],
+    "aionet-echo": lambda port, tmp: _aionet(port, tmp, "echo"),
+    "aionet-stream": lambda port, tmp: _aionet(port, tmp, "stream_echo_handler:StreamEcho"),
+}
+
+
+def _aionet(port: int, tmp: Path, protocol: str) -> list[str]:
+    config = tmp / f"aionet-{port}.yaml"
+    config.write_text(aionet_config(port, protocol, str(tmp / "var")))
+    return [PY, "-m", "aionet", "run", "-c", str(config)]
+
+
+@contextlib.contextmanager
+def running(kind: str, port: int, core: int | None = 0) -> Iterator[subprocess.Popen[bytes]]:
+    """Start server ``kind`` on ``port`` pinned to ``core``; wait until it accepts; stop after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(HERE)}
+        proc = subprocess.Popen(
+            pinned(core, SERVERS[kind](port, Path(tmp))),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_listening(port, proc)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def machine_facts() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "uvloop": version("uvloop"),
+        "aionet": version("aionet"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
