@@ -4,7 +4,7 @@
 
 64-byte ping-pong from a C epoll client (benchmarks/echo_client.c, compiled on first use),
 server pinned to core 0 and client to core 1. Rounds are interleaved across servers so that
-machine noise spreads evenly; the table shows medians. Target: aionet ≥ 0.90 × raw uvloop.
+machine noise spreads evenly; the table shows medians. Target: aionet >= 0.90 x raw uvloop.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Each server is started (pinned to core 0), warmed up with 200 connections opened
 and its VmRSS read as the baseline; a separate client process (core 1) then opens N
 connections, each sending one byte and reading it back (so every connection is accepted and
 being served), and the server's RSS is read again once it stops moving. Reported:
-(RSS − baseline) / N in KiB. Targets: aionet ``echo`` ≤ 2 KiB, an aionet ``StreamHandler``
+(RSS - baseline) / N in KiB. Targets: aionet ``echo`` ≤ 2 KiB, an aionet ``StreamHandler``
 ≤ 6 KiB (raw uvloop Protocol ≈ 1.3 KiB and asyncio streams ≈ 4.8 KiB measured here).
 """
 
@@ -75,7 +75,8 @@ def measure(kind: str, conns: int) -> float:
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert warm.stdout is not None and warm.stdin is not None
+        assert warm.stdout is not None
+        assert warm.stdin is not None
         warm.stdout.readline()
         warm.stdin.write("\n")
         warm.stdin.close()
@@ -88,7 +89,8 @@ def measure(kind: str, conns: int) -> float:
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert client.stdout is not None and client.stdin is not None
+        assert client.stdout is not None
+        assert client.stdin is not None
         line = client.stdout.readline().split()
         if line != ["OPEN", str(conns)]:
             raise RuntimeError(f"client failed: {line}")
@@ -105,7 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
     if hard < args.conns + 200:
         sys.exit(f"the fd limit ({hard}) is too low for {args.conns} connections")
