@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..core.acl import AccessConfig, parse_networks
 from .types import BindAddr, Duration
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Config",
     "Limits",
     "ListenerConfig",
+    "ListenerTlsConfig",
     "LoggingConfig",
     "ServerConfig",
     "ThrottleConfig",
@@ -60,6 +62,16 @@ class CertificateConfig(_Model):
     key: Path
     chain: Path | None = None
     password: str | None = None
+
+
+class ListenerTlsConfig(_Model):
+    """A listener's ``tls:`` block (``tls: NAME`` is short for ``{certificates: [NAME]}``)."""
+
+    certificates: tuple[str, ...] = Field(min_length=1)
+    client_ca: Path | None = None
+    verify: Literal["none", "optional", "required"] = "none"
+    alpn: tuple[str, ...] = ()
+    handshake_timeout: Duration = 10.0
 
 
 class TlsConfig(_Model):
@@ -115,11 +127,34 @@ class ListenerConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     protocol: str = Field(min_length=1)
     bind: BindAddr
-    tls: str | None = None
+    tls: ListenerTlsConfig | None = None
     reuse_port: bool = False
     backlog: int = Field(default=1024, ge=1, le=65535)
     limits: Limits = Limits()
+    access: AccessConfig = AccessConfig()
+    #: Expect a PROXY protocol v1/v2 header first (from ``trusted_proxies`` only).
+    proxy_protocol: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_timeout: Duration = 5.0
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_needs_trust(self) -> Self:
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError("proxy_protocol needs trusted_proxies (the proxies' addresses)")
+        return self
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_shorthand(cls, value: object) -> object:
+        """``tls: NAME`` is short for ``tls: {certificates: [NAME]}``."""
+        return {"certificates": [value]} if isinstance(value, str) else value
 
 
 class Config(_Model):
