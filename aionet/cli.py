@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from .auth.cli import add_parser as add_users_parser
 from .auth.cli import cmd_users
 from .config.loader import DEFAULT_CONFIG_NAME, load_config
+from .core.certgen import add_parser as add_cert_parser
+from .core.certgen import cmd_cert
 from .errors import AionetError, ConfigError, StartupError
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("version", help="print versions of aionet, Python, the loop and dependencies")
     add_users_parser(sub)
+    add_cert_parser(sub)
     return parser
 
 
@@ -69,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": cmd_check,
         "version": cmd_version,
         "users": cmd_users,
+        "cert": cmd_cert,
     }
     try:
         return commands[args.command](args)

@@ -199,6 +199,7 @@ def _check_listeners(source: Source) -> None:
     if not isinstance(raw, list):
         return
     names: dict[str, int] = {}
+    certificates = _certificate_names(source.data)
     taken: list[tuple[str, str, str, int | str, int]] = []  # transport, family, host, port, index
     for i, item in enumerate(raw):
         try:
@@ -214,6 +215,14 @@ def _check_listeners(source: Source) -> None:
             )
         else:
             names[listener.name] = i
+        if listener.tls is not None:
+            for name in listener.tls.certificates:
+                if name not in certificates:
+                    known = ", ".join(certificates) or "none are defined"
+                    source.issue(
+                        ("listeners", i, "tls"),
+                        f"unknown certificate {name!r} (tls.certificates: {known})",
+                    )
         try:
             cls, _ = resolve_listener(listener)
         except RegistryError as exc:
@@ -234,6 +243,14 @@ def _check_listeners(source: Source) -> None:
                 )
             else:
                 taken.append((*key, i))
+
+
+def _certificate_names(data: dict[str, Any]) -> list[str]:
+    tls = data.get("tls")
+    certs = tls.get("certificates") if isinstance(tls, dict) else None
+    if not isinstance(certs, list):
+        return []
+    return [c["name"] for c in certs if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
 
 def _check_protocol_only(source: Source, index: int, item: Any) -> None:

@@ -74,10 +74,12 @@ class ListenerStats:
         "handler_errors",
         "idle_closed",
         "refused",
+        "tls_failures",
     )
 
     def __init__(self) -> None:
         self.accepted = 0
+        self.tls_failures = 0
         self.closed = 0
         self.idle_closed = 0
         self.handler_errors = 0

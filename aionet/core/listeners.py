@@ -14,10 +14,13 @@ import inspect
 import os
 import socket
 import stat
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import StartupError
-from .connections import StreamProtocol, track
+from ..proto.proxy import ProxyHeader, ProxyProtocolError, parse_proxy_header
+from .acl import trusted
+from .connections import StreamProtocol, format_peer, track
 from .handler import DatagramHandler, ProtocolHandler, StreamHandler
 
 if TYPE_CHECKING:
@@ -25,13 +28,26 @@ if TYPE_CHECKING:
 
     from ..config.models import ListenerConfig
     from ..config.types import BindAddress
+    from .acl import AccessControl, IPNetwork
     from .connections import ListenerSlot
+    from .tls import ListenerTls
 
-__all__ = ["DatagramListener", "Listener", "StreamListener", "build_listeners"]
+__all__ = ["DatagramListener", "Listener", "Security", "StreamListener", "build_listeners"]
 
 #: accept() errors that mean "out of resources": log, back off, retry (never crash, never spin).
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_BACKOFF = 0.1
+
+
+@dataclass(frozen=True)
+class Security:
+    """What a stream listener checks and wraps at accept: access control, PROXY, TLS."""
+
+    tls: ListenerTls | None = None
+    access: AccessControl | None = None
+    #: Networks a PROXY header is accepted from; None when the listener does not use PROXY.
+    proxies: tuple[IPNetwork, ...] | None = None
+    proxy_timeout: float = 5.0
 
 
 class Listener:
@@ -39,9 +55,12 @@ class Listener:
 
     transport_name = ""
 
-    def __init__(self, config: ListenerConfig, slot: ListenerSlot) -> None:
+    def __init__(
+        self, config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
+    ) -> None:
         self.config = config
         self.slot = slot
+        self.security = security or Security()
         self.name = config.name
         self.sockets: list[socket.socket] = []
         self.addresses: list[Any] = []
@@ -77,9 +96,10 @@ class StreamListener(Listener):
 
     transport_name = "tcp"
 
-    def __init__(self, config: ListenerConfig, slot: ListenerSlot) -> None:
-        super().__init__(config, slot)
-        self._servers: list[asyncio.AbstractServer] = []
+    def __init__(
+        self, config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
+    ) -> None:
+        super().__init__(config, slot, security)
         self._accepting: list[_AcceptLoop] = []
         if config.bind.kind == "unix":
             self.transport_name = "unix"
@@ -144,6 +164,8 @@ class _AcceptLoop:
         self.batch = listener.config.backlog
         self.family, self.kind = sock.family, sock.type
         self.tcp = sock.family != socket.AF_UNIX
+        security = listener.security
+        self.security_checks = security.proxies is not None or security.access is not None
         self.pending: set[asyncio.Task[Any]] = set()
         self._paused: asyncio.TimerHandle | None = None
         self._stopped = False
@@ -174,21 +196,79 @@ class _AcceptLoop:
                     return
                 continue  # ECONNABORTED, EPROTO...: that peer is gone, keep accepting
             self._capacity_logged = False
-            self._hand_over(socket.socket(family, kind, 0, fd))
+            conn = socket.socket(family, kind, 0, fd)
+            if self.security_checks:
+                self._check(conn, _addr)
+            else:
+                self._hand_over(conn, None)
 
-    def _hand_over(self, conn: socket.socket) -> None:
+    def _check(self, conn: socket.socket, addr: Any) -> None:
+        """Access control and PROXY header before any byte reaches a protocol."""
+        ip = addr[0] if isinstance(addr, tuple) else None
+        security = self.listener.security
+        if security.proxies is not None:
+            if ip is not None and not trusted(ip, security.proxies):
+                self._deny(conn, addr, "untrusted_proxy")
+                return
+            self._spawn(self._read_proxy(conn, addr))
+            return
+        reason = security.access.check(ip) if security.access and ip else None
+        if reason is not None:
+            self._deny(conn, addr, reason)
+        else:
+            self._hand_over(conn, None)
+
+    async def _read_proxy(self, conn: socket.socket, addr: Any) -> None:
+        security = self.listener.security
+        try:
+            async with asyncio.timeout(security.proxy_timeout):
+                header = await _read_proxy_header(self.loop, conn)
+        except (TimeoutError, ProxyProtocolError, OSError) as exc:
+            self._deny(conn, addr, "proxy_header", error=str(exc) or type(exc).__name__)
+            return
+        peer = addr if header.local or header.source is None else header.source
+        reason = security.access.check(peer[0]) if security.access and peer else None
+        if reason is not None:
+            self._deny(conn, peer, reason)
+        else:
+            self._hand_over(conn, None if header.local else peer)
+
+    def _deny(self, conn: socket.socket, addr: Any, reason: str, **extra: Any) -> None:
+        slot = self.listener.slot
+        slot.stats.refused[reason] += 1
+        slot.log.info("connection_refused", peer=format_peer(addr), reason=reason, **extra)
+        conn.close()
+
+    def _hand_over(self, conn: socket.socket, peer: Any) -> None:
         conn.setblocking(False)
         if self.tcp:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        coro = self.loop.connect_accepted_socket(self.factory, conn)
+        factory = self.factory if peer is None else _with_peer(self.factory, peer)
+        tls = self.listener.security.tls
+        if tls is None:
+            coro = self.loop.connect_accepted_socket(factory, conn)
+        else:
+            coro = self.loop.connect_accepted_socket(
+                factory, conn, ssl=tls.context, ssl_handshake_timeout=tls.handshake_timeout
+            )
+        self._spawn(coro, conn)
+
+    def _spawn(self, coro: Any, conn: socket.socket | None = None) -> None:
         task = self.loop.create_task(coro)
         self.pending.add(task)
         task.add_done_callback(self._handed)
 
     def _handed(self, task: asyncio.Task[Any]) -> None:
         self.pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.listener.slot.log.debug("accept_failed", error=repr(task.exception()))
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        slot = self.listener.slot
+        if self.listener.security.tls is not None:
+            slot.stats.tls_failures += 1
+            slot.log.info("tls_handshake_failed", error=str(exc) or type(exc).__name__)
+        else:
+            slot.log.debug("accept_failed", error=repr(exc))
 
     def _back_off(self, exc: OSError) -> None:
         if not self._capacity_logged:
@@ -266,8 +346,10 @@ class DatagramListener(Listener):
 
     transport_name = "udp"
 
-    def __init__(self, config: ListenerConfig, slot: ListenerSlot) -> None:
-        super().__init__(config, slot)
+    def __init__(
+        self, config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
+    ) -> None:
+        super().__init__(config, slot, security)
         self._transports: list[asyncio.DatagramTransport] = []
         self._protocols: list[_DatagramProtocol] = []
         if config.bind.kind == "unix":
@@ -305,16 +387,51 @@ class DatagramListener(Listener):
         self._cleanup_unix()
 
 
+def _with_peer(
+    factory: Callable[[], asyncio.BaseProtocol], peer: Any
+) -> Callable[[], asyncio.BaseProtocol]:
+    """A factory whose protocols report ``peer`` (from a PROXY header) as their client."""
+
+    def make() -> asyncio.BaseProtocol:
+        protocol = factory()
+        protocol._aionet_peer = peer  # type: ignore[attr-defined]
+        return protocol
+
+    return make
+
+
+async def _read_proxy_header(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> ProxyHeader:
+    """Peek until a whole PROXY header is there, then consume exactly its bytes."""
+    limit = 4096
+    while True:
+        ready = loop.create_future()
+        loop.add_reader(conn.fileno(), ready.set_result, None)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(conn.fileno())
+        data = conn.recv(limit, socket.MSG_PEEK)
+        if not data:
+            raise ConnectionError("closed before the PROXY header")
+        header = parse_proxy_header(data, max_v2=limit)
+        if header is not None:
+            conn.recv(header.length)
+            return header
+        await asyncio.sleep(0.01)  # part of a header: the socket stays readable, so wait a bit
+
+
 def _returning(proto: _DatagramProtocol) -> Callable[[], _DatagramProtocol]:
     return lambda: proto
 
 
-def build_listeners(config: ListenerConfig, slot: ListenerSlot) -> list[Listener]:
+def build_listeners(
+    config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
+) -> list[Listener]:
     """The listeners a handler needs: stream, datagram, or both (a DNS-style handler)."""
     handler = slot.handler
     out: list[Listener] = []
     if isinstance(handler, StreamHandler | ProtocolHandler):
-        out.append(StreamListener(config, slot))
+        out.append(StreamListener(config, slot, security))
     if isinstance(handler, DatagramHandler):
         out.append(DatagramListener(config, slot))
     return out

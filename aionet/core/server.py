@@ -25,12 +25,14 @@ from ..auth.portal import Portal
 from ..auth.users import UserStore
 from ..config.loader import resolve_listener
 from ..errors import ConfigError, ConfigIssue, RegistryError, StartupError
+from .acl import AccessControl, parse_networks
 from .connections import ConnectionManager
 from .handler import Handler, Services
-from .listeners import Listener, build_listeners
+from .listeners import Listener, Security, build_listeners
+from .tls import TlsError, TlsStore
 
 if TYPE_CHECKING:
-    from ..config.models import Config
+    from ..config.models import Config, ListenerConfig
 
 __all__ = ["Server"]
 
@@ -51,6 +53,7 @@ class Server:
         self.manager = ConnectionManager(config.server.limits)
         self.handlers: dict[str, Handler] = {}
         self.users: UserStore | None = None
+        self.tls: TlsStore | None = None
         self.portal: Portal | None = None
         self.listeners: dict[str, list[Listener]] = {}
         self.ready = asyncio.Event()
@@ -74,6 +77,32 @@ class Server:
         raise KeyError(f"listener {name!r} has no bound {transport or ''} address".strip())
 
     # -- start ---------------------------------------------------------------------------------
+
+    def _security(self, lc: ListenerConfig) -> Security:
+        """TLS context, access control and PROXY settings of one listener."""
+        tls = None
+        if lc.tls is not None:
+            if self.tls is None:
+                self.tls = TlsStore(self.config.tls.certificates)
+            tls = self.tls.listener(lc.tls)
+        return Security(
+            tls=tls,
+            access=AccessControl(lc.access) if lc.access.active else None,
+            proxies=parse_networks(lc.trusted_proxies) if lc.proxy_protocol else None,
+            proxy_timeout=lc.proxy_timeout,
+        )
+
+    def reload_tls(self) -> bool:
+        """Re-read every certificate: new handshakes use the new ones, live connections keep
+        theirs. A broken pair is logged and the old certificates stay. True if reloaded."""
+        if self.tls is None:
+            return False
+        try:
+            self.tls.reload()
+        except TlsError as exc:
+            self._log.error("tls_reload_failed", error=str(exc))
+            return False
+        return True
 
     def _load_users(self) -> None:
         """The shared user store and portal (ConfigError with FILE:LINE:COL if corrupt)."""
@@ -139,7 +168,7 @@ class Server:
                 slot = self.manager.add_listener(lc.name, handler, lc.limits)
                 bound: list[Listener] = []
                 self.listeners[lc.name] = bound
-                for listener in build_listeners(lc, slot):
+                for listener in build_listeners(lc, slot, self._security(lc)):
                     await listener.start()
                     bound.append(listener)
                     for addr in listener.addresses:

@@ -55,6 +55,7 @@ def test_echo_counts_bytes_and_releases_on_close() -> None:
     t.close()
     assert manager.live == {} and manager.per_ip == {}
     assert slot.stats.as_dict() | {"refused": {}} == {
+        "tls_failures": 0,
         "accepted": 1,
         "closed": 1,
         "idle_closed": 0,
