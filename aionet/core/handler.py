@@ -16,6 +16,7 @@ SSLContext, never configures logging and never reads the YAML; it receives valid
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Awaitable
     from pathlib import Path
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..auth.portal import Portal
     from ..auth.users import UserStore
     from .connections import ConnectionRecord
+    from .tls import TlsStore
 
 __all__ = [
     "Connection",
@@ -66,6 +67,8 @@ class Services:
     users: UserStore | None = None
     #: The one auth portal every protocol authenticates through, or None without a user store.
     portal: Portal | None = None
+    #: The shared TLS layer (``tls.certificates``): ``tls.context(NAME)`` for STARTTLS.
+    tls: TlsStore | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -210,7 +213,20 @@ class Connection:
             ssl.SSLError, ConnectionError, TimeoutError: the handshake failed; the caller
                 should end the session (the core closes the connection).
         """
-        await self.writer.start_tls(context, ssl_handshake_timeout=timeout)
+        writer = self.writer
+        await writer.drain()
+        transport = writer.transport
+        protocol: Any = transport.get_protocol()
+        loop = asyncio.get_running_loop()
+        # StreamWriter.start_tls would guess the client side for streams the core built.
+        new = await loop.start_tls(
+            transport, protocol, context, server_side=True, ssl_handshake_timeout=timeout
+        )
+        if new is None:
+            raise ConnectionError("connection closed during the TLS handshake")
+        writer._transport = new  # type: ignore[attr-defined]
+        protocol._replace_writer(writer)
+        self._record.transport = new  # the core closes and aborts the TLS transport from now on
 
     async def aclose(self) -> None:
         """Close gracefully: flush what was written, then close. Always closes."""

@@ -230,8 +230,13 @@ class _AcceptLoop:
         reason = security.access.check(peer[0]) if security.access and peer else None
         if reason is not None:
             self._deny(conn, peer, reason)
-        else:
-            self._hand_over(conn, None if header.local else peer)
+            return
+        # A fresh descriptor: the one we waited on may still be registered with the loop's
+        # poller (uvloop closes its poll handle lazily), which would make the transport's own
+        # registration fail with EBUSY.
+        fresh = conn.dup()
+        conn.close()
+        self._hand_over(fresh, None if header.local else peer)
 
     def _deny(self, conn: socket.socket, addr: Any, reason: str, **extra: Any) -> None:
         slot = self.listener.slot

@@ -82,8 +82,7 @@ class Server:
         """TLS context, access control and PROXY settings of one listener."""
         tls = None
         if lc.tls is not None:
-            if self.tls is None:
-                self.tls = TlsStore(self.config.tls.certificates)
+            assert self.tls is not None  # the loader checked the certificate names exist
             tls = self.tls.listener(lc.tls)
         return Security(
             tls=tls,
@@ -131,6 +130,7 @@ class Server:
                 log=_log.bind(listener=lc.name),
                 users=self.users,
                 portal=self.portal,
+                tls=self.tls,
             )
             self.handlers[lc.name] = cls(options, services)
         if issues:
@@ -150,6 +150,8 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
         self._load_users()
+        if self.config.tls.certificates:
+            self.tls = TlsStore(self.config.tls.certificates)
         self._build_handlers()
         # Start-up, before any connection: a blocking mkdir is fine here.
         Path(self.config.server.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240

@@ -80,6 +80,11 @@ class TlsStore:
     def names(self) -> list[str]:
         return list(self._certs)
 
+    def context(self, name: str, *, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """A server context for certificate ``name`` (for STARTTLS-style upgrades); reloads
+        with the store."""
+        return self.listener(ListenerTlsConfig(certificates=(name,), alpn=alpn)).context
+
     def listener(self, settings: ListenerTlsConfig) -> ListenerTls:
         """A ``ListenerTls`` for ``settings``; its certificate names must exist."""
         missing = [n for n in settings.certificates if n not in self._certs]

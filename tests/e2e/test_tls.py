@@ -1,0 +1,286 @@
+"""Implicit TLS, SNI, client certificates, STARTTLS and reload, with the stdlib ssl client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import ssl
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from aionet.testing import serve
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Any]:
+    ca = trustme.CA()
+    out: dict[str, Any] = {"ca": ca, "dir": tmp_path}
+    for name, hosts in {
+        "alpha": ["alpha.test", "localhost", "127.0.0.1"],
+        "beta": ["*.beta.test"],
+    }.items():
+        cert = ca.issue_cert(*hosts)
+        cert.private_key_pem.write_to_path(str(tmp_path / f"{name}.key"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"{name}.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    return out
+
+
+def config(pki: dict[str, Any], **tls: Any) -> dict[str, Any]:
+    d = pki["dir"]
+    return {
+        "tls": {
+            "certificates": [
+                {"name": "alpha", "cert": str(d / "alpha.pem"), "key": str(d / "alpha.key")},
+                {"name": "beta", "cert": str(d / "beta.pem"), "key": str(d / "beta.key")},
+            ]
+        },
+        "listeners": [
+            {
+                "name": "who",
+                "protocol": "tests.e2e.tls_handlers:WhoAmI",
+                "bind": "127.0.0.1:0",
+                "tls": {"certificates": ["alpha", "beta"], **tls},
+            }
+        ],
+    }
+
+
+def client_context(pki: dict[str, Any], **kw: Any) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki["dir"] / "ca.pem"))
+    for key, value in kw.items():
+        setattr(ctx, key, value)
+    return ctx
+
+
+async def ask(addr: Any, ctx: ssl.SSLContext | None, name: str | None = "alpha.test") -> Any:
+    reader, writer = await asyncio.open_connection(*addr[:2], ssl=ctx, server_hostname=name)
+    try:
+        writer.write(b"?\n")
+        answer = json.loads(await reader.readline())
+        return answer, writer.get_extra_info("peercert")
+    finally:
+        writer.close()
+
+
+def sans(cert: dict[str, Any]) -> list[str]:
+    return [v for _, v in cert["subjectAltName"]]
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+async def test_tls13_and_tls12_are_accepted(
+    pki: dict[str, Any], version: ssl.TLSVersion, tmp_path: Path
+) -> None:
+    async with serve(config(pki), data_dir=tmp_path) as server:
+        ctx = client_context(pki, minimum_version=version, maximum_version=version)
+        answer, _ = await ask(server.address("who"), ctx)
+        assert answer["tls"] is True
+        assert answer["version"] == {"TLSv1_3": "TLSv1.3", "TLSv1_2": "TLSv1.2"}[version.name]
+
+
+async def test_tls11_is_refused_and_the_listener_carries_on(
+    pki: dict[str, Any], tmp_path: Path
+) -> None:
+    async with serve(config(pki), data_dir=tmp_path) as server:
+        ctx = client_context(pki)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # we mean to offer only 1.1
+            ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await ask(server.address("who"), ctx)
+        answer, _ = await ask(server.address("who"), client_context(pki))
+        assert answer["tls"] is True
+
+
+async def test_sni_picks_the_certificate(pki: dict[str, Any], tmp_path: Path) -> None:
+    async with serve(config(pki), data_dir=tmp_path) as server:
+        addr = server.address("who")
+        _, alpha = await ask(addr, client_context(pki), "alpha.test")
+        assert "alpha.test" in sans(alpha)
+        _, beta = await ask(addr, client_context(pki), "www.beta.test")
+        assert sans(beta) == ["*.beta.test"]
+        lax = client_context(pki, check_hostname=False)
+        _, fallback = await ask(addr, lax, "unknown.test")  # no match: the default (first) cert
+        assert "alpha.test" in sans(fallback)
+        _, deep = await ask(addr, lax, "a.b.beta.test")  # a wildcard covers one label only
+        assert "alpha.test" in sans(deep)
+
+
+async def test_client_certificate_required(pki: dict[str, Any], tmp_path: Path) -> None:
+    cfg = config(pki, client_ca=str(pki["dir"] / "ca.pem"), verify="required")
+    async with serve(cfg, data_dir=tmp_path) as server:
+        addr = server.address("who")
+        with pytest.raises(
+            (ssl.SSLError, ConnectionError, json.JSONDecodeError, asyncio.IncompleteReadError)
+        ):
+            await ask(addr, client_context(pki))
+        ctx = client_context(pki)
+        pki["ca"].issue_cert("client@example.test", common_name="client-1").configure_cert(ctx)
+        answer, _ = await ask(addr, ctx)
+        assert answer["identity"]["common_name"] == "client-1"
+        assert answer["identity"]["san"] == ["client@example.test"]
+
+
+async def test_client_certificate_optional(pki: dict[str, Any], tmp_path: Path) -> None:
+    cfg = config(pki, client_ca=str(pki["dir"] / "ca.pem"), verify="optional")
+    async with serve(cfg, data_dir=tmp_path) as server:
+        addr = server.address("who")
+        anonymous, _ = await ask(addr, client_context(pki))
+        assert anonymous["identity"] is None
+        ctx = client_context(pki)
+        pki["ca"].issue_cert("c.test", common_name="c").configure_cert(ctx)
+        named, _ = await ask(addr, ctx)
+        assert named["identity"]["common_name"] == "c"
+
+
+async def test_plain_text_to_a_tls_port_is_closed_and_counted(
+    pki: dict[str, Any], tmp_path: Path
+) -> None:
+    async with serve(config(pki), data_dir=tmp_path) as server:
+        host, port = server.address("who")
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"HELO plain text\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+        writer.close()
+        truncated_r, truncated_w = await asyncio.open_connection(host, port)
+        truncated_w.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # ClientHello, cut
+        truncated_w.write_eof()
+        assert await asyncio.wait_for(truncated_r.read(), 5) == b""
+        truncated_w.close()
+        await asyncio.sleep(0.1)
+        assert server.manager.slots["who"].stats.tls_failures == 2
+        answer, _ = await ask((host, port), client_context(pki))
+        assert answer["tls"] is True
+
+
+async def test_starttls_upgrade_in_place(pki: dict[str, Any], tmp_path: Path) -> None:
+    cfg = config(pki)
+    del cfg["listeners"][0]["tls"]  # plain listener; the handler upgrades on request
+    async with serve(cfg, data_dir=tmp_path) as server:
+        reader, writer = await asyncio.open_connection(*server.address("who"))
+        writer.write(b"?\n")
+        assert json.loads(await reader.readline())["tls"] is False
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"GO\n"
+        await writer.start_tls(client_context(pki), server_hostname="alpha.test")
+        writer.write(b"?\n")
+        answer = json.loads(await reader.readline())
+        assert answer["tls"] is True and answer["version"] == "TLSv1.3"
+        writer.close()
+        await asyncio.sleep(0.05)
+        assert server.manager.live == {}  # the upgraded connection was still tracked
+
+
+async def test_reload_serves_the_new_cert_to_new_handshakes_only(
+    pki: dict[str, Any], tmp_path: Path
+) -> None:
+    d = pki["dir"]
+    async with serve(config(pki), data_dir=tmp_path) as server:
+        addr = server.address("who")
+        reader, writer = await asyncio.open_connection(
+            *addr, ssl=client_context(pki), server_hostname="alpha.test"
+        )
+        old_serial = writer.get_extra_info("ssl_object").getpeercert()["serialNumber"]
+        new = pki["ca"].issue_cert("alpha.test", "renewed.test")
+        new.private_key_pem.write_to_path(str(d / "alpha.key"))
+        new.cert_chain_pems[0].write_to_path(str(d / "alpha.pem"))
+        assert server.reload_tls() is True
+        _, served = await ask(addr, client_context(pki))
+        assert "renewed.test" in sans(served)
+        assert served["serialNumber"] != old_serial
+        writer.write(b"?\n")  # the old session carries on untouched
+        assert json.loads(await reader.readline())["tls"] is True
+        # A broken pair is rejected and the current certificate stays.
+        (d / "alpha.pem").write_text("-----BEGIN CERTIFICATE-----\nnot a cert\n")
+        assert server.reload_tls() is False
+        _, still = await ask(addr, client_context(pki))
+        assert "renewed.test" in sans(still)
+        writer.close()
+
+
+async def test_unknown_certificate_name_is_a_config_error(pki: dict[str, Any]) -> None:
+    from aionet.config import load_config_text
+    from aionet.errors import ConfigError
+
+    text = "listeners:\n  - name: w\n    protocol: echo\n    bind: 127.0.0.1:0\n    tls: nosuch\n"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "t.yaml")
+    assert [str(i) for i in info.value.issues] == [
+        "t.yaml:5:10: listeners[0].tls: unknown certificate 'nosuch' "
+        "(tls.certificates: none are defined)"
+    ]
+
+
+@pytest.mark.tool("openssl")
+async def test_openssl_s_client(pki: dict[str, Any], tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (Debian package: openssl)")
+    async with serve(config(pki), data_dir=tmp_path) as server:
+        host, port = server.address("who")
+
+        def s_client(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"{host}:{port}",
+                    "-CAfile",
+                    str(pki["dir"] / "ca.pem"),
+                    *args,
+                ],
+                input="?\n",
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+
+        # The wildcard certificate must be the one served for a beta name (SNI), and verify.
+        ok = await asyncio.to_thread(
+            s_client,
+            "-servername",
+            "www.beta.test",
+            "-verify_hostname",
+            "www.beta.test",
+            "-verify_return_error",
+            "-brief",
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert "Verification: OK" in ok.stderr
+        wrong = await asyncio.to_thread(
+            s_client,
+            "-servername",
+            "alpha.test",
+            "-verify_hostname",
+            "www.beta.test",
+            "-verify_return_error",
+            "-brief",
+        )
+        assert wrong.returncode != 0  # alpha's certificate does not cover the beta name
+        old = await asyncio.to_thread(s_client, "-tls1_1", "-brief")
+        assert old.returncode != 0
+
+
+async def test_proxy_header_comes_before_the_tls_handshake(
+    pki: dict[str, Any], tmp_path: Path
+) -> None:
+    from aionet.proto.proxy import build_v2
+
+    cfg = config(pki)
+    cfg["listeners"][0] |= {"proxy_protocol": True, "trusted_proxies": ["127.0.0.1"]}
+    async with serve(cfg, data_dir=tmp_path) as server:
+        reader, writer = await asyncio.open_connection(*server.address("who"))
+        writer.write(build_v2(("192.0.2.44", 5555), ("127.0.0.1", 443)))
+        await writer.drain()
+        await writer.start_tls(client_context(pki), server_hostname="alpha.test")
+        writer.write(b"?\n")
+        answer = json.loads(await reader.readline())
+        assert answer["tls"] is True and answer["peer"] == ["192.0.2.44", 5555]
+        writer.close()
