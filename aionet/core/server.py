@@ -103,6 +103,19 @@ class Server:
             return False
         return True
 
+    def reload_users(self) -> bool:
+        """Re-read the users file; a corrupt file is logged with its positions and the current
+        users stay. True if reloaded."""
+        if self.users is None:
+            return False
+        try:
+            self.users.reload()
+        except ConfigError as exc:
+            self._log.error("users_reload_failed", errors=[str(i) for i in exc.issues])
+            return False
+        self._log.info("users_reloaded", users=len(self.users.snapshot))
+        return True
+
     def _load_users(self) -> None:
         """The shared user store and portal (ConfigError with FILE:LINE:COL if corrupt)."""
         auth = self.config.auth
