@@ -304,3 +304,20 @@ async def test_server_offers_the_portal_to_handlers(tmp_path: Path) -> None:
         user = await portal.authenticate(Credentials("alice", "s3cret"), "test", "127.0.0.1")
         assert user is not None and user.has_role("relay")
         assert await portal.authenticate(Credentials("alice", "wrong"), "test", "127.0.0.1") is None
+
+
+async def test_users_reload_keeps_the_old_store_when_the_file_breaks(tmp_path: Path) -> None:
+    from aionet.testing import serve
+
+    users = tmp_path / "users.yaml"
+    assert run_aionet("users", "add", "--file", str(users), "ann", input="pw\n").returncode == 0
+    config = {"auth": {"users_file": str(users)},
+              "listeners": [{"name": "e", "protocol": "echo", "bind": "127.0.0.1:0"}]}
+    async with serve(config, data_dir=tmp_path) as server:
+        assert server.users is not None
+        assert run_aionet("users", "add", "--file", str(users), "ben", input="pw\n").returncode == 0
+        assert server.reload_users() is True
+        assert server.users.get("ben") is not None
+        users.write_text("users: [not, a, mapping]\n")
+        assert server.reload_users() is False
+        assert server.users.get("ann") is not None and server.users.get("ben") is not None
