@@ -1,0 +1,195 @@
+"""``protocol: http`` — HTTP/1.1 on httptools, hosting an ASGI app, a WSGI app, or files.
+
+Options (``listener.options``)::
+
+    app: "pkg.module:attr"       # an ASGI 3 app (http + lifespan scopes), or
+    wsgi: "pkg.module:attr"      # a PEP 3333 app run on a thread pool of wsgi_threads, or
+    static_dir: ./public         # neither: the built-in app serves this directory; without
+                                 # it (or at / without index.html) a small status page
+    max_header_size: 64KiB       # larger request head → 431
+    max_body_size: 10MiB         # larger request body → 413 (declared or streamed)
+    header_timeout: 10s          # request head not complete in time → 408 (slowloris)
+    keepalive_timeout: 5s        # idle keep-alive connections close after this
+    access_log: true             # one ``http_request`` event per request (aionet.access)
+
+The hot path lives in ``aionet.http.protocol``; this module wires the options, the app (and
+its lifespan), the periodic tick that enforces timeouts, drain and the 503 refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config.types import Duration, Size
+from ..core.handler import HandlerOptions, ProtocolHandler
+from ..core.logging import get_logger
+from ..core.registry import import_from_string
+from ..errors import RegistryError
+from ..http.lifespan import Lifespan
+from ..http.protocol import HttpProtocol
+from ..http.state import HttpLimits, HttpState
+from ..http.static import StaticApp
+from ..http.wsgi import WsgiAdapter
+from ..proto.http import refusal_response
+
+if TYPE_CHECKING:
+    from ..core.handler import Services
+    from ..http.types import ASGIApp
+
+__all__ = ["HttpHandler"]
+
+
+def _importable(value: str | None) -> str | None:
+    """Check that ``pkg.module:attr`` imports to a callable (so ``aionet check`` reports it)."""
+    if value is None:
+        return None
+    try:
+        obj = import_from_string(value)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from None
+    if not callable(obj):
+        raise ValueError(f"{value!r} is not callable")
+    return value
+
+
+class HttpOptions(HandlerOptions):
+    """``listener.options`` of an ``http`` listener."""
+
+    app: str | None = None
+    wsgi: str | None = None
+    static_dir: Path | None = None
+    root_path: str = ""
+    lifespan: Literal["auto", "on", "off"] = "auto"
+    wsgi_threads: int = Field(default=16, ge=1, le=1024)
+    max_header_size: Size = 64 * 1024
+    max_body_size: Size = 10 * 1024 * 1024
+    header_timeout: Duration = 10.0
+    keepalive_timeout: Duration = 5.0
+    access_log: bool = True
+    server_header: str | None = "aionet"
+
+    _check_app = field_validator("app", "wsgi")(_importable)
+
+    @field_validator("max_header_size")
+    @classmethod
+    def _header_floor(cls, value: int) -> int:
+        if value < 1024:
+            raise ValueError("max_header_size must be at least 1KiB")
+        return value
+
+    @model_validator(mode="after")
+    def _one_app(self) -> Self:
+        chosen = [name for name in ("app", "wsgi", "static_dir") if getattr(self, name)]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one of app, wsgi and static_dir (got {', '.join(chosen)})")
+        return self
+
+
+class HttpHandler(ProtocolHandler):
+    """``protocol: http``: HTTP/1.1 serving an ASGI app, a WSGI app or the built-in app."""
+
+    Options = HttpOptions
+    options: HttpOptions
+
+    def __init__(self, options: HandlerOptions, services: Services) -> None:
+        super().__init__(options, services)
+        opts = self.options
+        self._wsgi: WsgiAdapter | None = None
+        self._lifespan: Lifespan | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._started_at = 0.0
+        limits = HttpLimits(
+            max_header_size=opts.max_header_size,
+            max_body_size=opts.max_body_size,
+            header_timeout=opts.header_timeout,
+            keepalive_timeout=opts.keepalive_timeout,
+        )
+        self.state = HttpState(
+            self._build_app(),
+            limits,
+            self.log,
+            access=get_logger("aionet.access", listener=services.listener)
+            if opts.access_log
+            else None,
+            server_header=opts.server_header,
+            root_path=opts.root_path,
+        )
+
+    def _build_app(self) -> ASGIApp:
+        opts = self.options
+        if opts.app is not None:
+            app: Any = import_from_string(opts.app)
+            self._lifespan = Lifespan(app, self.log, opts.lifespan)
+            return app  # type: ignore[no-any-return]
+        if opts.wsgi is not None:
+            self._wsgi = WsgiAdapter(import_from_string(opts.wsgi), opts.wsgi_threads)  # type: ignore[arg-type]
+            return self._wsgi
+        return StaticApp(opts.static_dir, self._stats)
+
+    def _stats(self) -> dict[str, Any]:
+        state = self.state
+        loop = asyncio.get_running_loop()
+        return {
+            "listener": self.services.listener,
+            "uptime_s": round(loop.time() - self._started_at, 1),
+            "open_connections": len(state.protocols),
+            "requests": state.requests,
+            "event_loop": type(loop).__module__.split(".")[0],
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check ``static_dir``, run the ASGI lifespan startup, start the periodic tick.
+
+        Raises:
+            FileNotFoundError: ``static_dir`` is not a directory.
+            LifespanError: the app's lifespan startup failed.
+        """
+        static = self.options.static_dir
+        if static is not None and not static.is_dir():
+            raise FileNotFoundError(f"static_dir {str(static)!r} is not a directory")
+        loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
+        if self._lifespan is not None:
+            self.state.lifespan_state = await self._lifespan.startup()
+        self._ticker = loop.create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        state = self.state
+        interval = state.tick_interval()
+        while True:
+            await asyncio.sleep(interval)
+            state.tick()
+
+    async def drain(self) -> None:
+        """Idle keep-alive connections close now; busy ones answer with Connection: close."""
+        self.state.drain()
+
+    async def stop(self) -> None:
+        """Cancel what is still running, run the lifespan shutdown, stop the thread pool."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        tasks = list(self.state.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+        if self._wsgi is not None:
+            self._wsgi.close()
+
+    def refusal(self) -> bytes:
+        """``503 Service Unavailable`` with ``Connection: close`` and a Content-Length."""
+        return refusal_response()
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        return HttpProtocol(self.state)

@@ -1,0 +1,600 @@
+"""``HttpProtocol``: HTTP/1.1 on httptools (llhttp), one object per connection.
+
+The parser calls back as bytes arrive (``on_message_begin`` … ``on_message_complete``); each
+complete head becomes a ``RequestCycle`` that runs the app in a task. Requests are answered
+strictly in order: while one is in flight, later pipelined ones wait in a queue, and reading
+pauses when the queue is deep or a request body buffers past its high-water mark.
+
+Refusals follow one path: a check raises ``HttpError`` (``aionet.proto.http``), ``reject()``
+stops parsing, answers the status with ``Connection: close`` — right away, or after the
+responses already owed when requests are in flight — and closes.
+
+The protocol tracks itself with the connection manager inline (``Tracked``, as ``EchoProtocol``
+does). It owns no timer: the handler's periodic ``HttpState.tick()`` calls ``check_timeouts``.
+``switch_protocol()`` is the seam for an upgrade (WebSocket): the connection, still tracked, is
+handed to another protocol object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from ..core.connections import Tracked, format_peer
+from ..proto.http import (
+    HttpError,
+    check_transfer_encoding,
+    error_response,
+    is_token,
+    message_start,
+    parse_content_length,
+    sane_request_id,
+)
+from .cycle import RequestCycle
+from .state import ASGI_VERSION, EXTENSIONS
+
+if TYPE_CHECKING:
+    from ..core.connections import ConnectionRecord
+    from .state import HttpState
+
+__all__ = ["MAX_QUEUE", "HttpProtocol"]
+
+# Why reading is paused: one bit per reason, so one reason's resume cannot undo another's pause.
+PAUSE_BODY = 1  # a request body is buffered past the high-water mark
+PAUSE_QUEUE = 2  # too many pipelined requests wait behind the one in flight
+PAUSE_HALT = 4  # refused or upgraded: nothing more is parsed
+
+#: Pipelined requests parsed ahead of the one in flight before reading pauses.
+MAX_QUEUE = 8
+#: Longest method name passed to the app when llhttp does not know it.
+MAX_METHOD = 32
+
+_HOST, _TE, _CL, _EXPECT, _REQUEST_ID = range(1, 6)
+_SPECIAL = {
+    b"host": _HOST,
+    b"transfer-encoding": _TE,
+    b"content-length": _CL,
+    b"expect": _EXPECT,
+    b"x-request-id": _REQUEST_ID,
+}
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+
+
+class HttpProtocol(Tracked, asyncio.Protocol):
+    """One HTTP/1.x connection. Built by ``HttpHandler.protocol_factory()``."""
+
+    __slots__ = (
+        "_active",
+        "_aionet_peer",
+        "_aionet_rec",
+        "_aionet_slot",
+        "_at_boundary",
+        "_begins",
+        "_carry",
+        "_cl",
+        "_drain_waiter",
+        "_eof",
+        "_error",
+        "_expect",
+        "_halted",
+        "_head_bytes",
+        "_head_pending",
+        "_head_since",
+        "_head_size",
+        "_headers",
+        "_host_count",
+        "_idle_since",
+        "_in_message",
+        "_max_head",
+        "_method",
+        "_parsing",
+        "_paused",
+        "_queue",
+        "_request_id",
+        "_te",
+        "_upgrade_data",
+        "_upgraded",
+        "_url",
+        "client",
+        "loop",
+        "parser",
+        "peer",
+        "scheme",
+        "server",
+        "state",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(self, state: HttpState) -> None:
+        self._aionet_rec: ConnectionRecord | None = None
+        self._aionet_peer = None
+        self.state = state
+        self.parser = httptools.HttpRequestParser(self)
+        self._max_head = state.limits.max_header_size
+        # Connection state.
+        self._active: RequestCycle | None = None  # the request whose response is in progress
+        self._parsing: RequestCycle | None = None  # the request whose body is being parsed
+        self._queue: deque[RequestCycle] = deque()
+        self._paused = 0
+        self._halted = False
+        self._eof = False
+        self._error: HttpError | None = None  # refusal owed after the queued responses
+        self._upgraded: asyncio.BaseProtocol | None = None
+        self._upgrade_data = b""
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self._carry = b""
+        self._in_message = False
+        self._at_boundary = True
+        self._begins = 0
+        self._head_pending = False
+        self._head_since = self._idle_since = state.now
+        self._head_bytes = 0
+        # Per-message head state, reset by on_message_begin.
+        self._method: bytes | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._host_count = 0
+        self._te: bytes | None = None
+        self._cl: bytes | None = None
+        self._expect = False
+        self._request_id: bytes | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        rec = self._aionet_rec = self._aionet_slot.admit(transport, self._aionet_peer)
+        if rec is None:
+            return
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
+        self.loop = asyncio.get_running_loop()
+        self.client = _address(rec.peer)
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+        self.peer = format_peer(rec.peer)
+        self._idle_since = self.state.now
+        self.state.protocols.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        rec = self._aionet_rec
+        if rec is None:
+            return
+        rec.bytes_in += len(data)
+        rec.last_active = rec.clock.now
+        if self._halted:
+            if self._upgraded is not None:
+                cast("asyncio.Protocol", self._upgraded).data_received(data)
+            return
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        while data:
+            data = self._feed(data)
+
+    def eof_received(self) -> bool | None:
+        if self._upgraded is not None:
+            return cast("asyncio.Protocol", self._upgraded).eof_received()
+        self._eof = True
+        # A half-closed client still gets the responses it is owed; then we close.
+        return True if self._active is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        rec = self._aionet_rec
+        if rec is None:
+            return
+        self._aionet_rec = None
+        try:
+            self._halted = True
+            self.state.protocols.discard(self)
+            if self._upgraded is not None:
+                self._upgraded.connection_lost(exc)
+            for cycle in (self._active, *self._queue):
+                if cycle is not None:
+                    cycle.disconnect()
+            self._queue.clear()
+            self._wake_writer()
+        finally:
+            rec.release()
+
+    def pause_writing(self) -> None:
+        if self._upgraded is not None:
+            self._upgraded.pause_writing()
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        if self._upgraded is not None:
+            self._upgraded.resume_writing()
+        self.write_paused = False
+        self._wake_writer()
+
+    # -- feeding the parser ------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> bytes:
+        """Feed ``data`` to the parser; returns bytes to feed again (after a method rewrite)."""
+        pending = self._head_pending
+        self._at_boundary = not self._in_message
+        self._begins = 0
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._on_upgrade(data[exc.args[0] :])
+        except httptools.HttpParserCallbackError as exc:
+            self._callback_failed(exc)
+        except httptools.HttpParserInvalidMethodError:
+            return self._unknown_method(data)
+        except httptools.HttpParserError as exc:
+            self.reject(HttpError(400, f"malformed request: {exc}"))
+        else:
+            if pending and self._head_pending:
+                # A head spanning reads: every byte of this read belongs to it.
+                self._head_bytes += len(data)
+                if self._head_bytes > self._max_head:
+                    self.reject(HttpError(431, "request head larger than max_header_size"))
+        return b""
+
+    def _callback_failed(self, exc: httptools.HttpParserCallbackError) -> None:
+        cause = exc.__context__
+        if isinstance(cause, HttpError):
+            self.reject(cause)
+            return
+        self._halt()
+        rec = self._aionet_rec
+        if rec is not None:
+            rec.slot.handler_error(rec, cause if cause is not None else exc)
+        self.write(error_response(500, self.state.date.prelude))
+        self.close()
+
+    def _unknown_method(self, data: bytes) -> bytes:
+        """llhttp knows a fixed list of methods; any other token method goes to the app.
+
+        The failing message starts after the messages already parsed from ``data``; a fresh
+        parser gets it with the method replaced by ``GET`` (body framing does not depend on
+        the method) and ``on_headers_complete`` puts the real method in the scope.
+        """
+        start = message_start(data, self._begins - 1) if self._at_boundary else None
+        if start is None or self._begins < 1:
+            self.reject(HttpError(400, "invalid method"))
+            return b""
+        rest = data[start:]
+        self.parser = httptools.HttpRequestParser(self)
+        self._in_message = False
+        space = rest.find(b" ")
+        method = rest[:space] if space >= 0 else rest
+        if len(method) > MAX_METHOD or not is_token(method):
+            self.reject(HttpError(400, "invalid method"))
+            return b""
+        if space < 0:  # the method continues in the next read
+            self._carry = rest
+            return b""
+        self._method = method
+        return b"GET" + rest[space:]
+
+    # -- parser callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._begins += 1
+        self._head_pending = True
+        self._head_since = self.state.now
+        self._head_bytes = 0
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        self._host_count = 0
+        self._te = self._cl = self._request_id = None
+        self._expect = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        self._headers.append((key, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_head:
+            raise HttpError(431, "request head larger than max_header_size")
+        kind = _SPECIAL.get(key)
+        if kind is not None:
+            self._special_header(kind, value)
+
+    def _special_header(self, kind: int, value: bytes) -> None:
+        if kind == _HOST:
+            self._host_count += 1
+        elif kind == _TE:
+            self._te = value
+        elif kind == _CL:
+            self._cl = value
+        elif kind == _EXPECT:
+            self._expect = value.strip().lower() == b"100-continue"
+        else:  # X-Request-ID: reused only when it is a short token
+            self._request_id = value if sane_request_id(value) else None
+
+    def on_headers_complete(self) -> None:
+        self._head_pending = False
+        parser = self.parser
+        version = parser.get_http_version()
+        length = self._check_head(version)
+        upgrade = parser.should_upgrade()
+        if upgrade and (length or self._te is not None):
+            raise HttpError(400, "upgrade request with a body")
+        cycle = RequestCycle(
+            self,
+            self._scope(version),
+            http11=version == "1.1",
+            keep_alive=parser.should_keep_alive() and not upgrade,
+            expect_100=self._expect and version == "1.1",
+            request_id=self._request_id,
+        )
+        self._parsing = cycle
+        if self._active is None:
+            self._start(cycle)
+        else:
+            self._queue.append(cycle)
+            if len(self._queue) >= MAX_QUEUE:
+                self.pause(PAUSE_QUEUE)
+
+    def _check_head(self, version: str) -> int:
+        """RFC 9112 checks llhttp leaves to us; returns the declared body length (0 if none)."""
+        if version != "1.1" and version != "1.0":
+            raise HttpError(505, f"HTTP version {version} is not supported")
+        if self._head_size > self._max_head:
+            raise HttpError(431, "request head larger than max_header_size")
+        if self._host_count > 1 or (self._host_count == 0 and version == "1.1"):
+            raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
+        if self._te is not None:
+            check_transfer_encoding(self._te, version)
+        if self._cl is None:
+            return 0
+        length = parse_content_length(self._cl)
+        if length > self.state.limits.max_body_size:
+            raise HttpError(413, "Content-Length over max_body_size")
+        return length
+
+    def _scope(self, version: str) -> dict[str, Any]:
+        method = self._method or self.parser.get_method()
+        self._method = None
+        raw_path, query = _split_target(self._url)
+        state = self.state
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": _METHODS.get(method) or method.decode("ascii"),
+            "root_path": state.root_path,
+            "path": _decode_path(raw_path),
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": self._headers,
+            "extensions": EXTENSIONS,
+        }
+        if state.lifespan_state is not None:
+            scope["state"] = state.lifespan_state.copy()
+        return scope
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self._parsing
+        if cycle is not None:
+            cycle.feed(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        cycle = self._parsing
+        if cycle is not None:
+            self._parsing = None
+            cycle.body_done()
+
+    # -- request scheduling ------------------------------------------------------------------
+
+    def _start(self, cycle: RequestCycle) -> None:
+        self._active = cycle
+        state = self.state
+        state.requests += 1
+        task = cycle.task = self.loop.create_task(cycle.run())
+        state.tasks.add(task)
+
+    def response_done(self, cycle: RequestCycle) -> None:
+        """``cycle``'s response is complete: start the next queued request, idle, or close."""
+        self._active = None
+        if self._halted and self._error is None:
+            self.close()  # refused mid-body or upgraded: nothing more on this connection
+            return
+        if not cycle.keep_alive or not cycle.body_complete() or self.state.draining:
+            self.close()
+            return
+        queue = self._queue
+        if queue:
+            if len(queue) <= MAX_QUEUE:
+                self.resume(PAUSE_QUEUE)
+            self._start(queue.popleft())
+        elif self._error is not None:
+            self.write(error_response(self._error.status, self.state.date.prelude))
+            self.close()
+        elif self._eof:
+            self.close()
+        else:
+            self._idle_since = self.state.now
+
+    def may_keep_alive(self) -> bool:
+        """Whether the response being started may leave the connection open."""
+        return not (
+            self.state.draining
+            or self._eof
+            or (self._halted and self._error is None)
+            or self.state.limits.keepalive_timeout <= 0
+        )
+
+    # -- refusals, timeouts, drain -----------------------------------------------------------
+
+    def reject(self, err: HttpError) -> None:
+        """Refuse with ``err.status`` and close, after the responses already owed."""
+        self._halt()
+        self._log_refusal(err)
+        cycle, active = self._parsing, self._active
+        self._parsing = None
+        if cycle is not None and cycle is not active:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(cycle)  # its body broke: it is never answered
+        if active is None:
+            self.write(error_response(err.status, self.state.date.prelude))
+            self.close()
+        elif active is cycle:  # the body of the request in flight broke
+            if active.abandon():
+                self.write(error_response(err.status, self.state.date.prelude))
+            self.close()
+        else:
+            self._error = err  # answered once the queued responses are out
+
+    def _log_refusal(self, err: HttpError) -> None:
+        access = self.state.access
+        if access is not None:
+            access.info(
+                "http_request",
+                method=None,
+                path=_decode_path(_split_target(self._url)[0]) if self._url else None,
+                status=err.status,
+                bytes=0,
+                duration=0.0,
+                peer=self.peer,
+                request_id=None,
+                error=err.reason,
+            )
+
+    def check_timeouts(self, now: float) -> None:
+        """Called by the periodic tick: 408 a slow head, close an idle keep-alive connection."""
+        if self._halted:
+            return
+        limits = self.state.limits
+        if self._head_pending:
+            if limits.header_timeout and now - self._head_since >= limits.header_timeout:
+                self.reject(HttpError(408, "request head not complete within header_timeout"))
+        elif self._active is None:
+            timeout = limits.keepalive_timeout or limits.header_timeout
+            if timeout and now - self._idle_since >= timeout:
+                self.close()
+
+    def drain(self) -> None:
+        """Server drain: close now if no response is in progress, else after it."""
+        if self._active is None and not self._halted:
+            self.close()
+
+    # -- transport helpers -------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        rec = self._aionet_rec
+        if rec is not None:
+            rec.bytes_out += len(data)
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self._halted = True
+        if self._aionet_rec is not None:
+            self.transport.close()
+
+    def pause(self, reason: int) -> None:
+        if not self._paused and self._aionet_rec is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and self._aionet_rec is not None:
+                self.transport.resume_reading()
+
+    def _halt(self) -> None:
+        self._halted = True
+        self.pause(PAUSE_HALT)
+
+    async def wait_writable(self) -> None:
+        """Wait until the transport's write buffer drains below its low-water mark."""
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self.loop.create_future()
+        await waiter
+
+    def _wake_writer(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def sendfile(self, file: Any, offset: int, count: int) -> bool:
+        """Send ``count`` bytes of ``file`` with ``loop.sendfile``; False if unavailable.
+
+        Native sendfile needs a plain socket transport of the asyncio loop (not uvloop, not
+        TLS); the caller then falls back to reading the file in chunks.
+        """
+        state = self.state
+        rec = self._aionet_rec
+        if not state.sendfile or rec is None:
+            return False
+        try:
+            await self.loop.sendfile(self.transport, file, offset, count, fallback=False)
+        except NotImplementedError:
+            state.sendfile = False  # this loop has no sendfile at all (uvloop)
+            return False
+        except (asyncio.SendfileNotAvailableError, RuntimeError):
+            return False  # this transport cannot (TLS), or it is closing
+        rec.bytes_out += count
+        return True
+
+    # -- upgrades ------------------------------------------------------------------------------
+
+    def _on_upgrade(self, leftover: bytes) -> None:
+        """An upgrade (or CONNECT) request was parsed: it is answered as a plain request, with
+        ``Connection: close``, unless ``switch_protocol()`` takes the connection first."""
+        self._halt()
+        self._upgrade_data = leftover
+
+    def switch_protocol(self, protocol: asyncio.Protocol, data: bytes = b"") -> None:
+        """Hand this connection to ``protocol`` (after a ``101``), keeping it tracked.
+
+        ``protocol`` gets ``connection_made(transport)``, then the bytes that followed the
+        upgrade request and ``data``; every later callback is forwarded to it, and the
+        connection manager still counts and releases the connection through this object.
+        """
+        self._upgraded = protocol
+        self._halted = True
+        protocol.connection_made(self.transport)
+        leftover, self._upgrade_data = self._upgrade_data + data, b""
+        self._paused = 0
+        self.transport.resume_reading()
+        if leftover:
+            protocol.data_received(leftover)
+
+
+def _address(value: Any) -> tuple[str, int | None] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    if isinstance(value, str) and value:
+        return (value, None)  # unix socket path
+    return None
+
+
+def _split_target(url: bytes) -> tuple[bytes, bytes]:
+    """``(raw_path, query_string)`` of a request target in any of its four forms."""
+    if url[:1] == b"/":
+        path, _, query = url.partition(b"?")
+        return path, query
+    if url == b"*":
+        return url, b""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        return url, b""  # authority-form (CONNECT host:port)
+    return parsed.path or b"/", parsed.query or b""
+
+
+def _decode_path(raw_path: bytes) -> str:
+    if b"%" not in raw_path and raw_path.isascii():
+        return raw_path.decode("ascii")
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")

@@ -1,0 +1,118 @@
+"""``HttpState``: what every connection of one ``http`` listener shares.
+
+One object per handler, read on the hot path by attribute: the app, the limits, the cached
+``Date`` prelude, a coarse monotonic clock, the live connections (for drain and the timeout
+sweep) and running request tasks (cancelled at stop). ``tick()`` advances the clock and the
+date and enforces header/keep-alive timeouts for every live connection; the handler calls it
+periodically, so no connection owns a timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..proto.http import DateCache, RequestIds
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from structlog.typing import FilteringBoundLogger
+
+    from .protocol import HttpProtocol
+    from .types import ASGIApp
+
+__all__ = ["ASGI_VERSION", "EXTENSIONS", "HttpLimits", "HttpState"]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+#: Response extensions every request scope advertises (the static app uses zero-copy send).
+EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.zerocopysend": {},
+    "http.response.pathsend": {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """The framing limits and timeouts of one listener (seconds and bytes; 0 = off)."""
+
+    max_header_size: int = 64 * 1024
+    max_body_size: int = 10 * 1024 * 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+
+
+class HttpState:
+    """Shared by the ``HttpProtocol`` objects of one listener."""
+
+    __slots__ = (
+        "access",
+        "app",
+        "date",
+        "draining",
+        "ids",
+        "lifespan_state",
+        "limits",
+        "log",
+        "now",
+        "protocols",
+        "requests",
+        "root_path",
+        "sendfile",
+        "started",
+        "tasks",
+    )
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: HttpLimits,
+        log: FilteringBoundLogger,
+        *,
+        access: FilteringBoundLogger | None = None,
+        server_header: str | None = "aionet",
+        root_path: str = "",
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.log = log
+        # The access logger, or None when access logging is off or filtered out by level.
+        self.access = access if access is not None and _enabled(access) else None
+        self.root_path = root_path
+        self.date = DateCache(server_header)
+        self.ids = RequestIds()
+        self.now = time.monotonic()
+        self.started = time.time()
+        self.protocols: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.lifespan_state: dict[str, Any] | None = None
+        self.draining = False
+        self.requests = 0
+        #: False once the loop turned out to have no ``sendfile`` (uvloop): don't ask again.
+        self.sendfile = True
+
+    def tick(self) -> None:
+        """Advance the clock and the Date header; enforce header and keep-alive timeouts."""
+        self.now = now = time.monotonic()
+        self.date.update(time.time())
+        for proto in list(self.protocols):
+            proto.check_timeouts(now)
+
+    def tick_interval(self) -> float:
+        """How often ``tick()`` should run: a quarter of the shortest timeout, 20 ms to 0.5 s."""
+        limits = self.limits
+        timeouts = [t for t in (limits.header_timeout, limits.keepalive_timeout) if t > 0]
+        return min(0.5, max(0.02, min(timeouts, default=2.0) / 4))
+
+    def drain(self) -> None:
+        """Stop keep-alive everywhere: idle connections close now, busy ones after their reply."""
+        self.draining = True
+        for proto in list(self.protocols):
+            proto.drain()
+
+
+def _enabled(log: FilteringBoundLogger) -> bool:
+    is_enabled = getattr(log, "is_enabled_for", None)
+    return is_enabled is None or bool(is_enabled(logging.INFO))

@@ -1,0 +1,319 @@
+"""HTTP/1.1 framing rules that need no I/O: what llhttp leaves to us, and the reply bytes.
+
+httptools (llhttp) parses the request; this module holds the checks RFC 9112 asks for that the
+parser does not make on its own, plus everything a server writes that can be computed without
+a socket:
+
+* request checks: ``Transfer-Encoding`` must be exactly ``chunked`` and never appear in an
+  HTTP/1.0 request (§6.1), one ``Host`` in HTTP/1.1 (§3.2), sane ``Content-Length`` (§6.3),
+  sane ``X-Request-ID`` values; every failure raises ``HttpError`` carrying its status;
+* ``message_start()``: where the n-th pipelined message begins in a buffer the parser already
+  validated (used to recover a request whose method llhttp does not know);
+* replies: status lines, the cached ``Date`` header, response header encoding with
+  response-splitting checks, chunk framing, complete error and refusal responses.
+
+What llhttp already rejects (tested on the raw socket in ``tests/e2e/test_http_framing.py``):
+``Content-Length`` together with ``Transfer-Encoding``, duplicate or list-valued
+``Content-Length``, ``chunked`` that is not the final coding, unknown codings alone, bad chunk
+sizes, obs-fold, bare CR or LF in the head and around chunks, NUL and other control bytes in
+field names, values and the target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "CONTINUE_100",
+    "DateCache",
+    "HttpError",
+    "RequestIds",
+    "check_transfer_encoding",
+    "chunk",
+    "encode_headers",
+    "error_response",
+    "is_token",
+    "message_start",
+    "parse_content_length",
+    "phrase",
+    "refusal_response",
+    "sane_request_id",
+    "status_allows_body",
+    "status_line",
+]
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: The one final transfer coding a request may use (RFC 9112 §6.1); we decode no other.
+CHUNKED = b"chunked"
+#: Longest ``X-Request-ID`` we echo back; longer ones are replaced by a generated id.
+MAX_REQUEST_ID = 128
+_OWS = b" \t"
+
+
+class HttpError(Exception):
+    """A request the server must refuse: ``status`` is the reply, ``reason`` goes to the log.
+
+    Raised by the checks in this module and by the protocol's parser callbacks; the protocol
+    turns it into a complete response and closes the connection (h11's ``error_status_hint``).
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# -- tokens and ids --------------------------------------------------------------------------
+
+#: RFC 9110 §5.6.2 ``tchar``.
+_TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def is_token(value: bytes) -> bool:
+    """True when ``value`` is a non-empty RFC 9110 token (a method, a field name)."""
+    return _TOKEN_RE.match(value) is not None
+
+
+def sane_request_id(value: bytes) -> bool:
+    """True when an incoming ``X-Request-ID`` may be reused: 1 to 128 token characters."""
+    return len(value) <= MAX_REQUEST_ID and _TOKEN_RE.match(value) is not None
+
+
+class RequestIds:
+    """Cheap unique request ids: a random per-process prefix and a counter (no syscall each)."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self, prefix: bytes | None = None) -> None:
+        self._prefix = prefix if prefix is not None else os.urandom(6).hex().encode()
+        self._count = itertools.count(1)
+
+    def next(self) -> bytes:
+        return b"%s-%x" % (self._prefix, next(self._count))
+
+
+# -- request checks ----------------------------------------------------------------------------
+
+
+def check_transfer_encoding(value: bytes, http_version: str) -> None:
+    """Accept only ``Transfer-Encoding: chunked`` in HTTP/1.1 requests.
+
+    Raises:
+        HttpError: 400 for any other coding list (``gzip, chunked`` included: we decode no
+            other coding, and an unknown one leaves the body length unknowable) and for any
+            ``Transfer-Encoding`` in an HTTP/1.0 request (RFC 9112 §6.1: faulty framing).
+    """
+    if http_version != "1.1":
+        raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+    if value.strip(_OWS).lower() != CHUNKED:
+        raise HttpError(400, "unsupported Transfer-Encoding (only 'chunked' is accepted)")
+
+
+def parse_content_length(value: bytes) -> int:
+    """The value of a ``Content-Length`` field llhttp has already checked (digits, one value).
+
+    Raises:
+        HttpError: 400 when it is not a plain decimal number after all.
+    """
+    text = value.strip(_OWS)
+    if not text.isdigit():
+        raise HttpError(400, "invalid Content-Length")
+    return int(text)
+
+
+def message_start(data: bytes, skip: int) -> int | None:
+    """The offset where message ``skip`` (0-based) begins in ``data``, or None if unknown.
+
+    ``data`` starts at a message boundary and its first ``skip`` messages were already parsed
+    and validated by llhttp, so their heads end at the first blank line (no bare LFs) and their
+    bodies are framed by ``Content-Length`` or valid chunks. Empty lines between messages are
+    skipped as llhttp skips them.
+    """
+    pos = _skip_blank_lines(data, 0)
+    for _ in range(skip):
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            return None
+        head = data[pos:end].lower()
+        pos = end + 4
+        if b"\ntransfer-encoding:" in head:
+            found = _skip_chunked_body(data, pos)
+            if found is None:
+                return None
+            pos = found
+        else:
+            pos += _content_length_of(head)
+        pos = _skip_blank_lines(data, pos)
+    return pos if pos <= len(data) else None
+
+
+def _skip_blank_lines(data: bytes, pos: int) -> int:
+    while data[pos : pos + 2] == b"\r\n":
+        pos += 2
+    return pos
+
+
+def _content_length_of(head: bytes) -> int:
+    at = head.find(b"\ncontent-length:")
+    if at < 0:
+        return 0
+    line_end = head.find(b"\r\n", at + 1)
+    value = head[at + 16 : line_end if line_end >= 0 else len(head)]
+    return int(value.strip(_OWS) or b"0")
+
+
+def _skip_chunked_body(data: bytes, pos: int) -> int | None:
+    while True:
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(data[pos:line_end].split(b";", 1)[0], 16)
+        pos = line_end + 2
+        if size == 0:
+            trailer_end = data.find(b"\r\n", pos)
+            while trailer_end > pos:  # trailer fields, up to the empty line
+                pos = trailer_end + 2
+                trailer_end = data.find(b"\r\n", pos)
+            return None if trailer_end < 0 else trailer_end + 2
+        pos += size + 2
+
+
+# -- replies -------------------------------------------------------------------------------------
+
+
+def phrase(status: int) -> str:
+    """The reason phrase of ``status`` (empty for codes without one)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_STATUS_LINES: dict[int, bytes] = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus
+}
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n`` for any status from 100 to 599 (built once per code)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 599:
+            raise ValueError(f"invalid HTTP status code {status!r}")
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, phrase(status).encode())
+    return line
+
+
+def status_allows_body(status: int) -> bool:
+    """False for 1xx, 204 and 304: such responses end after the head (RFC 9112 §6.3)."""
+    return status >= 200 and status != 204 and status != 304
+
+
+class DateCache:
+    """The ``Date`` header line, rebuilt at most once per second by whoever ticks it.
+
+    ``prelude`` is ``server: NAME\\r\\ndate: ...\\r\\n`` ready to be put after a status line.
+    """
+
+    __slots__ = ("_second", "_server", "prelude")
+
+    def __init__(self, server: str | None = "aionet") -> None:
+        self._server = b"server: %s\r\n" % server.encode("latin-1") if server else b""
+        self._second = -1
+        self.prelude = b""
+        self.update(time.time())
+
+    def update(self, now: float) -> bool:
+        """Refresh for wall-clock time ``now``; True when the second changed."""
+        second = int(now)
+        if second == self._second:
+            return False
+        self._second = second
+        date = formatdate(second, usegmt=True).encode()
+        self.prelude = b"%sdate: %s\r\n" % (self._server, date)
+        return True
+
+
+# A response head must not carry CR, LF or NUL inside a name or value (response splitting), nor
+# other control bytes; HTAB is allowed in values. Names must be tokens.
+_BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int | None, bool]:
+    """Encode an app's response headers: ``(block, content_length, close)``.
+
+    ``block`` is ``name: value\\r\\n`` lines without ``Transfer-Encoding`` (framing is the
+    server's job) and without ``Connection`` (the protocol writes its own); ``content_length``
+    is the app's declared length or None; ``close`` is True when the app asked for
+    ``Connection: close``.
+
+    Raises:
+        ValueError: a name is not a token, a value holds control bytes, or ``Content-Length``
+            is not a number.
+    """
+    lines: list[bytes] = []
+    length: int | None = None
+    close = False
+    for name, value in headers:
+        key = name.lower()
+        if key == b"content-length":
+            length = _response_length(value)
+        elif key == b"connection":
+            close = close or b"close" in value.lower()
+            continue
+        elif key == b"transfer-encoding":
+            continue
+        if _TOKEN_RE.match(name) is None or _BAD_VALUE_RE.search(value) is not None:
+            raise ValueError(f"invalid response header {name!r}: {value!r}")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return b"".join(lines), length, close
+
+
+def _response_length(value: bytes) -> int:
+    text = value.strip(_OWS)
+    if not text.isdigit():
+        raise ValueError(f"invalid Content-Length {value!r} in the response")
+    return int(text)
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def error_response(
+    status: int, prelude: bytes = b"", *, close: bool = True, head_only: bool = False
+) -> bytes:
+    """A complete plain-text response; ``Connection: close`` unless ``close`` is False.
+
+    ``prelude`` (``Server``/``Date``, extra lines) goes right after the status line;
+    ``head_only`` leaves the body out (the answer to a HEAD request).
+    """
+    body = b"%d %s\n" % (status, phrase(status).encode())
+    head = b"%s%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % (
+        status_line(status),
+        prelude,
+        len(body),
+    )
+    end = b"connection: close\r\n\r\n" if close else b"\r\n"
+    return head + end + (b"" if head_only else body)
+
+
+def refusal_response() -> bytes:
+    """What a connection refused by the connection manager gets: ``503``, then closed.
+
+    Built once per listener, so it carries no ``Date`` (RFC 9110 §6.6.1 allows that for 5xx).
+    """
+    return error_response(503, b"retry-after: 1\r\n")
