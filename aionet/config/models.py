@@ -44,11 +44,19 @@ class Limits(_Model):
     idle_timeout: Duration | None = None
 
 
+class ServerLimits(Limits):
+    """Process-wide limits; a partial ``limits:`` block keeps the defaults it does not name."""
+
+    max_connections: int | None = Field(default=10000, ge=1)
+    max_connections_per_ip: int | None = Field(default=256, ge=1)
+    idle_timeout: Duration | None = 300.0
+
+
 class ServerConfig(_Model):
     data_dir: Path = Path("./var")
     workers: int = Field(default=1, ge=1)
     shutdown_timeout: Duration = 10.0
-    limits: Limits = Limits(max_connections=10000, max_connections_per_ip=256, idle_timeout=300.0)
+    limits: ServerLimits = ServerLimits()
 
 
 class LoggingConfig(_Model):

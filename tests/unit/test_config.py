@@ -237,4 +237,5 @@ def test_units_inside_config() -> None:
     config = load_config_text(text, "c.yaml", {})
     assert config.server.shutdown_timeout == 0.25
     assert config.server.limits.idle_timeout == 300.0
-    assert config.server.limits.max_connections is None  # a limits block replaces the default
+    assert config.server.limits.max_connections == 10000  # defaults it does not name stay
+    assert config.server.limits.max_connections_per_ip == 256
