@@ -12,20 +12,16 @@ message (from /proc) is compared. Target: aionet >= 0.9 x the raw server.
 from __future__ import annotations
 
 import argparse
-import datetime
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from _harness import HERE, PY, free_port, median, pinned, wait_listening
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+
+from aionet.core.certgen import generate_self_signed
 
 ECHO_CLIENT = """
 import asyncio, ssl, sys, time, uvloop
@@ -46,34 +42,8 @@ uvloop.run(main())
 
 
 def make_cert(out: Path, kind: str) -> tuple[Path, Path]:
-    key: Any = (
-        ec.generate_private_key(ec.SECP256R1())
-        if kind == "ecdsa"
-        else (rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    )
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = out / f"{kind}.pem", out / f"{kind}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    key_type = "ec-p256" if kind == "ecdsa" else "rsa-2048"
+    return generate_self_signed(out / kind, ["localhost"], key_type=key_type)
 
 
 def server_argv(kind: str, port: int, cert: Path, key: Path, tmp: Path) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 if TYPE_CHECKING:
@@ -34,10 +34,19 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def generate_self_signed(out_dir: Path, hosts: list[str] | None = None) -> tuple[Path, Path]:
-    """Write ``cert.pem`` and ``key.pem`` into ``out_dir``; returns their paths."""
+def generate_self_signed(
+    out_dir: Path, hosts: list[str] | None = None, *, key_type: str = "ec-p256"
+) -> tuple[Path, Path]:
+    """Write ``cert.pem`` and ``key.pem`` into ``out_dir``; returns their paths.
+
+    ``key_type`` is ``ec-p256`` (the default) or ``rsa-2048`` (for benchmarks and old clients).
+    """
     hosts = list(hosts or DEFAULT_HOSTS)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    if key_type == "rsa-2048":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, hosts[0]),
