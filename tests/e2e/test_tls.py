@@ -284,3 +284,24 @@ async def test_proxy_header_comes_before_the_tls_handshake(
         answer = json.loads(await reader.readline())
         assert answer["tls"] is True and answer["peer"] == ["192.0.2.44", 5555]
         writer.close()
+
+
+async def test_starttls_for_a_protocol_handler(pki: dict[str, Any], tmp_path: Path) -> None:
+    cfg = config(pki)
+    cfg["listeners"] = [
+        {"name": "up", "protocol": "tests.e2e.tls_handlers:UpgradingEcho", "bind": "127.0.0.1:0"}
+    ]
+    async with serve(cfg, data_dir=tmp_path) as server:
+        reader, writer = await asyncio.open_connection(*server.address("up"))
+        writer.write(b"one\n")
+        assert await reader.readline() == b"plain one\n"
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"GO\n"
+        await writer.start_tls(client_context(pki), server_hostname="alpha.test")
+        writer.write(b"two\n")
+        assert await reader.readline() == b"tls two\n"
+        [rec] = server.manager.live.values()
+        assert rec.transport.get_extra_info("ssl_object") is not None  # the core has the TLS one
+        writer.close()
+        await asyncio.sleep(0.1)
+        assert server.manager.live == {}

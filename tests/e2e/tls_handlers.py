@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
-from aionet import Connection, StreamHandler
-from aionet.core.tls import peer_identity
+from aionet import Connection, ProtocolHandler, StreamHandler
+from aionet.core.tls import peer_identity, start_tls_protocol
 
 
 class WhoAmI(StreamHandler):
@@ -28,3 +30,40 @@ class WhoAmI(StreamHandler):
             }
             conn.writer.write(json.dumps(info).encode() + b"\n")
             await conn.writer.drain()
+
+
+class UpgradingEcho(ProtocolHandler):
+    """A line echo as a bare asyncio.Protocol that upgrades on ``STARTTLS``."""
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        return _UpgradingEchoProtocol(self)
+
+
+class _UpgradingEchoProtocol(asyncio.Protocol):
+    def __init__(self, handler: UpgradingEcho) -> None:
+        self.handler = handler
+        self.tls = False
+        self.upgrading = False
+        self.early: list[bytes] = []  # TLS records' plaintext that beat the upgrade's return
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgrading:  # decrypted data can arrive before start_tls_protocol returns
+            self.early.append(data)
+            return
+        if data.strip() == b"STARTTLS":
+            self.transport.write(b"GO\n")
+            self.upgrading = True
+            self.upgrade_task = asyncio.ensure_future(self._upgrade())
+            return
+        self.transport.write(b"tls " + data if self.tls else b"plain " + data)
+
+    async def _upgrade(self) -> None:
+        assert self.handler.services.tls is not None
+        ctx = self.handler.services.tls.context("alpha")
+        self.transport = await start_tls_protocol(self, self.transport, ctx)
+        self.tls, self.upgrading = True, False
+        for data in self.early:
+            self.data_received(data)
