@@ -263,7 +263,9 @@ class RequestCycle:
         return b"%sx-request-id: %s\r\n" % (proto.state.date.prelude, rid)
 
     def _connection(self) -> bytes:
-        keep = self.keep_alive = self.keep_alive and self.proto.may_keep_alive()
+        # A client still holding back its body for a 100 Continue will never send it now.
+        waiting = self.expect_100 and self.more_body
+        keep = self.keep_alive = self.keep_alive and not waiting and self.proto.may_keep_alive()
         if not keep:
             return b"connection: close\r\n\r\n"
         return b"\r\n" if self.http11 else b"connection: keep-alive\r\n\r\n"

@@ -76,6 +76,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_at_boundary",
         "_begins",
         "_carry",
+        "_carry_method",
         "_cl",
         "_drain_waiter",
         "_eof",
@@ -129,7 +130,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._upgrade_data = b""
         self._drain_waiter: asyncio.Future[None] | None = None
         self.write_paused = False
-        self._carry = b""
+        self._carry = self._carry_method = b""
         self._in_message = False
         self._at_boundary = True
         self._begins = 0
@@ -231,12 +232,26 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.reject(HttpError(400, f"malformed request: {exc}"))
         else:
-            if pending and self._head_pending:
-                # A head spanning reads: every byte of this read belongs to it.
-                self._head_bytes += len(data)
-                if self._head_bytes > self._max_head:
-                    self.reject(HttpError(431, "request head larger than max_header_size"))
+            if self._head_pending:
+                self._count_head_bytes(data, pending)
         return b""
+
+    def _count_head_bytes(self, data: bytes, continued: bool) -> None:
+        """Bound a head that spans reads (the part llhttp buffers before calling back).
+
+        While the method itself is still incomplete, its bytes are kept (a few at most) so a
+        method llhttp rejects in a later read can still be recovered.
+        """
+        start = 0
+        if continued:  # every byte of this read belongs to the pending head
+            self._head_bytes += len(data)
+        elif self._at_boundary:  # the head began in this read, after ``_begins - 1`` messages
+            start = (message_start(data, self._begins - 1) or 0) if self._begins > 1 else 0
+            self._head_bytes = len(data) - start
+        if self._head_bytes > self._max_head:
+            self.reject(HttpError(431, "request head larger than max_header_size"))
+        elif not self._url and self._head_bytes <= MAX_METHOD:
+            self._carry_method = self._carry_method + data[start:] if continued else data[start:]
 
     def _callback_failed(self, exc: httptools.HttpParserCallbackError) -> None:
         cause = exc.__context__
@@ -257,11 +272,14 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         parser gets it with the method replaced by ``GET`` (body framing does not depend on
         the method) and ``on_headers_complete`` puts the real method in the scope.
         """
-        start = message_start(data, self._begins - 1) if self._at_boundary else None
-        if start is None or self._begins < 1:
-            self.reject(HttpError(400, "invalid method"))
-            return b""
-        rest = data[start:]
+        if self._begins == 0 and self._carry_method and not self._url:
+            rest = self._carry_method + data  # the method began in an earlier read
+        else:
+            start = message_start(data, self._begins - 1) if self._at_boundary else None
+            if start is None or self._begins < 1:
+                self.reject(HttpError(400, "invalid method"))
+                return b""
+            rest = data[start:]
         self.parser = httptools.HttpRequestParser(self)
         self._in_message = False
         space = rest.find(b" ")
@@ -280,6 +298,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_message = True
         self._begins += 1
+        self._carry_method = b""
         self._head_pending = True
         self._head_since = self.state.now
         self._head_bytes = 0
@@ -417,8 +436,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
                 self.resume(PAUSE_QUEUE)
             self._start(queue.popleft())
         elif self._error is not None:
-            self.write(error_response(self._error.status, self.state.date.prelude))
-            self.close()
+            self._refuse(self._error)
         elif self._eof:
             self.close()
         else:
@@ -438,29 +456,30 @@ class HttpProtocol(Tracked, asyncio.Protocol):
     def reject(self, err: HttpError) -> None:
         """Refuse with ``err.status`` and close, after the responses already owed."""
         self._halt()
-        self._log_refusal(err)
+        if self._url and err.target is None:
+            err.target = _decode_path(_split_target(self._url[:200])[0])
         cycle, active = self._parsing, self._active
         self._parsing = None
         if cycle is not None and cycle is not active:
             with contextlib.suppress(ValueError):
                 self._queue.remove(cycle)  # its body broke: it is never answered
         if active is None:
-            self.write(error_response(err.status, self.state.date.prelude))
-            self.close()
+            self._refuse(err)
         elif active is cycle:  # the body of the request in flight broke
-            if active.abandon():
-                self.write(error_response(err.status, self.state.date.prelude))
-            self.close()
+            self._refuse(err, answer=active.abandon())
         else:
             self._error = err  # answered once the queued responses are out
 
-    def _log_refusal(self, err: HttpError) -> None:
+    def _refuse(self, err: HttpError, *, answer: bool = True) -> None:
+        if answer:
+            self.write(error_response(err.status, self.state.date.prelude))
+        self.close()
         access = self.state.access
         if access is not None:
             access.info(
                 "http_request",
                 method=None,
-                path=_decode_path(_split_target(self._url)[0]) if self._url else None,
+                path=err.target,
                 status=err.status,
                 bytes=0,
                 duration=0.0,

@@ -70,6 +70,8 @@ class HttpError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        #: The request target, when the head got that far (for the access log).
+        self.target: str | None = None
 
 
 # -- tokens and ids --------------------------------------------------------------------------
