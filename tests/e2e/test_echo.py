@@ -16,7 +16,7 @@ from aionet.testing import serve
 def echo_config(**listener: Any) -> dict[str, Any]:
     server = listener.pop("server", {})
     return {
-        "server": {"limits": {"idle_timeout": "5m"}, **server},
+        "server": {"limits": {"idle_timeout": "5m", "max_connections_per_ip": 1000}, **server},
         "listeners": [{"name": "echo", "protocol": "echo", "bind": "127.0.0.1:0", **listener}],
     }
 
