@@ -99,7 +99,7 @@ async def read_until_closed(reader: asyncio.StreamReader, timeout: float) -> tup
                 received += chunk
     except TimeoutError:
         return bytes(received), False
-    except ConnectionResetError:
+    except ConnectionError:  # reset or broken pipe: closed, too
         return bytes(received), True
 
 

@@ -51,6 +51,8 @@ PAUSE_HALT = 4  # refused or upgraded: nothing more is parsed
 
 #: Pipelined requests parsed ahead of the one in flight before reading pauses.
 MAX_QUEUE = 8
+#: Seconds a refused connection keeps draining the client's input before it is closed.
+LINGER = 2.0
 #: Longest method name passed to the app when llhttp does not know it.
 MAX_METHOD = 32
 
@@ -91,6 +93,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_host_count",
         "_idle_since",
         "_in_message",
+        "_lingering",
         "_max_head",
         "_method",
         "_parsing",
@@ -125,6 +128,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._paused = 0
         self._halted = False
         self._eof = False
+        self._lingering = False
         self._error: HttpError | None = None  # refusal owed after the queued responses
         self._upgraded: asyncio.BaseProtocol | None = None
         self._upgrade_data = b""
@@ -182,6 +186,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         if self._upgraded is not None:
             return cast("asyncio.Protocol", self._upgraded).eof_received()
         self._eof = True
+        if self._lingering:
+            return None  # the client saw our reply and closed: close too
         # A half-closed client still gets the responses it is owed; then we close.
         return True if self._active is not None else None
 
@@ -473,7 +479,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
     def _refuse(self, err: HttpError, *, answer: bool = True) -> None:
         if answer:
             self.write(error_response(err.status, self.state.date.prelude))
-        self.close()
+        self._linger()
         access = self.state.access
         if access is not None:
             access.info(
@@ -488,9 +494,28 @@ class HttpProtocol(Tracked, asyncio.Protocol):
                 error=err.reason,
             )
 
+    def _linger(self) -> None:
+        """Close after a refusal without losing the reply to a reset (nginx's lingering close).
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy the
+        reply before the client reads it. So: flush and send FIN, keep reading (discarding)
+        until the client closes or ``LINGER`` seconds pass.
+        """
+        self._halted = True
+        if self._aionet_rec is None or not self.transport.can_write_eof():
+            self.close()
+            return
+        self._lingering = True
+        self._idle_since = self.state.now
+        self.transport.write_eof()
+        self._paused = 0
+        self.transport.resume_reading()
+
     def check_timeouts(self, now: float) -> None:
         """Called by the periodic tick: 408 a slow head, close an idle keep-alive connection."""
         if self._halted:
+            if self._lingering and now - self._idle_since >= LINGER:
+                self.close()
             return
         limits = self.state.limits
         if self._head_pending:

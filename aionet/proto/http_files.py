@@ -117,11 +117,10 @@ def parse_range(header: bytes | None, size: int) -> Range | str | None:
     unit, _, spec = header.strip().partition(b"=")
     if unit.strip().lower() != b"bytes" or b"," in spec:
         return None
-    first_text, dash, last_text = spec.strip().partition(b"-")
-    first_text, last_text = first_text.strip(), last_text.strip()
+    first_text, dash, last_text = (part.strip() for part in spec.strip().partition(b"-"))
     if not dash or not (first_text or last_text):
         return None
-    if not (first_text.isdigit() or not first_text) or not (last_text.isdigit() or not last_text):
+    if any(text and not text.isdigit() for text in (first_text, last_text)):
         return None
     if not first_text:  # suffix: the last N bytes
         suffix = int(last_text)
@@ -129,12 +128,12 @@ def parse_range(header: bytes | None, size: int) -> Range | str | None:
             return UNSATISFIABLE
         return (max(0, size - suffix), size - 1)
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
-        return None
+    last = int(last_text) if last_text else None
+    if last is not None and last < first:
+        return None  # invalid: ignore the header
     if first >= size:
         return UNSATISFIABLE
-    return (first, min(last, size - 1))
+    return (first, size - 1 if last is None else min(last, size - 1))
 
 
 def content_type(name: str) -> bytes:

@@ -1,0 +1,187 @@
+"""The ``http`` handler against real clients: httpx (async and sync), curl, raw pipelining, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from aionet.testing import serve
+from tests.http_helpers import exchange, http_config, split_responses
+
+RAW = "tests.apps.raw_apps"
+
+
+async def test_httpx_async_keep_alive_reuses_one_connection(tmp_path: Path) -> None:
+    async with serve(http_config(app=f"{RAW}:echo"), data_dir=tmp_path) as server:
+        host, port = server.address("web")
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+            for i in range(5):
+                response = await client.post("/x", content=b"ping %d" % i)
+                assert response.status_code == 200
+                assert response.content == b"ping %d" % i
+                assert response.headers["transfer-encoding"] == "chunked"
+                assert response.headers["server"] == "aionet"
+                assert "date" in response.headers and "x-request-id" in response.headers
+        assert server.manager.slots["web"].stats.accepted == 1
+
+
+async def test_httpx_sync_client_in_a_thread(tmp_path: Path) -> None:
+    async with serve(http_config(app=f"{RAW}:hello"), data_dir=tmp_path) as server:
+        host, port = server.address("web")
+
+        def client() -> list[tuple[int, bytes]]:
+            with httpx.Client(base_url=f"http://{host}:{port}") as c:
+                return [(r.status_code, r.content) for r in (c.get("/"), c.head("/"))]
+
+        assert await asyncio.to_thread(client) == [(200, b"hello"), (200, b"")]
+
+
+async def test_streamed_upload_and_download_of_megabytes(tmp_path: Path) -> None:
+    from tests.apps import raw_apps
+
+    raw_apps.reset_state()
+    config = http_config(app=f"{RAW}:echo", max_body_size="64MiB")
+    async with serve(config, data_dir=tmp_path) as server:
+        host, port = server.address("web")
+        blob = os.urandom(3 * 1024 * 1024 + 7)
+
+        async def upload() -> AsyncIterator[bytes]:
+            for i in range(0, len(blob), 100_000):
+                yield blob[i : i + 100_000]
+
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30) as client:
+            response = await client.post("/up", content=upload())  # chunked request body
+            assert response.content == blob
+    config = http_config(app=f"{RAW}:big")
+    async with serve(config, data_dir=tmp_path) as server:
+        host, port = server.address("web")
+        async with (
+            httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30) as client,
+            client.stream("GET", "/?mib=16") as response,
+        ):
+            total = 0
+            async for part in response.aiter_raw():
+                total += len(part)
+        assert total == 16 * 1024 * 1024
+
+
+async def test_slow_reader_holds_the_app_at_send(tmp_path: Path) -> None:
+    """Flow control end to end: a client that stops reading stops the app, bounded memory."""
+    from tests.apps import raw_apps
+
+    raw_apps.reset_state()
+    async with serve(http_config(app=f"{RAW}:big"), data_dir=tmp_path) as server:
+        host, port = server.address("web")
+        _reader, writer = await asyncio.open_connection(host, port)
+        writer.transport.set_write_buffer_limits(0)  # type: ignore[union-attr]
+        sock = writer.get_extra_info("socket")
+        import socket
+
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        writer.write(b"GET /?mib=256 HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(0.5)
+        sent_then = raw_apps.STATE["chunks_sent"]
+        await asyncio.sleep(0.3)
+        assert raw_apps.STATE["chunks_sent"] == sent_then  # the app is parked at send()
+        assert sent_then * 65536 < 64 * 1024 * 1024  # far less than the 256 MiB asked for
+        [rec] = server.manager.live.values()
+        assert rec.transport.get_write_buffer_size() <= 1024 * 1024
+        writer.close()
+
+
+async def test_raw_pipelining_answers_in_request_order(tmp_path: Path) -> None:
+    async with serve(http_config(app=f"{RAW}:slow_path"), data_dir=tmp_path) as server:
+        delays = [60, 0, 30, 0, 10, 0, 45, 5, 0, 20]
+        requests = b"".join(b"GET /slow/%d HTTP/1.1\r\nHost: t\r\n\r\n" % d for d in delays)
+        requests += b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        data, closed = await exchange(*server.address("web"), requests)
+        bodies = [r.body for r in split_responses(data)]
+        assert bodies == [b"/slow/%d" % d for d in delays] + [b"/last"]
+        assert closed
+
+
+def curl_available() -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (Debian package: curl)")
+
+
+async def curl(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "--max-time", "20", *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode("latin-1"), err.decode()
+
+
+@pytest.mark.tool("curl")
+async def test_curl_get_head_http10_and_keep_alive(tmp_path: Path) -> None:
+    curl_available()
+    async with serve(http_config(app=f"{RAW}:hello"), data_dir=tmp_path) as server:
+        host, port = server.address("web")
+        url = f"http://{host}:{port}/"
+        rc, out, err = await curl("-i", url)
+        assert rc == 0, err
+        assert out.startswith("HTTP/1.1 200 OK\r\n") and out.endswith("\r\n\r\nhello")
+        rc, out, _ = await curl("-I", url)
+        assert "content-length: 5" in out and not out.rstrip().endswith("hello")
+        rc, out, _ = await curl("-i", "--http1.0", url)
+        assert "connection: close" in out and out.endswith("hello")
+        rc, _, err = await curl("-v", url, url, url)  # three requests, one connection
+        assert err.count("Re-using existing connection") == 2
+
+
+@pytest.mark.tool("curl")
+async def test_curl_expect_100_continue_and_chunked_upload(tmp_path: Path) -> None:
+    curl_available()
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(os.urandom(200_000))
+    async with serve(http_config(app=f"{RAW}:echo"), data_dir=tmp_path / "d") as server:
+        host, port = server.address("web")
+        url = f"http://{host}:{port}/up"
+        rc, _, err = await curl(
+            "-v", "-H", "Expect: 100-continue", "--data-binary", f"@{upload}", "-o",
+            str(tmp_path / "out1"), url,
+        )  # fmt: skip
+        assert rc == 0, err
+        assert "HTTP/1.1 100 Continue" in err
+        assert (tmp_path / "out1").read_bytes() == upload.read_bytes()
+        rc, _out, err = await curl(
+            "-H", "Transfer-Encoding: chunked", "-T", str(upload), "-o", str(tmp_path / "out2"),
+            url,
+        )  # fmt: skip
+        assert rc == 0, err
+        assert (tmp_path / "out2").read_bytes() == upload.read_bytes()
+
+
+async def test_https_listener(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    config: dict[str, Any] = http_config(app=f"{RAW}:slow_path")
+    config["tls"] = {
+        "certificates": [
+            {"name": "web", "cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "key.pem")}
+        ]
+    }
+    config["listeners"][0]["tls"] = "web"
+    async with serve(config, data_dir=tmp_path) as server:
+        host, port = server.address("web")
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        async with httpx.AsyncClient(base_url=f"https://{host}:{port}", verify=context) as client:
+            responses = [await client.get(f"/tls/{i}") for i in range(3)]
+        assert [r.text for r in responses] == ["/tls/0", "/tls/1", "/tls/2"]
+        assert server.manager.slots["web"].stats.accepted == 1
