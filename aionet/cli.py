@@ -12,13 +12,13 @@ import platform
 import signal
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .auth.cli import add_parser as add_users_parser
 from .auth.cli import cmd_users
 from .config.loader import DEFAULT_CONFIG_NAME, load_config
-from .core.certgen import add_parser as add_cert_parser
-from .core.certgen import cmd_cert
+from .core.certgen import DEFAULT_HOSTS, generate_self_signed
 from .errors import AionetError, ConfigError, StartupError
 
 if TYPE_CHECKING:
@@ -61,7 +61,17 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("version", help="print versions of aionet, Python, the loop and dependencies")
     add_users_parser(sub)
-    add_cert_parser(sub)
+
+    cert = sub.add_parser("cert", help="write a self-signed development certificate")
+    cert.add_argument("--out", required=True, type=Path, help="directory for cert.pem, key.pem")
+    cert.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a DNS name or IP address for the certificate (repeatable; default: "
+        "localhost, 127.0.0.1, ::1)",
+    )
     return parser
 
 
@@ -102,6 +112,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     name = args.config or DEFAULT_CONFIG_NAME
     print(f"{name}: ok ({len(config.listeners)} listeners)")
+    return EXIT_OK
+
+
+def cmd_cert(args: argparse.Namespace) -> int:
+    try:
+        cert, key = generate_self_signed(args.out, args.host or None)
+    except OSError as exc:
+        print(f"aionet: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"wrote {cert} and {key} (hosts: {', '.join(args.host or DEFAULT_HOSTS)})")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""``aionet cert --out DIR [--host NAME]...``: a self-signed development certificate.
+"""A self-signed development certificate (``aionet cert --out DIR [--host NAME]...``).
 
 EC P-256 key, the hosts as SANs (DNS names and IP addresses; default ``localhost``,
 ``127.0.0.1``, ``::1``), valid for one year. ``key.pem`` is created with mode 0600 from the
@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -20,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 if TYPE_CHECKING:
-    import argparse
+    from pathlib import Path
 
-__all__ = ["DEFAULT_HOSTS", "add_parser", "cmd_cert", "generate_self_signed"]
+__all__ = ["DEFAULT_HOSTS", "generate_self_signed"]
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -81,26 +79,3 @@ def generate_self_signed(
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     cert_path.chmod(0o644)
     return cert_path, key_path
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cert = subparsers.add_parser("cert", help="write a self-signed development certificate")
-    cert.add_argument("--out", required=True, type=Path, help="directory for cert.pem, key.pem")
-    cert.add_argument(
-        "--host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a DNS name or IP address for the certificate (repeatable; default: "
-        "localhost, 127.0.0.1, ::1)",
-    )
-
-
-def cmd_cert(args: argparse.Namespace) -> int:
-    try:
-        cert, key = generate_self_signed(args.out, args.host or None)
-    except OSError as exc:
-        print(f"aionet: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
-        return 1
-    print(f"wrote {cert} and {key} (hosts: {', '.join(args.host or DEFAULT_HOSTS)})")
-    return 0
