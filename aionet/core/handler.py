@@ -16,6 +16,7 @@ SSLContext, never configures logging and never reads the YAML; it receives valid
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import ssl
@@ -72,7 +73,7 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Handler:
+class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three shapes below
     """Base of all handlers. One instance per listener, built once at server start.
 
     Subclasses declare a nested ``class Options(Handler.Options)`` pydantic model for their
@@ -92,13 +93,13 @@ class Handler:
     def transports(cls) -> frozenset[str]:
         return cls.transport_kinds
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook
         """Acquire resources before the listener binds (ASGI lifespan, stores). Default: none."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - an optional hook
         """Release resources after every connection has closed. Default: none."""
 
-    async def drain(self) -> None:
+    async def drain(self) -> None:  # noqa: B027 - an optional hook
         """Ask live sessions to finish (stop keep-alive, answer 421). Default: nothing to ask.
 
         Called once when the server starts draining; the core then waits for connections to
@@ -120,9 +121,9 @@ class StreamHandler(Handler):
     #: StreamReader buffer limit (bytes) for ``readline()``/``readuntil()``.
     stream_limit: ClassVar[int] = 64 * 1024
 
+    @abc.abstractmethod
     async def handle(self, conn: Connection) -> None:
         """Serve one connection. Return (or raise) to have the core close it."""
-        raise NotImplementedError  # abstract: every StreamHandler defines it
 
 
 class ProtocolHandler(Handler):
@@ -135,9 +136,9 @@ class ProtocolHandler(Handler):
 
     transport_kinds: ClassVar[frozenset[str]] = frozenset({"tcp"})
 
+    @abc.abstractmethod
     def protocol_factory(self) -> asyncio.Protocol:
         """A new protocol instance for one connection."""
-        raise NotImplementedError  # abstract: every ProtocolHandler defines it
 
 
 class DatagramHandler(Handler):
@@ -145,9 +146,9 @@ class DatagramHandler(Handler):
 
     transport_kinds: ClassVar[frozenset[str]] = frozenset({"udp"})
 
+    @abc.abstractmethod
     def datagram(self, data: bytes, addr: Any) -> bytes | Awaitable[bytes | None] | None:
         """Answer one datagram: the reply bytes, None for no reply, or an awaitable of either."""
-        raise NotImplementedError  # abstract: every DatagramHandler defines it
 
 
 class Connection:

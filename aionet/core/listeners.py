@@ -8,6 +8,7 @@ connections go to the connection manager's slot, which admits them and runs the 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import errno
 import inspect
@@ -50,7 +51,7 @@ class Security:
     proxy_timeout: float = 5.0
 
 
-class Listener:
+class Listener(abc.ABC):
     """Base: a named endpoint with sockets, started and stopped by the Server."""
 
     transport_name = ""
@@ -68,12 +69,13 @@ class Listener:
     def describe(self) -> str:
         return f"listener {self.name!r} ({self.transport_name} {self.config.bind})"
 
+    @abc.abstractmethod
     async def start(self) -> None:
-        raise NotImplementedError  # abstract: each listener kind binds differently
+        """Bind and start accepting; ``addresses`` holds the bound addresses after."""
 
+    @abc.abstractmethod
     async def stop(self) -> None:
         """Stop accepting. Live connections are left to the manager's drain."""
-        raise NotImplementedError  # abstract
 
     def _bind(self, sock_type: int) -> list[socket.socket]:
         bind = self.config.bind
