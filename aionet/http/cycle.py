@@ -23,7 +23,6 @@ from ..proto.http import (
     LAST_CHUNK,
     HttpError,
     chunk,
-    encode_headers,
     error_response,
     status_allows_body,
     status_line,
@@ -230,7 +229,7 @@ class RequestCycle:
         status = message["status"]
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"invalid response status {status!r}")
-        self.block, self.length, close = encode_headers(message.get("headers", ()))
+        self.block, self.length, close = self.proto.state.headers.encode(message.get("headers", ()))
         self.status = status
         self.started = True
         if close:

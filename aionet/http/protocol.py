@@ -84,11 +84,11 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_eof",
         "_error",
         "_expect",
+        "_feed_size",
         "_halted",
         "_head_bytes",
         "_head_pending",
         "_head_since",
-        "_head_size",
         "_headers",
         "_host_count",
         "_idle_since",
@@ -145,7 +145,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._method: bytes | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_size = 0
+        self._feed_size = 0
         self._host_count = 0
         self._te: bytes | None = None
         self._cl: bytes | None = None
@@ -225,6 +225,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
     def _feed(self, data: bytes) -> bytes:
         """Feed ``data`` to the parser; returns bytes to feed again (after a method rewrite)."""
         pending = self._head_pending
+        self._feed_size = len(data)
         self._at_boundary = not self._in_message
         self._begins = 0
         try:
@@ -310,21 +311,16 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._head_bytes = 0
         self._url = b""
         self._headers = []
-        self._head_size = 0
         self._host_count = 0
         self._te = self._cl = self._request_id = None
         self._expect = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.lower()
         self._headers.append((key, value))
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self._max_head:
-            raise HttpError(431, "request head larger than max_header_size")
         kind = _SPECIAL.get(key)
         if kind is not None:
             self._special_header(kind, value)
@@ -369,7 +365,12 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         """RFC 9112 checks llhttp leaves to us; returns the declared body length (0 if none)."""
         if version != "1.1" and version != "1.0":
             raise HttpError(505, f"HTTP version {version} is not supported")
-        if self._head_size > self._max_head:
+        # The head is at most what earlier reads added plus this whole read: only when that
+        # could pass the limit is it measured exactly.
+        if (
+            self._head_bytes + self._feed_size > self._max_head
+            and self._head_size() > self._max_head
+        ):
             raise HttpError(431, "request head larger than max_header_size")
         if self._host_count > 1 or (self._host_count == 0 and version == "1.1"):
             raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
@@ -381,6 +382,9 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         if length > self.state.limits.max_body_size:
             raise HttpError(413, "Content-Length over max_body_size")
         return length
+
+    def _head_size(self) -> int:
+        return len(self._url) + sum(len(name) + len(value) + 4 for name, value in self._headers)
 
     def _scope(self, version: str) -> dict[str, Any]:
         method = self._method or self.parser.get_method()

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..proto.http import DateCache, RequestIds
+from ..proto.http import DateCache, HeaderCache, RequestIds
 
 if TYPE_CHECKING:
     import asyncio
@@ -52,6 +52,7 @@ class HttpState:
         "app",
         "date",
         "draining",
+        "headers",
         "ids",
         "lifespan_state",
         "limits",
@@ -83,6 +84,7 @@ class HttpState:
         self.root_path = root_path
         self.date = DateCache(server_header)
         self.ids = RequestIds()
+        self.headers = HeaderCache()
         self.now = time.monotonic()
         self.started = time.time()
         self.protocols: set[HttpProtocol] = set()

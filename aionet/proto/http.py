@@ -245,15 +245,20 @@ class DateCache:
         return True
 
 
-# A response head must not carry CR, LF or NUL inside a name or value (response splitting), nor
-# other control bytes; HTAB is allowed in values. Names must be tokens.
-_BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Response header lines as they must look once encoded: a token name, ": ", a value without
+# CR, LF, NUL or other control bytes (HTAB allowed), CRLF. One regex over the whole block checks
+# every line at once; a CR or LF smuggled into a name or value breaks the match, and a whole
+# CRLF smuggled into a value shows in the line count (no response splitting).
+_BLOCK_RE = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+_LENGTH, _CONNECTION, _TRANSFER_ENCODING = 1, 2, 3
+_FRAMING = {b"content-length": _LENGTH, b"connection": _CONNECTION}
+_FRAMING[b"transfer-encoding"] = _TRANSFER_ENCODING
 
 
 def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int | None, bool]:
     """Encode an app's response headers: ``(block, content_length, close)``.
 
-    ``block`` is ``name: value\\r\\n`` lines without ``Transfer-Encoding`` (framing is the
+    ``block`` is ``name: value\r\n`` lines without ``Transfer-Encoding`` (framing is the
     server's job) and without ``Connection`` (the protocol writes its own); ``content_length``
     is the app's declared length or None; ``close`` is True when the app asked for
     ``Connection: close``.
@@ -266,18 +271,48 @@ def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int |
     length: int | None = None
     close = False
     for name, value in headers:
-        key = name.lower()
-        if key == b"content-length":
-            length = _response_length(value)
-        elif key == b"connection":
-            close = close or b"close" in value.lower()
-            continue
-        elif key == b"transfer-encoding":
-            continue
-        if _TOKEN_RE.match(name) is None or _BAD_VALUE_RE.search(value) is not None:
-            raise ValueError(f"invalid response header {name!r}: {value!r}")
-        lines.append(b"%s: %s\r\n" % (name, value))
-    return b"".join(lines), length, close
+        kind = _FRAMING.get(name.lower())
+        if kind is not None:
+            if kind == _LENGTH:
+                length = _response_length(value)
+            else:
+                close = close or (kind == _CONNECTION and b"close" in value.lower())
+                continue
+        lines.append(name + b": " + value + b"\r\n")
+    block = b"".join(lines)
+    if _BLOCK_RE.fullmatch(block) is None or block.count(b"\n") != len(lines):
+        raise ValueError(f"invalid response header in {block[:200]!r}")
+    return block, length, close
+
+
+class HeaderCache:
+    """``encode_headers`` with memory: apps often send the same header list again and again.
+
+    Keyed by the headers' content (never by identity), so a hit is exactly what encoding
+    would produce. Bounded: at most ``size`` entries of lists of at most 16 headers; it
+    empties when full. Unhashable header items (lists) are simply encoded.
+    """
+
+    __slots__ = ("_entries", "size")
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: dict[tuple[tuple[bytes, bytes], ...], tuple[bytes, int | None, bool]] = {}
+
+    def encode(self, headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int | None, bool]:
+        """Same result and errors as ``encode_headers``."""
+        try:
+            key = tuple(headers)
+            found = self._entries.get(key)
+        except TypeError:
+            return encode_headers(headers)
+        if found is None:
+            found = encode_headers(key)
+            if len(key) <= 16:
+                if len(self._entries) >= self.size:
+                    self._entries.clear()
+                self._entries[key] = found
+        return found
 
 
 def _response_length(value: bytes) -> int:

@@ -7,7 +7,9 @@ function here, tested without files (RFC 9110 §8.8 validators, §13 conditional
 
 from __future__ import annotations
 
+import functools
 import mimetypes
+import re
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import unquote_to_bytes
 
@@ -27,6 +29,7 @@ __all__ = [
 #: ``parse_range`` result for a syntactically valid range that selects no byte of the file.
 UNSATISFIABLE = "unsatisfiable"
 Range = tuple[int, int]  # first byte, last byte (inclusive)
+_CONTROL_RE = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 def safe_segments(raw_path: bytes) -> list[str]:
@@ -44,8 +47,8 @@ def safe_segments(raw_path: bytes) -> list[str]:
     lowered = raw_path.lower()
     if b"%2f" in lowered or b"%5c" in lowered or b"\\" in raw_path:
         raise HttpError(400, "encoded or backslash path separator")
-    decoded = unquote_to_bytes(raw_path)
-    if any(b < 0x20 or b == 0x7F for b in decoded):
+    decoded = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
+    if _CONTROL_RE.search(decoded) is not None:
         raise HttpError(400, "control byte in path")
     try:
         text = decoded.decode("utf-8")
@@ -138,7 +141,13 @@ def parse_range(header: bytes | None, size: int) -> Range | str | None:
 
 def content_type(name: str) -> bytes:
     """The Content-Type for a file name; text types get ``charset=utf-8``."""
-    guessed, encoding = mimetypes.guess_type(name, strict=False)
+    base = name.rpartition("/")[2]
+    return _content_type(base[base.index(".") :] if "." in base else "")
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type(suffixes: str) -> bytes:
+    guessed, encoding = mimetypes.guess_type("f" + suffixes, strict=False)
     if guessed is None or encoding is not None:  # .gz and friends: opaque bytes
         return b"application/octet-stream"
     if guessed.startswith("text/") or guessed in ("application/javascript", "application/json"):

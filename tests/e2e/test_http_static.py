@@ -102,6 +102,7 @@ RANGES = {
     "suffix": (b"bytes=-10", 206, b"bytes 1014-1023/1024", slice(1014, 1024)),
     "open-ended": (b"bytes=1000-", 206, b"bytes 1000-1023/1024", slice(1000, 1024)),
     "past-the-end-clamped": (b"bytes=1020-5000", 206, b"bytes 1020-1023/1024", slice(1020, 1024)),
+    "whole-file-as-range": (b"bytes=0-", 206, b"bytes 0-1023/1024", slice(0, 1024)),
     "unsatisfiable": (b"bytes=1024-", 416, b"bytes */1024", None),
     "invalid-syntax-ignored": (b"bytes=abc", 200, None, slice(0, 1024)),
     "other-unit-ignored": (b"items=0-1", 200, None, slice(0, 1024)),
@@ -196,3 +197,20 @@ async def test_curl_range(tmp_path: Path, site: Path) -> None:
         )  # fmt: skip
         out, _ = await proc.communicate()
         assert out == b"5678901234"
+
+
+async def test_changed_files_are_never_served_stale(tmp_path: Path, site: Path) -> None:
+    page = site / "page.txt"
+    page.write_bytes(b"version 1")
+    async with serve(http_config(static_dir=str(site)), data_dir=tmp_path / "d") as server:
+        host, port = server.address("web")
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+            assert (await client.get("/page.txt")).content == b"version 1"
+            assert (await client.get("/page.txt")).content == b"version 1"  # cached now
+            page.write_bytes(b"version 2")  # same size, new contents
+            stat = page.stat()
+            os.utime(page, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+            second = await client.get("/page.txt")
+            assert second.content == b"version 2"
+            page.unlink()
+            assert (await client.get("/page.txt")).status_code == 404

@@ -272,3 +272,18 @@ def test_content_types() -> None:
     assert content_type("a.png") == b"image/png"
     assert content_type("a.tar.gz") == b"application/octet-stream"
     assert content_type("noext") == b"application/octet-stream"
+
+
+def test_header_cache_returns_what_encoding_returns() -> None:
+    from aionet.proto.http import HeaderCache
+
+    cache = HeaderCache(size=2)
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    first = cache.encode(headers)
+    assert first == encode_headers(headers)
+    assert cache.encode(list(headers)) is first  # same content: a hit
+    assert cache.encode([[b"x-list", b"1"]]) == (b"x-list: 1\r\n", None, False)  # type: ignore[list-item]
+    for i in range(3):  # overflowing empties it; results stay right
+        assert cache.encode([(b"x-n", b"%d" % i)])[0] == b"x-n: %d\r\n" % i
+    with pytest.raises(ValueError, match="invalid"):
+        cache.encode([(b"x-a", b"b\r\nc: d")])
