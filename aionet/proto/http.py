@@ -21,11 +21,11 @@ field names, values and the target.
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import os
 import re
 import time
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -41,9 +41,11 @@ __all__ = [
     "chunk",
     "encode_headers",
     "error_response",
+    "http_date",
     "is_token",
     "message_start",
     "parse_content_length",
+    "parse_http_date",
     "phrase",
     "refusal_response",
     "sane_request_id",
@@ -220,6 +222,60 @@ def status_allows_body(status: int) -> bool:
     return status >= 200 and status != 204 and status != 304
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUMBERS = {name.lower(): i + 1 for i, name in enumerate(_MONTHS)}
+# RFC 9110 section 5.6.7: IMF-fixdate, and the obsolete RFC 850 and asctime forms.
+_DATE_RES = (
+    re.compile(rb"^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$"),
+    re.compile(rb"^[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$"),
+)
+_ASCTIME_RE = re.compile(rb"^[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$")
+
+
+def http_date(timestamp: float) -> bytes:
+    """An IMF-fixdate for a POSIX time: ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    t = time.gmtime(timestamp)
+    return b"%s, %02d %s %d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday].encode(),
+        t.tm_mday,
+        _MONTHS[t.tm_mon - 1].encode(),
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
+
+
+def parse_http_date(value: bytes) -> float | None:
+    """The POSIX time of an HTTP date in any of its three forms, or None if it is not one."""
+    fields = _date_fields(value.strip())
+    if fields is None:
+        return None
+    day, month_name, year, hh, mm, ss = fields
+    month = _MONTH_NUMBERS.get(month_name.decode().lower())
+    hour, minute, second = int(hh), int(mm), int(ss)
+    if month is None or not 1 <= int(day) <= 31 or hour > 23 or minute > 59 or second > 60:
+        return None
+    full_year = int(year)
+    if len(year) == 2:  # RFC 850: two-digit years, 70-99 meaning 19xx
+        full_year += 1900 if full_year >= 70 else 2000
+    return float(calendar.timegm((full_year, month, int(day), hour, minute, second)))
+
+
+def _date_fields(value: bytes) -> tuple[bytes, ...] | None:
+    """``(day, month, year, hour, minute, second)`` as matched, or None."""
+    for pattern in _DATE_RES:
+        match = pattern.match(value)
+        if match is not None:
+            return match.groups()
+    match = _ASCTIME_RE.match(value)
+    if match is None:
+        return None
+    month, day, hh, mm, ss, year = match.groups()
+    return (day.strip(), month, year, hh, mm, ss)
+
+
 class DateCache:
     """The ``Date`` header line, rebuilt at most once per second by whoever ticks it.
 
@@ -240,8 +296,7 @@ class DateCache:
         if second == self._second:
             return False
         self._second = second
-        date = formatdate(second, usegmt=True).encode()
-        self.prelude = b"%sdate: %s\r\n" % (self._server, date)
+        self.prelude = b"%sdate: %s\r\n" % (self._server, http_date(second))
         return True
 
 

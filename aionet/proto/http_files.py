@@ -10,10 +10,9 @@ from __future__ import annotations
 import functools
 import mimetypes
 import re
-from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import unquote_to_bytes
 
-from .http import HttpError
+from .http import HttpError, http_date, parse_http_date
 
 __all__ = [
     "Range",
@@ -63,20 +62,6 @@ def safe_segments(raw_path: bytes) -> list[str]:
 def etag(mtime_ns: int, size: int) -> bytes:
     """A strong validator from modification time and size (as nginx builds its own)."""
     return b'"%x-%x"' % (mtime_ns // 1000, size)
-
-
-def http_date(timestamp: float) -> bytes:
-    """An IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
-    return formatdate(timestamp, usegmt=True).encode()
-
-
-def parse_http_date(value: bytes) -> float | None:
-    """The POSIX time of an HTTP date, or None when it cannot be parsed."""
-    try:
-        parsed = parsedate_to_datetime(value.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 def is_not_modified(

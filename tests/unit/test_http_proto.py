@@ -287,3 +287,45 @@ def test_header_cache_returns_what_encoding_returns() -> None:
         assert cache.encode([(b"x-n", b"%d" % i)])[0] == b"x-n: %d\r\n" % i
     with pytest.raises(ValueError, match="invalid"):
         cache.encode([(b"x-a", b"b\r\nc: d")])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"Sun, 06 Nov 1994 08:49:37 GMT",
+        b"Sunday, 06-Nov-94 08:49:37 GMT",
+        b"Sun Nov  6 08:49:37 1994",
+        b"  Sun, 06 Nov 1994 08:49:37 GMT ",
+    ],
+)
+def test_the_three_http_date_forms(text: bytes) -> None:
+    from aionet.proto.http import parse_http_date
+
+    assert parse_http_date(text) == 784111777.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"",
+        b"Sun, 06 Nov 1994 08:49:37 UTC",
+        b"Sun, 32 Nov 1994 08:49:37 GMT",
+        b"Sun, 06 Foo 1994 08:49:37 GMT",
+        b"Sun, 06 Nov 1994 25:49:37 GMT",
+        b"1994-11-06T08:49:37Z",
+    ],
+)
+def test_not_http_dates(text: bytes) -> None:
+    from aionet.proto.http import parse_http_date
+
+    assert parse_http_date(text) is None
+
+
+@given(st.integers(0, 4_000_000_000))
+def test_http_date_round_trips(seconds: int) -> None:
+    from email.utils import formatdate
+
+    from aionet.proto.http import http_date, parse_http_date
+
+    assert http_date(seconds) == formatdate(seconds, usegmt=True).encode()
+    assert parse_http_date(http_date(seconds)) == seconds

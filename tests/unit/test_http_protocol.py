@@ -19,6 +19,7 @@ from aionet.config.models import Limits
 from aionet.core.connections import ConnectionManager, ListenerSlot, track
 from aionet.core.handler import HandlerOptions, Services
 from aionet.handlers.echo import EchoHandler
+from aionet.http.cycle import ClientDisconnected
 from aionet.http.protocol import MAX_QUEUE, HttpProtocol
 from aionet.http.state import HttpLimits, HttpState
 from aionet.testing import MemoryTransport
@@ -344,3 +345,60 @@ async def test_any_split_of_the_input_gives_the_same_responses(chunks: int) -> N
     await settle()
     bodies = [r.body for r in split_responses(transport.take())]
     assert bodies == [b"abcde", b""]
+
+
+async def test_disconnect_reaches_a_waiting_app_and_send_raises() -> None:
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(await receive())  # the (empty) body
+        seen.append(await receive())  # blocks until the client goes away
+        try:
+            await start(send)
+        except OSError as exc:
+            seen.append(exc)
+
+    proto, transport, state = connect(app)
+    proto.data_received(GET % b"")
+    await settle()
+    assert seen == [{"type": "http.request", "body": b"", "more_body": False}]
+    transport.close()
+    await settle()
+    assert seen[1] == {"type": "http.disconnect"}
+    assert isinstance(seen[2], ClientDisconnected)
+    assert not state.tasks
+
+
+async def test_wsgi_start_response_exc_info_after_headers_reraises() -> None:
+    from aionet.http.wsgi import _Call
+
+    class Bridge:
+        sent: list[Any] = []
+
+        def call(self, awaitable: Any) -> None:
+            awaitable.close()
+
+        def send(self, message: Any) -> Any:
+            self.sent.append(message)
+
+            async def done() -> None:
+                return None
+
+            return done()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        write = start_response("200 OK", [("X", "1")])
+        write(b"sent")  # headers are out now
+        try:
+            raise KeyError("late")
+        except KeyError:
+            import sys
+
+            start_response("500 Oops", [], sys.exc_info())
+        return []
+
+    scope = {"method": "GET", "path": "/", "query_string": b"", "http_version": "1.1"}
+    call = _Call(app, scope | {"headers": []}, Bridge())  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="late"):
+        call.run()
+    assert [m["type"] for m in Bridge.sent] == ["http.response.start", "http.response.body"]
