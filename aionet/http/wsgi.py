@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,34 +35,54 @@ class WsgiAdapter:
     def __init__(self, app: WSGIApp, threads: int = 16) -> None:
         self.app = app
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="aionet-wsgi")
+        #: Loop calls worker threads are blocked on (cancelled at close, so none waits forever).
+        self.pending: set[Future[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan: WSGI has none (returning at once means "unsupported")
         loop = asyncio.get_running_loop()
-        bridge = _Bridge(loop, receive, send)
+        bridge = _Bridge(loop, receive, send, self.pending)
         await loop.run_in_executor(self.executor, _Call(self.app, scope, bridge).run)
 
     def close(self) -> None:
-        """Stop accepting work; threads finish the requests they are running."""
+        """Stop accepting work; threads still waiting on the loop get an error, not a hang."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        for future in list(self.pending):
+            future.cancel()
 
 
 class _Bridge:
     """The worker thread's way to the loop: blocking receive/send."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        receive: Receive,
+        send: Send,
+        pending: set[Future[Any]],
+    ) -> None:
         self.loop = loop
         self.receive = receive
         self.send = send
+        self.pending = pending
 
     def call(self, awaitable: Awaitable[Any]) -> Any:
-        """Run ``awaitable`` on the loop and wait for its result (from the worker thread)."""
+        """Run ``awaitable`` on the loop and wait for its result (from the worker thread).
+
+        Raises:
+            concurrent.futures.CancelledError: the server stopped meanwhile.
+        """
 
         async def run() -> Any:
             return await awaitable
 
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
+        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        self.pending.add(future)
+        try:
+            return future.result()
+        finally:
+            self.pending.discard(future)
 
     def read_chunk(self) -> tuple[bytes, bool]:
         message: Message = self.call(self.receive())
