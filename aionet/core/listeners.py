@@ -298,9 +298,12 @@ class _AcceptLoop:
 
 
 class _DatagramProtocol(asyncio.DatagramProtocol):
-    def __init__(self, slot: ListenerSlot, handler: DatagramHandler) -> None:
+    def __init__(
+        self, slot: ListenerSlot, handler: DatagramHandler, access: AccessControl | None = None
+    ) -> None:
         self.slot = slot
         self.handler = handler
+        self.access = access
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = asyncio.get_running_loop().create_future()
@@ -312,6 +315,11 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         stats = self.slot.stats
         stats.datagrams_in += 1
         stats.bytes_in += len(data)
+        if self.access is not None and isinstance(addr, tuple):
+            reason = self.access.check(addr[0])
+            if reason is not None:  # dropped unanswered, counted like a refused connection
+                stats.refused[reason] += 1
+                return
         try:
             reply = self.handler.datagram(data, addr)
         except Exception as exc:
@@ -369,7 +377,7 @@ class DatagramListener(Listener):
         self.sockets = self._bind(socket.SOCK_DGRAM)
         try:
             for sock in self.sockets:
-                proto = _DatagramProtocol(self.slot, handler)
+                proto = _DatagramProtocol(self.slot, handler, self.security.access)
                 transport, _ = await loop.create_datagram_endpoint(_returning(proto), sock=sock)
                 self._transports.append(transport)
                 self._protocols.append(proto)
@@ -440,7 +448,7 @@ def build_listeners(
     if isinstance(handler, StreamHandler | ProtocolHandler):
         out.append(StreamListener(config, slot, security))
     if isinstance(handler, DatagramHandler):
-        out.append(DatagramListener(config, slot))
+        out.append(DatagramListener(config, slot, security))
     return out
 
 

@@ -124,3 +124,25 @@ def test_proxy_protocol_needs_trusted_proxies() -> None:
             "proxy_protocol: true}\n")
     with pytest.raises(ConfigError, match="proxy_protocol needs trusted_proxies"):
         load_config_text(text, "p.yaml")
+
+
+async def test_access_control_applies_to_datagrams(tmp_path: Path) -> None:
+    import socket
+
+    cfg = {"listeners": [{"name": "u", "protocol": "udp-echo", "bind": "127.0.0.1:0",
+                          "access": {"deny": ["127.0.0.0/8"]}}]}
+    async with serve(cfg, data_dir=tmp_path) as server:
+        host, port = server.address("u", "udp")
+
+        def client() -> bytes | None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.5)
+                s.sendto(b"ping", (host, port))
+                try:
+                    return s.recv(100)
+                except TimeoutError:
+                    return None
+
+        assert await asyncio.to_thread(client) is None
+        stats = server.manager.slots["u"].stats
+        assert (stats.refused, stats.datagrams_out) == ({"denied": 1}, 0)
