@@ -4,9 +4,10 @@ against nginx. One run, wrk as the load generator.
     python benchmarks/http.py [--duration 10] [--rounds 3] [--conns 64 256] [--access-log]
                               [--skip-static] [--json out.json]
 
-Servers are pinned to core 0, wrk (``-t1``, keep-alive) to core 1. Rounds interleave the
-servers so that machine noise spreads evenly; the tables show medians of req/s and of wrk's p99
-latency. Targets: aionet >= 1.2x uvicorn's req/s at every concurrency, with a p99 no worse.
+Servers are pinned to core 0, wrk (``-t1``, keep-alive) to core 1. All servers of a table run
+at once and the wrk runs rotate between them, so that machine noise spreads evenly; the tables
+show medians of req/s and of wrk's p99 latency. Targets: aionet >= 1.2x uvicorn's req/s at
+every concurrency, with a p99 no worse.
 
 * ASGI: ``benchmarks/apps/hello.py`` (13-byte body, explicit Content-Length) on uvicorn
   (``--http httptools --loop uvloop``, 1 worker), granian (``--interface asgi``, 1 worker, if
@@ -29,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ def uvicorn(port: int, tmp: Path, access_log: bool) -> list[str]:
 def granian(port: int, tmp: Path, access_log: bool) -> list[str]:
     argv = [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--workers", "1", "--loop", "uvloop", "--backlog", "4096"]
-    return argv + ["--access-log" if access_log else "--no-access-log", "hello:app"]
+    return [*argv, "--access-log" if access_log else "--no-access-log", "hello:app"]
 
 
 def nginx(port: int, tmp: Path, access_log: bool) -> list[str]:
@@ -163,25 +163,31 @@ def wrk(port: int, path: str, conns: int, duration: float) -> dict[str, float]:
     }
 
 
-def measure(
-    servers: dict[str, Argv], path: str, args: argparse.Namespace
-) -> list[dict[str, Any]]:
+def measure(servers: dict[str, Argv], path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every server runs for the whole measurement; wrk runs rotate between them.
+
+    On a shared, noisy machine the load changes over minutes: alternating the servers run by
+    run (rather than one server for a whole round) keeps the runs being compared close in time.
+    """
     runs: list[dict[str, Any]] = []
     names = list(servers)
-    for r in range(args.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            with serving(servers[name], args.access_log) as port:
-                wrk(port, path, 64, 1.0)  # warm-up
-                for conns in args.conns:
-                    result = wrk(port, path, conns, args.duration) | {"server": name}
-                    runs.append(result | {"conns": conns, "round": r + 1})
+    with contextlib.ExitStack() as stack:
+        ports = {
+            name: stack.enter_context(serving(servers[name], args.access_log)) for name in names
+        }
+        for name in names:
+            wrk(ports[name], path, 64, 2.0)  # warm-up
+        for r in range(args.rounds):
+            for conns in args.conns:
+                order = names[r % len(names) :] + names[: r % len(names)]
+                for name in order:
+                    result = wrk(ports[name], path, conns, args.duration)
+                    runs.append(result | {"server": name, "conns": conns, "round": r + 1})
                     print(
                         f"round {r + 1} {name:14s} c={conns:<4d} {result['rps']:10.0f} req/s"
                         f"  p99 {result['p99_us'] / 1000:7.2f} ms",
                         flush=True,
                     )
-                    time.sleep(0.5)
     return runs
 
 
@@ -195,7 +201,10 @@ def summarize(runs: list[dict[str, Any]], names: list[str], base: str, conns: li
         for name in names:
             mine = [x for x in runs if x["server"] == name and x["conns"] == c]
             if mine:
-                stats[name] = (median([x["rps"] for x in mine]), median([x["p99_us"] for x in mine]))
+                stats[name] = (
+                    median([x["rps"] for x in mine]),
+                    median([x["p99_us"] for x in mine]),
+                )
         for name, (rps, p99) in stats.items():
             ref = stats.get(base)
             ratio = f"{rps / ref[0]:.2f}x" if ref else "-"

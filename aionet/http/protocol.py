@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -37,6 +36,7 @@ from ..proto.http import (
 )
 from .cycle import RequestCycle
 from .state import ASGI_VERSION, EXTENSIONS
+from .target import address, decode_path, split_target
 
 if TYPE_CHECKING:
     from ..core.connections import ConnectionRecord
@@ -160,8 +160,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             return
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
         self.loop = asyncio.get_running_loop()
-        self.client = _address(rec.peer)
-        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = address(rec.peer)
+        self.server = address(transport.get_extra_info("sockname"))
         self.scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
         self.peer = format_peer(rec.peer)
         self._idle_since = self.state.now
@@ -389,7 +389,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
     def _scope(self, version: str) -> dict[str, Any]:
         method = self._method or self.parser.get_method()
         self._method = None
-        raw_path, query = _split_target(self._url)
+        raw_path, query = split_target(self._url)
         state = self.state
         scope: dict[str, Any] = {
             "type": "http",
@@ -400,7 +400,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             "scheme": self.scheme,
             "method": _METHODS.get(method) or method.decode("ascii"),
             "root_path": state.root_path,
-            "path": _decode_path(raw_path),
+            "path": decode_path(raw_path),
             "raw_path": raw_path,
             "query_string": query,
             "headers": self._headers,
@@ -467,7 +467,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         """Refuse with ``err.status`` and close, after the responses already owed."""
         self._halt()
         if self._url and err.target is None:
-            err.target = _decode_path(_split_target(self._url[:200])[0])
+            err.target = decode_path(split_target(self._url[:200])[0])
         cycle, active = self._parsing, self._active
         self._parsing = None
         if cycle is not None and cycle is not active:
@@ -484,19 +484,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         if answer:
             self.write(error_response(err.status, self.state.date.prelude))
         self._linger()
-        access = self.state.access
-        if access is not None:
-            access.info(
-                "http_request",
-                method=None,
-                path=err.target,
-                status=err.status,
-                bytes=0,
-                duration=0.0,
-                peer=self.peer,
-                request_id=None,
-                error=err.reason,
-            )
+        if self.state.access is not None:
+            self.state.log_refusal(err, self.peer)
 
     def _linger(self) -> None:
         """Close after a refusal without losing the reply to a reset (nginx's lingering close).
@@ -618,31 +607,3 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self.transport.resume_reading()
         if leftover:
             protocol.data_received(leftover)
-
-
-def _address(value: Any) -> tuple[str, int | None] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    if isinstance(value, str) and value:
-        return (value, None)  # unix socket path
-    return None
-
-
-def _split_target(url: bytes) -> tuple[bytes, bytes]:
-    """``(raw_path, query_string)`` of a request target in any of its four forms."""
-    if url[:1] == b"/":
-        path, _, query = url.partition(b"?")
-        return path, query
-    if url == b"*":
-        return url, b""
-    try:
-        parsed = httptools.parse_url(url)
-    except httptools.HttpParserInvalidURLError:
-        return url, b""  # authority-form (CONNECT host:port)
-    return parsed.path or b"/", parsed.query or b""
-
-
-def _decode_path(raw_path: bytes) -> str:
-    if b"%" not in raw_path and raw_path.isascii():
-        return raw_path.decode("ascii")
-    return unquote_to_bytes(raw_path).decode("utf-8", "replace")

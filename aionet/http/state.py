@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from structlog.typing import FilteringBoundLogger
 
+    from ..proto.http import HttpError
     from .protocol import HttpProtocol
     from .types import ASGIApp
 
@@ -107,6 +108,21 @@ class HttpState:
         limits = self.limits
         timeouts = [t for t in (limits.header_timeout, limits.keepalive_timeout) if t > 0]
         return min(0.5, max(0.02, min(timeouts, default=2.0) / 4))
+
+    def log_refusal(self, err: HttpError, peer: str) -> None:
+        """The access-log line of a request refused by the framing checks."""
+        if self.access is not None:
+            self.access.info(
+                "http_request",
+                method=None,
+                path=err.target,
+                status=err.status,
+                bytes=0,
+                duration=0.0,
+                peer=peer,
+                request_id=None,
+                error=err.reason,
+            )
 
     def drain(self) -> None:
         """Stop keep-alive everywhere: idle connections close now, busy ones after their reply."""
