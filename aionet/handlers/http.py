@@ -2,7 +2,8 @@
 
 Options (``listener.options``)::
 
-    app: "pkg.module:attr"       # an ASGI 3 app (http + lifespan scopes), or
+    app: "pkg.module:attr"       # an ASGI 3 app (http + lifespan scopes), imported with
+                                 # app_dir (default: the working directory) on sys.path, or
     wsgi: "pkg.module:attr"      # a PEP 3333 app run on a thread pool of wsgi_threads, or
     static_dir: ./public         # neither: the built-in app serves this directory; without
                                  # it (or at / without index.html) a small status page
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..config.types import Duration, Size
 from ..core.handler import HandlerOptions, ProtocolHandler
@@ -44,10 +47,16 @@ if TYPE_CHECKING:
 __all__ = ["HttpHandler"]
 
 
-def _importable(value: str | None) -> str | None:
-    """Check that ``pkg.module:attr`` imports to a callable (so ``aionet check`` reports it)."""
+def _importable(value: str | None, info: ValidationInfo) -> str | None:
+    """Check that ``pkg.module:attr`` imports to a callable (so ``aionet check`` reports it).
+
+    ``app_dir`` is put at the front of ``sys.path`` first, as uvicorn's ``--app-dir`` is.
+    """
     if value is None:
         return None
+    app_dir = info.data.get("app_dir")
+    if app_dir is not None:
+        _prepend_path(os.path.abspath(app_dir))
     try:
         obj = import_from_string(value)
     except RegistryError as exc:
@@ -57,9 +66,16 @@ def _importable(value: str | None) -> str | None:
     return value
 
 
+def _prepend_path(directory: str) -> None:
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+
+
 class HttpOptions(HandlerOptions):
     """``listener.options`` of an ``http`` listener."""
 
+    #: Prepended to ``sys.path`` before ``app``/``wsgi`` are imported (relative to the cwd).
+    app_dir: Path | None = Path(".")
     app: str | None = None
     wsgi: str | None = None
     static_dir: Path | None = None

@@ -186,3 +186,15 @@ def test_wsgi_environ() -> None:
     assert environ["HTTP_COOKIE"] == "a=1; b=2"
     assert environ["wsgi.input"] is body
     assert environ["wsgi.version"] == (1, 0) and environ["wsgi.multithread"] is True
+
+
+def test_app_dir_is_searched_for_the_app(tmp_path: Path) -> None:
+    (tmp_path / "aionet_app_dir_probe.py").write_text(
+        "async def app(scope, receive, send):\n    pass\n"
+    )
+    with pytest.raises(ValidationError, match="cannot import module 'aionet_app_dir_probe'"):
+        HttpOptions.model_validate({"app": "aionet_app_dir_probe:app"})
+    options = HttpOptions.model_validate(
+        {"app_dir": str(tmp_path), "app": "aionet_app_dir_probe:app"}
+    )
+    assert options.app == "aionet_app_dir_probe:app"
