@@ -42,7 +42,7 @@ async def test_slowloris_does_not_starve_a_normal_client(tmp_path: Path) -> None
         start = loop.time()
         data, closed = await exchange(host, port, b"GET /normal HTTP/1.1\r\nHost: t\r\n"
                                       b"Connection: close\r\n\r\n")  # fmt: skip
-        assert loop.time() - start < 0.5, "the normal client waited behind the slow ones"
+        assert loop.time() - start < 1.0, "the normal client waited behind the slow ones"
         assert split_responses(data)[0].body == b"/normal" and closed
         results = await asyncio.gather(*trickling)
         elapsed = loop.time() - start
@@ -102,7 +102,7 @@ async def test_drain_finishes_in_flight_requests_with_connection_close(tmp_path:
         start = loop.time()
         shutdown = asyncio.create_task(server.shutdown())
         assert await read_until_closed(idle_r, 2) == (b"", True)
-        assert loop.time() - start < 0.3  # idle keep-alive closed at once
+        assert loop.time() - start < 0.5  # idle keep-alive closed at once, not after 0.6 s
         data, closed = await read_until_closed(busy_r, 3)
         [response] = split_responses(data)  # the pipelined second request is not started
         assert response.body == b"/slow/600"
