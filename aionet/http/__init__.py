@@ -6,7 +6,9 @@ Layout (the framing rules themselves are sans-IO, in ``aionet.proto.http``):
   queue, flow control, timeouts, strict-framing refusals, drain, the upgrade seam.
 * ``cycle.py``    — ``RequestCycle``: one request's ASGI ``receive``/``send``, response
   framing (Content-Length, chunked, HEAD, 100-continue), the access log line.
-* ``state.py``    — ``HttpState``: what every connection of one listener shares.
+* ``state.py``    — ``HttpState``: what every connection of one listener shares (clock, Date,
+  limits, live connections, the timeout tick).
+* ``target.py``   — request-target splitting and decoding, ASGI address pairs.
 * ``lifespan.py`` — the ASGI lifespan protocol run at handler start/stop.
 * ``wsgi.py``     — a PEP 3333 WSGI app hosted as an ASGI app on a bounded thread pool.
 * ``static.py``   — the built-in app: files under ``static_dir`` and the status page.
