@@ -222,8 +222,10 @@ def test_connection_events_are_json_lines_with_context(daemon: Any) -> None:
 
 
 def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Path) -> None:
-    for port, kind in ((7007, socket.SOCK_STREAM), (7007, socket.SOCK_DGRAM)):
+    for port, kind in ((7007, socket.SOCK_STREAM), (7007, socket.SOCK_DGRAM),
+                       (8080, socket.SOCK_STREAM)):
         with socket.socket(socket.AF_INET, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon does
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
@@ -231,6 +233,7 @@ def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Pat
     d = daemon(None)  # no -c: the embedded default
     assert d.address("echo") == ("127.0.0.1", 7007)
     assert d.address("udp-echo", "udp") == ("127.0.0.1", 7007)
+    assert d.address("http") == ("127.0.0.1", 8080)
     with socket.create_connection(("127.0.0.1", 7007), timeout=5) as s:
         assert talk(s, b"default\n") == b"default\n"
     assert (tmp_path / "var").is_dir()  # data_dir created relative to the working directory
