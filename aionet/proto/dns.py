@@ -214,6 +214,10 @@ class ZoneBuilder:
         if rdataset is None:
             rdataset = self._sets[key] = dns.rdataset.Rdataset(IN, rdata.rdtype)
             self._locs[key] = loc
+        elif dns.rdatatype.is_singleton(rdata.rdtype) and rdata not in rdataset:
+            kind = dns.rdatatype.to_text(rdata.rdtype)
+            self._issue(loc, f"{name} {kind}: a name has at most one {kind} record")
+            return
         rdataset.add(rdata, ttl)  # unequal TTLs in one RRset: the lowest wins (RFC 2181 5.2)
 
     def build(self) -> Zone:
@@ -270,10 +274,9 @@ class ZoneBuilder:
 
     def _check_apex(self) -> None:
         origin = self.origin
-        for (name, rdtype), rdataset in self._sets.items():
-            if rdtype == T.SOA and (name != origin or len(rdataset) != 1):
-                where = "more than one SOA" if name == origin else f"a SOA at {name}"
-                self._issue(self._locs[(name, rdtype)], f"{where}: one SOA, at the apex only")
+        for name, rdtype in self._sets:
+            if rdtype == T.SOA and name != origin:
+                self._issue(self._locs[(name, rdtype)], f"a SOA at {name}: one SOA, at the apex")
         if (origin, T.SOA) not in self._sets:
             self._issue((), f"zone {origin} has no SOA record at its apex")
         if (origin, T.NS) not in self._sets:
@@ -281,12 +284,10 @@ class ZoneBuilder:
 
     def _check_cnames(self) -> None:
         """RFC 1034 3.6.2 / RFC 2181 10.1: a CNAME is alone at its name, and single."""
-        for (name, rdtype), rdataset in self._sets.items():
+        for name, rdtype in self._sets:
             if rdtype != T.CNAME:
                 continue
             loc = self._locs[(name, rdtype)]
-            if len(rdataset) > 1:
-                self._issue(loc, f"{name} CNAME: a name has at most one CNAME record")
             if name == self.origin:
                 self._issue(loc, f"{name} CNAME: the zone apex cannot be a CNAME")
                 continue
