@@ -71,12 +71,17 @@ def _seconds(value: object) -> object:
 Ttl = Annotated[int, BeforeValidator(_seconds), Field(ge=0, le=MAX_TTL)]
 
 
+def _text(value: object) -> object:
+    """A number where rdata text is expected (``value: 10``) is that number's text."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 class RecordSpec(HandlerOptions):
     """One record of a YAML zone."""
 
-    name: str = "@"
+    name: Annotated[str, BeforeValidator(_text)] = "@"
     type: str
-    value: str
+    value: Annotated[str, BeforeValidator(_text)]
     ttl: Ttl | None = None
 
 
@@ -216,6 +221,9 @@ class DnsHandler(StreamHandler, DatagramHandler):
         self.rrl: RateLimiter | None = None
         if rrl.responses_per_second > 0:
             self.rrl = RateLimiter(rrl.responses_per_second, rrl.window, rrl.slip, rrl.max_clients)
+        #: Responses RRL dropped / answered truncated (``slip``), since start.
+        self.rrl_dropped = 0
+        self.rrl_slipped = 0
         self._waiting: set[asyncio.StreamWriter] = set()
         self._draining = False
 
@@ -230,8 +238,10 @@ class DnsHandler(StreamHandler, DatagramHandler):
         if rrl is not None and isinstance(addr, tuple):
             verdict = rrl.check(client_prefix(addr[0]))
             if verdict is Verdict.DROP:
+                self.rrl_dropped += 1
                 return None
             if verdict is Verdict.SLIP:
+                self.rrl_slipped += 1
                 return self.authority.respond(data, truncate=True)
         return self.authority.respond(data)
 

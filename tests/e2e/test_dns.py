@@ -21,6 +21,7 @@ import dns.rdatatype
 import pytest
 
 from aionet.core.server import Server
+from aionet.handlers.dns import DnsHandler
 from aionet.testing import serve
 from tests.conftest import run_aionet
 
@@ -209,6 +210,19 @@ async def test_a_stalled_tcp_query_is_cut_off(tmp_path: Path) -> None:
         writer.close()
 
 
+async def test_drain_closes_idle_tcp_connections_at_once(tmp_path: Path) -> None:
+    async with serve(dns_config(tcp_timeout="1m"), data_dir=tmp_path) as server:
+        reader, writer = await asyncio.open_connection(*tcp_addr(server))
+        writer.write(framed(dns.message.make_query(f"www.{ZONE}", "A")))
+        assert (await read_reply(reader)).answer  # served, now waiting for the next query
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await server.shutdown(timeout=10)
+        assert loop.time() - started < 3  # not the 10 s drain timeout
+        assert await reader.read() == b""
+        writer.close()
+
+
 async def test_garbage_datagrams_never_kill_the_listener(server: Server) -> None:
     host, port = udp_addr(server)
     rng = random.Random(9)
@@ -269,6 +283,9 @@ async def test_rrl_drops_and_slips_over_udp_but_not_tcp(tmp_path: Path) -> None:
         limited = queries - len(full)
         assert abs(len(slipped) - limited / 2) <= 1  # every second limited reply slips
         assert all(struct.unpack("!H", r[6:8]) == (0,) for r in slipped)  # empty answers
+        handler = server.handlers["dns"]
+        assert isinstance(handler, DnsHandler)
+        assert (handler.rrl_slipped, handler.rrl_dropped) == (len(slipped), limited - len(slipped))
         r = await tcp(server, dns.message.make_query(f"www.{ZONE}", "A"))  # TCP: unlimited
         assert texts(r) == ["www.aionet.test. 60 IN A 127.0.0.1"]
 

@@ -658,6 +658,12 @@ def test_ttls_accept_durations_and_unequal_ttls_take_the_lowest() -> None:
     assert r.answer[0].ttl == 30
 
 
+def test_numbers_from_yaml_are_rdata_text() -> None:
+    a = authority([{"name": 7, "type": "TXT", "value": 12345}])
+    [rdata] = ask(a, query(f"7.{ZONE}", "TXT")).answer[0]
+    assert rdata.strings == (b"12345",)
+
+
 def test_unquoted_txt_is_one_string_and_long_ones_are_split() -> None:
     records = [
         {"name": "t", "type": "TXT", "value": 'two words "quoted"'},

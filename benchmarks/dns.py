@@ -1,0 +1,235 @@
+"""DNS queries/s over UDP for one A record: aionet's ``dns`` handler, a minimal dnspython
+server on uvloop and NSD, in one run, with dnsperf as the load generator.
+
+    python benchmarks/dns.py [--duration 10] [--rounds 5] [--clients 4] [--outstanding 200]
+                             [--json out.json]
+
+* aionet: ``python -m aionet run -c tmp.yaml --log-level warning`` with a ``dns`` listener
+  serving zone ``aionet.test`` (rate limiting off, the default).
+* dnspython: ``servers/dnspython_server.py``, parse + build + render per query on uvloop.
+* NSD (Debian package ``nsd``, if installed): one server process (``server-count: 1``), in the
+  foreground with a temporary config, rate limiting off (``rrl-ratelimit: 0``).
+
+Every server runs for the whole measurement, pinned to core 0; dnsperf (one thread, pinned to
+core 1) runs against each in turn, the order rotating every round, so that the noise of a
+shared machine spreads evenly; the table shows medians. Target: aionet >= 5x dnspython.
+
+Needs: ``dnsperf`` (Debian package ``dnsperf``); ``nsd`` optional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from _harness import HERE, PY, free_port, machine_facts, median, pinned
+
+SERVER_CORE, CLIENT_CORE = 0, 1
+QNAME = "www.aionet.test"
+
+ZONE_FILE = """\
+$ORIGIN aionet.test.
+$TTL 300
+@   IN SOA ns1 hostmaster 1 3600 600 604800 300
+@   IN NS ns1
+ns1 IN A 127.0.0.1
+www 60 IN A 127.0.0.1
+"""
+
+Argv = Callable[[int, Path], list[str]]
+
+
+def aionet(port: int, tmp: Path) -> list[str]:
+    config = tmp / "aionet.yaml"
+    config.write_text(f"""
+server:
+  data_dir: {tmp / "var"}
+logging: {{format: json, level: warning}}
+listeners:
+  - name: dns
+    protocol: dns
+    bind: 127.0.0.1:{port}
+    options:
+      zones:
+        aionet.test:
+          ttl: 300
+          records:
+            - {{name: ns1, type: A, value: 127.0.0.1}}
+            - {{name: www, type: A, value: 127.0.0.1, ttl: 60}}
+""")
+    return [PY, "-m", "aionet", "run", "-c", str(config), "--log-level", "warning"]
+
+
+def dnspython(port: int, tmp: Path) -> list[str]:
+    return [PY, str(HERE / "servers" / "dnspython_server.py"), str(port)]
+
+
+def nsd(port: int, tmp: Path) -> list[str]:
+    (tmp / "aionet.test.zone").write_text(ZONE_FILE)
+    (tmp / "nsd.conf").write_text(f"""
+server:
+  ip-address: 127.0.0.1
+  port: {port}
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: "{tmp}"
+  database: ""
+  zonelistfile: "{tmp}/zone.list"
+  xfrdfile: "{tmp}/xfrd.state"
+  xfrdir: "{tmp}"
+  pidfile: "{tmp}/nsd.pid"
+  logfile: "{tmp}/nsd.log"
+  verbosity: 0
+  hide-version: yes
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: aionet.test
+  zonefile: aionet.test.zone
+""")
+    return ["nsd", "-d", "-c", str(tmp / "nsd.conf")]
+
+
+SERVERS: dict[str, Argv] = {"aionet": aionet, "dnspython": dnspython, "nsd": nsd}
+
+
+def a_query(ident: int) -> bytes:
+    """A plain UDP query for QNAME/A, built by hand: this script's name shadows dnspython."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in QNAME.split("."))
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + b"\x00\x00\x01\x00\x01"
+
+
+def wait_answering(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Until the server answers our A query over UDP with one record."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            with contextlib.suppress(OSError):
+                sock.sendto(a_query(0x4242), ("127.0.0.1", port))
+                reply = sock.recv(512)
+                if reply[:2] == b"\x42\x42" and reply[6:8] == b"\x00\x01":
+                    return
+            time.sleep(0.05)
+    raise RuntimeError(f"no DNS answer on port {port} after {timeout}s")
+
+
+@contextlib.contextmanager
+def serving(argv_for: Argv) -> Iterator[int]:
+    """Start one server on a free port (UDP and TCP), pinned to the server core."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        proc = subprocess.Popen(
+            pinned(SERVER_CORE, argv_for(port, tmp)),
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_answering(port, proc)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def dnsperf(
+    port: int, datafile: Path, args: argparse.Namespace, duration: float
+) -> dict[str, float]:
+    """One dnsperf run: queries/s and the share of queries lost."""
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-T", "1"]
+    argv += ["-c", str(args.clients), "-q", str(args.outstanding), "-l", f"{duration:g}"]
+    out = subprocess.run(
+        pinned(CLIENT_CORE, argv), capture_output=True, text=True, check=True
+    ).stdout
+    qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lost = re.search(r"Queries lost:\s+\d+ \(([\d.]+)%\)", out)
+    return {"qps": qps, "lost_pct": float(lost.group(1)) if lost else 0.0}
+
+
+def measure(servers: dict[str, Argv], args: argparse.Namespace) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    names = list(servers)
+    with tempfile.TemporaryDirectory() as name, contextlib.ExitStack() as stack:
+        datafile = Path(name) / "queries.txt"
+        datafile.write_text(f"{QNAME} A\n")
+        ports = {n: stack.enter_context(serving(servers[n])) for n in names}
+        for n in names:
+            dnsperf(ports[n], datafile, args, 2.0)  # warm-up
+        for r in range(args.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for n in order:
+                result = dnsperf(ports[n], datafile, args, args.duration)
+                runs.append(result | {"server": n, "round": r + 1})
+                print(
+                    f"round {r + 1} {n:10s} {result['qps']:10.0f} qps"
+                    f"  lost {result['lost_pct']:.2f}%",
+                    flush=True,
+                )
+    return runs
+
+
+def summarize(runs: list[dict[str, Any]], names: list[str]) -> str:
+    qps = {n: median([x["qps"] for x in runs if x["server"] == n]) for n in names}
+    lines = [
+        "| server | qps (median) | rounds (sorted) | aionet ÷ server |",
+        "|---|---:|---|---:|",
+    ]
+    for n in names:
+        spread = " · ".join(f"{x:,.0f}" for x in sorted(r["qps"] for r in runs if r["server"] == n))
+        lines.append(f"| {n} | {qps[n]:,.0f} | {spread} | {qps['aionet'] / qps[n]:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c (source sockets)")
+    parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if shutil.which("dnsperf") is None:
+        sys.exit("dnsperf is not installed (Debian package: dnsperf)")
+    servers = {k: v for k, v in SERVERS.items() if k != "nsd" or shutil.which("nsd")}
+    if "nsd" not in servers:
+        print("nsd is not installed (Debian package: nsd): measuring without it", flush=True)
+    facts = machine_facts()
+    print("machine:", facts, flush=True)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    runs = measure(servers, args)
+    print(f"\nUDP A queries/s (medians of {args.rounds} rounds):")
+    print(summarize(runs, list(servers)))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"facts": facts, "args": vars(args) | {"json": str(args.json)}, "runs": runs}
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
