@@ -167,25 +167,27 @@ def _error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
 
 
 def _build_zone(origin: str, spec: ZoneSpec) -> Zone:
+    """The zone of one ``zones:`` entry; SOA and NS defaults fill what the records lack."""
     if spec.zone_file is not None:
         return _load_zone_file(origin, spec.zone_file)
     builder = ZoneBuilder(origin, ttl=spec.ttl)
-    if not any(r.type.upper() == "SOA" and _at_apex(r.name, origin) for r in spec.records):
-        soa = spec.soa or SoaSpec()
+    soa = spec.soa or SoaSpec()
+    if not _has_apex(spec.records, "SOA", origin):
         builder.add_text(("soa",), RecordText("@", "SOA", soa.text()))
     for i, record in enumerate(spec.records):
         builder.add_text(("records", i), RecordText(**record.model_dump()))
-    has_ns = any(r.type.upper() == "NS" and _at_apex(r.name, origin) for r in spec.records)
-    servers = (
-        spec.ns if spec.ns is not None else ([] if has_ns else [(spec.soa or SoaSpec()).mname])
-    )
+    servers = spec.ns
+    if servers is None:
+        servers = [] if _has_apex(spec.records, "NS", origin) else [soa.mname]
     for j, server in enumerate(servers):
         builder.add_text(("ns", j), RecordText("@", "NS", server))
     return builder.build()
 
 
-def _at_apex(name: str, origin: str) -> bool:
-    return name == "@" or name.rstrip(".").lower() == origin.rstrip(".").lower()
+def _has_apex(records: list[RecordSpec], rdtype: str, origin: str) -> bool:
+    """Whether ``records`` has one of type ``rdtype`` at the zone's apex."""
+    apex = {"@", origin.rstrip(".").lower() + "."}
+    return any(r.type.upper() == rdtype and r.name.lower() in apex for r in records)
 
 
 def _load_zone_file(origin: str, path: Path) -> Zone:

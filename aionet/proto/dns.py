@@ -109,6 +109,7 @@ _OPT = struct.Struct("!BHHBBHH")  # root, type 41, payload, ext-rcode, version, 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _DO = 0x8000
+_OPCODE = 0x7800
 
 
 # -- zones -----------------------------------------------------------------------------------
@@ -284,6 +285,9 @@ class ZoneBuilder:
 
     def _check_cnames(self) -> None:
         """RFC 1034 3.6.2 / RFC 2181 10.1: a CNAME is alone at its name, and single."""
+        types: dict[dns.name.Name, set[dns.rdatatype.RdataType]] = {}
+        for name, rdtype in self._sets:
+            types.setdefault(name, set()).add(rdtype)
         for name, rdtype in self._sets:
             if rdtype != T.CNAME:
                 continue
@@ -291,7 +295,7 @@ class ZoneBuilder:
             if name == self.origin:
                 self._issue(loc, f"{name} CNAME: the zone apex cannot be a CNAME")
                 continue
-            others = [t for (n, t) in self._sets if n == name and t != T.CNAME]
+            others = types[name] - {T.CNAME}
             if others:
                 kinds = ", ".join(sorted(dns.rdatatype.to_text(t) for t in others))
                 self._issue(loc, f"{name} CNAME: a CNAME cannot share its name with {kinds}")
@@ -366,12 +370,15 @@ def zone_from_text(origin: str | dns.name.Name, text: str, filename: str) -> Zon
     """
     apex = _parse_origin(origin)
     zone = dns.zone.Zone(apex, IN, relativize=False)
+    tokenizer = _Tokenizer(text, filename)
     try:
         with zone.writer(True) as txn:
-            reader = dns.zonefile.Reader(_Tokenizer(text, filename), IN, txn)
-            reader.read()
-    except dns.exception.DNSException as exc:  # SyntaxError carries "file:line: detail"
+            dns.zonefile.Reader(tokenizer, IN, txn).read()
+    except dns.exception.SyntaxError as exc:  # already "file:line: detail"
         raise ZoneError([ZoneIssue((), str(exc))]) from None
+    except dns.exception.DNSException as exc:  # e.g. a CNAME beside other data
+        where = "{}:{}".format(*tokenizer.where())
+        raise ZoneError([ZoneIssue((), f"{where}: {exc}")]) from None
     builder = ZoneBuilder(apex)
     for name, rdataset in zone.iterate_rdatasets():
         for rdata in rdataset:
@@ -402,6 +409,10 @@ class _Kind(IntEnum):
     NODATA = 2
     NXDOMAIN = 3
     REFERRAL = 4
+
+
+#: The rcode of each negative outcome (RFC 2308: NODATA is NOERROR with the SOA).
+_NEGATIVE = {_Kind.NODATA: Rcode.NOERROR, _Kind.NXDOMAIN: Rcode.NXDOMAIN}
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,16 +497,12 @@ class _Chase:
 
     def _finish(self, found: _Found) -> Answer:
         chain = tuple(self.chain)
-        negative = (self.zone.negative_soa,)
+        extra = self.authority.additional(found.rrsets)
         if found.kind == _Kind.DATA:
-            extra = self.authority.additional(found.rrsets)
             return Answer(Rcode.NOERROR, True, chain + found.rrsets, (), extra)
-        if found.kind == _Kind.NODATA:
-            return Answer(Rcode.NOERROR, True, chain, negative)
-        if found.kind == _Kind.NXDOMAIN:
-            return Answer(Rcode.NXDOMAIN, True, chain, negative)
-        glue = self.authority.additional(found.rrsets)  # a referral: not authoritative
-        return Answer(Rcode.NOERROR, bool(chain), chain, found.rrsets, glue)
+        if found.kind == _Kind.REFERRAL:  # not authoritative, unless a CNAME led here
+            return Answer(Rcode.NOERROR, bool(chain), chain, found.rrsets, extra)
+        return Answer(_NEGATIVE[found.kind], True, chain, (self.zone.negative_soa,))
 
 
 # -- wire ------------------------------------------------------------------------------------
@@ -585,7 +592,7 @@ def _parse_fast(data: bytes) -> tuple[bytes, bytes, int, int] | None:
 
 def _error_reply(data: bytes, rcode: Rcode) -> bytes:
     """Header-only reply (no question) with the query's ID, opcode and RD."""
-    flags = QR | ((data[2] << 8) & 0x7800) | ((data[2] << 8) & RD) | rcode
+    flags = QR | ((data[2] << 8) & (_OPCODE | RD)) | rcode
     return _HEADER.pack(data[:2], flags, 0, 0, 0, 0)
 
 

@@ -649,6 +649,17 @@ def test_soa_and_ns_defaults_and_overrides() -> None:
     assert len(ask(a, query(ZONE, "NS")).answer[0]) == 2
 
 
+def test_an_apex_soa_or_ns_in_the_records_replaces_the_default() -> None:
+    records = [
+        rr("aionet.test.", "SOA", "a.example. b.example. 9 1 1 1 1"),
+        rr("@", "NS", "ns.example."),
+    ]
+    a = authority(records)
+    [soa] = ask(a, query(ZONE, "SOA")).answer[0]
+    assert soa.serial == 9
+    assert texts(ask(a, query(ZONE, "NS")).answer) == ["aionet.test. 300 IN NS ns.example."]
+
+
 def test_ttls_accept_durations_and_unequal_ttls_take_the_lowest() -> None:
     records: list[dict[str, Any]] = [
         {"name": "t", "type": "A", "value": "10.0.0.1", "ttl": "5m"},
@@ -729,6 +740,7 @@ def test_a_zone_file_is_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         (8, "www IN BOGUS 1\n", "unknown rdatatype 'BOGUS'"),
         (8, "www IN MX 10\n", ""),
         (9, "ok IN A 10.0.0.1\nbad IN AAAA 1.2.3.4\nfine IN A 10.0.0.2\n", ""),
+        (9, "www IN A 10.0.0.1\nwww IN CNAME ns1\n", "CNAME"),  # found by dnspython's node
     ],
 )
 def test_zone_file_errors_name_the_file_and_line(line: int, text: str, message: str) -> None:
