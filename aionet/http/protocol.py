@@ -237,7 +237,10 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         except httptools.HttpParserInvalidMethodError:
             return self._unknown_method(data)
         except httptools.HttpParserError as exc:
-            self.reject(HttpError(400, f"malformed request: {exc}"))
+            if str(exc) == "Invalid HTTP version":  # well-formed DIGIT.DIGIT llhttp won't take
+                self.reject(HttpError(505, "HTTP version not supported"))
+            else:
+                self.reject(HttpError(400, f"malformed request: {exc}"))
         else:
             if self._head_pending:
                 self._count_head_bytes(data, pending)

@@ -26,8 +26,14 @@ VECTORS: dict[str, tuple[bytes, int]] = {
     "control-byte-in-target": (b"GET /a\x01b HTTP/1.1\r\n" + H + b"\r\n", 400),
     "nul-in-target": (b"GET /a\x00b HTTP/1.1\r\n" + H + b"\r\n", 400),
     "invalid-method-characters": (b"G@T / HTTP/1.1\r\n" + H + b"\r\n", 400),
-    "bad-version": (b"GET / HTTP/1.2\r\n" + H + b"\r\n", 400),
+    # a well-formed version we do not speak: 505 (RFC 9110 section 15.6.6); a malformed one: 400
+    "http-1.2-version": (b"GET / HTTP/1.2\r\n" + H + b"\r\n", 505),
     "http-2-version": (b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
+    "http-2.5-version": (b"GET / HTTP/2.5\r\n" + H + b"\r\n", 505),
+    "http-3-version": (b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505),
+    "two-digit-major-version": (b"GET / HTTP/11.1\r\n" + H + b"\r\n", 400),
+    "version-without-dot": (b"GET / HTTP/1\r\n" + H + b"\r\n", 400),
+    "lowercase-protocol-name": (b"GET / http/1.1\r\n" + H + b"\r\n", 400),
     "bare-lf-request-line": (b"GET / HTTP/1.1\n" + H + b"\r\n", 400),
     # header fields
     "header-without-colon": (b"GET / HTTP/1.1\r\n" + H + b"NoColon\r\n\r\n", 400),
