@@ -111,7 +111,8 @@ def _print_config_error(exc: ConfigError) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     name = args.config or DEFAULT_CONFIG_NAME
-    print(f"{name}: ok ({len(config.listeners)} listeners)")
+    n = len(config.listeners)
+    print(f"{name}: ok ({n} listener{'' if n == 1 else 's'})")
     return EXIT_OK
 
 

@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 
 from tests.conftest import EXAMPLES, run_aionet
@@ -165,7 +169,7 @@ def test_check_accepts_a_valid_file_without_binding(tmp_path: Path) -> None:
         )
         result = run_aionet("check", "-c", str(good))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{good}: ok (1 listeners)"
+    assert result.stdout.strip() == f"{good}: ok (1 listener)"
 
 
 def test_run_with_invalid_config_exits_2(tmp_path: Path) -> None:
@@ -223,7 +227,8 @@ def test_connection_events_are_json_lines_with_context(daemon: Any) -> None:
 
 def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Path) -> None:
     for port, kind in ((7007, socket.SOCK_STREAM), (7007, socket.SOCK_DGRAM),
-                       (8080, socket.SOCK_STREAM)):
+                       (8080, socket.SOCK_STREAM), (8053, socket.SOCK_DGRAM),
+                       (8053, socket.SOCK_STREAM)):
         with socket.socket(socket.AF_INET, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon does
             try:
@@ -236,6 +241,15 @@ def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Pat
     assert d.address("http") == ("127.0.0.1", 8080)
     with socket.create_connection(("127.0.0.1", 7007), timeout=5) as s:
         assert talk(s, b"default\n") == b"default\n"
+    # The sample zone, as README's dig example asks it, over UDP and TCP.
+    query = dns.message.make_query("www.aionet.test", "A")
+    for ask in (dns.query.udp, dns.query.tcp):
+        reply = ask(query, "127.0.0.1", port=8053, timeout=5)
+        assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+        assert [r.to_text() for r in reply.answer[0]] == ["127.0.0.1"]
+    with socket.create_connection(("127.0.0.1", 8080), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200 OK\r\n")
     assert (tmp_path / "var").is_dir()  # data_dir created relative to the working directory
 
 
