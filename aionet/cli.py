@@ -148,13 +148,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.log_format or config.logging.format, args.log_level or config.logging.level
     )
     with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
-        return runner.run(_serve(config))
+        return runner.run(_serve(config, args.config))
 
 
-async def _serve(config: Config) -> int:
+async def _serve(config: Config, path: str | None = None) -> int:
     from .core.server import Server
 
-    server = Server(config)
+    server = Server(config, path)
     loop = asyncio.get_running_loop()
     interrupts = 0
 
@@ -168,11 +168,13 @@ async def _serve(config: Config) -> int:
 
     loop.add_signal_handler(signal.SIGTERM, server.request_shutdown)
     loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGHUP, server.request_reload)
     try:
         await server.serve()
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGHUP)
     return server.exit_code
 
 

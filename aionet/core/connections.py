@@ -179,6 +179,7 @@ class ListenerSlot:
 
     __slots__ = (
         "count",
+        "emptied",
         "handler",
         "idle_timeout",
         "log",
@@ -194,18 +195,25 @@ class ListenerSlot:
     )
 
     def __init__(
-        self, manager: ConnectionManager, name: str, handler: Handler, limits: Limits
+        self,
+        manager: ConnectionManager,
+        name: str,
+        handler: Handler,
+        limits: Limits,
+        stats: ListenerStats | None = None,
     ) -> None:
         self.manager = manager
         self.name = name
         self.handler = handler
+        #: Set when ``count`` drops to 0 while someone waits (a handler retired by a reload).
+        self.emptied: asyncio.Event | None = None
         self.max_connections = limits.max_connections
         self.max_per_ip = limits.max_connections_per_ip
         default_idle = manager.limits.idle_timeout
         self.idle_timeout = limits.idle_timeout if limits.idle_timeout is not None else default_idle
         self.count = 0
         self.per_ip: dict[str, int] = {}
-        self.stats = ListenerStats()
+        self.stats = stats if stats is not None else ListenerStats()
         self.refusal = handler.refusal()
         self.log: FilteringBoundLogger = _log.bind(listener=name)
         # Skip building the per-connection log event when it would be filtered out anyway.
@@ -236,6 +244,15 @@ class ListenerSlot:
 
     def release(self, rec: ConnectionRecord) -> None:
         self.manager.remove(rec)
+
+    async def wait_empty(self) -> None:
+        """Wait (on an event) until no connection of this slot is live."""
+        while self.count:
+            self.emptied = asyncio.Event()
+            try:
+                await self.emptied.wait()
+            finally:
+                self.emptied = None
 
     def handler_error(self, rec: ConnectionRecord | None, exc: BaseException) -> None:
         self.stats.handler_errors += 1
@@ -272,8 +289,12 @@ class ConnectionManager:
 
     # -- listeners ---------------------------------------------------------------------------
 
-    def add_listener(self, name: str, handler: Handler, limits: Limits) -> ListenerSlot:
-        slot = ListenerSlot(self, name, handler, limits)
+    def add_listener(
+        self, name: str, handler: Handler, limits: Limits, stats: ListenerStats | None = None
+    ) -> ListenerSlot:
+        """A new slot for listener ``name`` (replacing its current one for new connections;
+        connections admitted by the old slot keep it). ``stats`` carries counters over."""
+        slot = ListenerSlot(self, name, handler, limits, stats)
         self.slots[name] = slot
         return slot
 
@@ -316,6 +337,8 @@ class ConnectionManager:
             return
         slot = rec.slot
         slot.count -= 1
+        if slot.emptied is not None and not slot.count:
+            slot.emptied.set()
         stats = slot.stats
         stats.closed += 1
         stats.bytes_in += rec.bytes_in

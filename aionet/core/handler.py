@@ -83,6 +83,9 @@ class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three sh
     Options: ClassVar[type[HandlerOptions]] = HandlerOptions
     #: Which transports a listener with this handler binds: ``{"tcp"}``, ``{"udp"}`` or both.
     transport_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: Rebuild this listener's handler on every reload even when its YAML is unchanged (the
+    #: handler reads files its options name, such as DNS zone files).
+    reload_always: ClassVar[bool] = False
 
     def __init__(self, options: HandlerOptions, services: Services) -> None:
         self.options = options

@@ -69,6 +69,12 @@ class Listener(abc.ABC):
     def describe(self) -> str:
         return f"listener {self.name!r} ({self.transport_name} {self.config.bind})"
 
+    def retarget(self, slot: ListenerSlot, security: Security) -> None:
+        """Reload: new connections (or datagrams) go to ``slot``'s handler under ``security``;
+        the sockets stay bound and connections already handed over keep their old slot."""
+        self.slot = slot
+        self.security = security
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Bind and start accepting; ``addresses`` holds the bound addresses after."""
@@ -115,6 +121,12 @@ class StreamListener(Listener):
             make = handler.protocol_factory
             return lambda: track(make(), slot)
         raise StartupError(f"{self.describe()}: {type(handler).__name__} cannot serve streams")
+
+    def retarget(self, slot: ListenerSlot, security: Security) -> None:
+        super().retarget(slot, security)
+        loop = asyncio.get_running_loop()
+        for accept in self._accepting:
+            accept.retarget(self._factory(loop))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -166,12 +178,18 @@ class _AcceptLoop:
         self.batch = listener.config.backlog
         self.family, self.kind = sock.family, sock.type
         self.tcp = sock.family != socket.AF_UNIX
-        security = listener.security
-        self.security_checks = security.proxies is not None or security.access is not None
+        self.security_checks = False
+        self.retarget(factory)
         self.pending: set[asyncio.Task[Any]] = set()
         self._paused: asyncio.TimerHandle | None = None
         self._stopped = False
         self._capacity_logged = False
+
+    def retarget(self, factory: Callable[[], asyncio.BaseProtocol]) -> None:
+        """Use ``factory`` and the listener's (possibly new) security from now on."""
+        self.factory = factory
+        security = self.listener.security
+        self.security_checks = security.proxies is not None or security.access is not None
 
     def start(self) -> None:
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -369,6 +387,13 @@ class DatagramListener(Listener):
         self._protocols: list[_DatagramProtocol] = []
         if config.bind.kind == "unix":
             self.transport_name = "unix-dgram"
+
+    def retarget(self, slot: ListenerSlot, security: Security) -> None:
+        super().retarget(slot, security)
+        handler = slot.handler
+        assert isinstance(handler, DatagramHandler)
+        for proto in self._protocols:
+            proto.slot, proto.handler, proto.access = slot, handler, security.access
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

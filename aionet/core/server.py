@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,15 +25,17 @@ from pydantic import ValidationError
 
 from ..auth.portal import Portal
 from ..auth.users import UserStore
-from ..config.loader import resolve_listener
+from ..config.loader import load_config, resolve_listener
 from ..errors import ConfigError, ConfigIssue, RegistryError, StartupError
 from .acl import AccessControl, parse_networks
-from .connections import ConnectionManager
+from .connections import ConnectionManager, ListenerSlot, ListenerStats
 from .handler import Handler, Services
 from .listeners import Listener, Security, build_listeners
 from .tls import TlsError, TlsStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..config.models import Config, ListenerConfig
 
 __all__ = ["Server"]
@@ -48,8 +52,10 @@ class Server:
         listeners: listener name → its bound ``Listener`` objects.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
+        #: The file ``reload()`` re-reads (None: the embedded default).
+        self.config_path = config_path
         self.manager = ConnectionManager(config.server.limits)
         self.handlers: dict[str, Handler] = {}
         self.users: UserStore | None = None
@@ -62,6 +68,13 @@ class Server:
         self._stop_requested: asyncio.Event | None = None
         self._forced = False
         self._log = _log.bind()
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[bool]] = set()
+        #: Handlers a reload replaced, each finishing its connections (task → handler).
+        self._retiring: dict[asyncio.Task[None], Handler] = {}
+        #: Listener configs as bound: a port-0 bind replaced by the port it got, so that a
+        #: reloaded file naming that port keeps the sockets.
+        self._bound_as: dict[str, ListenerConfig] = {}
 
     # -- addresses -----------------------------------------------------------------------------
 
@@ -126,9 +139,23 @@ class Server:
         self.portal = Portal(self.users, auth.throttle)
 
     def _build_handlers(self) -> None:
-        data_dir = Path(self.config.server.data_dir)
+        self.handlers = self._make_handlers(
+            self.config, list(enumerate(self.config.listeners)), self.users, self.portal, self.tls
+        )
+
+    @staticmethod
+    def _make_handlers(
+        config: Config,
+        which: list[tuple[int, ListenerConfig]],
+        users: UserStore | None,
+        portal: Portal | None,
+        tls: TlsStore | None,
+    ) -> dict[str, Handler]:
+        """A handler per listener of ``which`` (index in ``config.listeners``, listener)."""
+        data_dir = Path(config.server.data_dir)
         issues: list[ConfigIssue] = []
-        for i, lc in enumerate(self.config.listeners):
+        handlers: dict[str, Handler] = {}
+        for i, lc in which:
             try:
                 cls, options = resolve_listener(lc)
             except RegistryError as exc:
@@ -141,13 +168,14 @@ class Server:
                 listener=lc.name,
                 data_dir=data_dir,
                 log=_log.bind(listener=lc.name),
-                users=self.users,
-                portal=self.portal,
-                tls=self.tls,
+                users=users,
+                portal=portal,
+                tls=tls,
             )
-            self.handlers[lc.name] = cls(options, services)
+            handlers[lc.name] = cls(options, services)
         if issues:
             raise ConfigError(issues)
+        return handlers
 
     async def start(self) -> None:
         """Start handlers, bind listeners, start the sweep, set ``ready``.
@@ -180,20 +208,7 @@ class Server:
                         f"start: {exc}"
                     ) from exc
                 started.append(handler)
-                slot = self.manager.add_listener(lc.name, handler, lc.limits)
-                bound: list[Listener] = []
-                self.listeners[lc.name] = bound
-                for listener in build_listeners(lc, slot, self._security(lc)):
-                    await listener.start()
-                    bound.append(listener)
-                    for addr in listener.addresses:
-                        self._log.info(
-                            "listener_started",
-                            listener=lc.name,
-                            protocol=lc.protocol,
-                            transport=listener.transport_name,
-                            address=_format_addr(addr),
-                        )
+                await self._bind(lc, handler)
         except BaseException:
             await self._unbind_all()
             for handler in reversed(started):
@@ -204,6 +219,220 @@ class Server:
         self.manager.start()
         self.state = "running"
         self.ready.set()
+
+    async def _bind(
+        self, lc: ListenerConfig, handler: Handler, stats: ListenerStats | None = None
+    ) -> None:
+        """A slot for ``handler`` and its bound listeners (all or none: StartupError)."""
+        slot = self.manager.add_listener(lc.name, handler, lc.limits, stats)
+        bound: list[Listener] = []
+        self.listeners[lc.name] = bound
+        for listener in build_listeners(lc, slot, self._security(lc)):
+            await listener.start()
+            bound.append(listener)
+            for addr in listener.addresses:
+                self._log.info(
+                    "listener_started",
+                    listener=lc.name,
+                    protocol=lc.protocol,
+                    transport=listener.transport_name,
+                    address=_format_addr(addr),
+                )
+        self._bound_as[lc.name] = lc
+        ports = {a[1] for lst in bound for a in lst.addresses if isinstance(a, tuple)}
+        if lc.bind.kind == "inet" and lc.bind.port == 0 and len(ports) == 1:
+            bind = dataclasses.replace(lc.bind, port=ports.pop())
+            self._bound_as[lc.name] = lc.model_copy(update={"bind": bind})
+
+    async def _unbind(self, name: str) -> None:
+        self._bound_as.pop(name, None)
+        for listener in self.listeners.pop(name, []):
+            await listener.stop()
+            self._log.info("listener_stopped", listener=name, transport=listener.transport_name)
+
+    # -- reload --------------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Reload in a task (signal-handler safe): SIGHUP."""
+        if self.state != "running":
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self, config: Config | None = None) -> bool:
+        """Apply a new configuration (re-read from ``config_path`` when not given).
+
+        An invalid file, a user store or certificate that cannot be loaded, or a handler that
+        fails to start is logged and changes nothing. Otherwise: certificates and users are
+        re-read; listeners are diffed by name — unchanged ones keep their sockets, handler and
+        connections; a listener whose options, limits, TLS or access rules changed keeps its
+        sockets and sends new connections to a new handler while the old handler's connections
+        finish (it is drained, then stopped when the last one closes); a listener whose bind
+        or protocol changed is unbound and bound anew; removed listeners stop accepting and
+        drain; new ones bind. Returns True if the new configuration was applied.
+        """
+        async with self._reload_lock:
+            if self.state != "running":
+                return False
+            try:
+                new = config if config is not None else load_config(self.config_path)
+            except ConfigError as exc:
+                self._log.error("reload_failed", errors=[str(i) for i in exc.issues])
+                return False
+            return await self._apply(new)
+
+    async def _apply(self, new: Config) -> bool:
+        old = self.config
+        log = self._log
+        restart = [
+            k for k in ("data_dir", "workers") if getattr(old.server, k) != getattr(new.server, k)
+        ]
+        if old.logging != new.logging:
+            restart.append("logging")
+        # 1. Prepare everything that can fail; nothing running is touched yet.
+        users, portal, tls = self.users, self.portal, self.tls
+        fresh_users = new.auth != old.auth
+        fresh_tls = new.tls != old.tls
+        try:
+            if fresh_users:
+                users = portal = None
+                if new.auth.users_file is not None:
+                    users = UserStore.load(new.auth.users_file, rehash_on_login=False)
+                    portal = Portal(users, new.auth.throttle)
+            if fresh_tls:
+                tls = TlsStore(new.tls.certificates) if new.tls.certificates else None
+        except (ConfigError, TlsError) as exc:
+            issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
+            log.error("reload_failed", errors=issues)
+            if fresh_users and users is not None:
+                users.close()
+            return False
+        rebuild_all = fresh_users or fresh_tls or "data_dir" in restart
+        old_lcs = {lc.name: lc for lc in old.listeners}
+
+        def same(lc: ListenerConfig, compare: Callable[[ListenerConfig], bool]) -> bool:
+            """``compare`` to the listener as written or as bound (port 0 → its port)."""
+            before = old_lcs.get(lc.name)
+            bound = self._bound_as.get(lc.name)
+            return (before is not None and compare(before)) or (
+                bound is not None and compare(bound)
+            )
+
+        new_lcs = {lc.name: lc for lc in new.listeners}
+        which = [
+            (i, lc)
+            for i, lc in enumerate(new.listeners)
+            if rebuild_all
+            or not same(lc, lc.__eq__)
+            or getattr(self.handlers.get(lc.name), "reload_always", False)
+        ]
+        try:
+            handlers = self._make_handlers(new, which, users, portal, tls)
+        except ConfigError as exc:
+            log.error("reload_failed", errors=[str(i) for i in exc.issues])
+            return False
+        started: list[Handler] = []
+        starting = ""
+        try:
+            for starting, handler in handlers.items():  # noqa: B007 - named in the error
+                await handler.start()
+                started.append(handler)
+        except Exception as exc:
+            error = f"listener {starting!r}: handler failed to start: {exc}"
+            log.error("reload_failed", errors=[error])
+            for handler in reversed(started):
+                with contextlib.suppress(Exception):
+                    await handler.stop()
+            if fresh_users and users is not None:
+                users.close()
+            return False
+        # 2. Apply. From here on nothing is refused: a bind that fails is logged.
+        if fresh_users:
+            if self.users is not None:
+                self.users.close()
+            self.users, self.portal = users, portal
+        elif self.users is not None:
+            self.reload_users()
+        if fresh_tls:
+            self.tls = tls
+        else:
+            self.reload_tls()
+        self.config = new
+        self.manager.limits = new.server.limits
+        added: list[str] = []
+        changed: list[str] = []
+        rebound: list[str] = []
+        removed: list[str] = []
+        failed: list[str] = []
+        for name in [n for n in old_lcs if n not in new_lcs]:
+            await self._unbind(name)
+            previous = self.handlers.pop(name, None)
+            if previous is not None:
+                self._retire(name, previous, self.manager.slots.get(name))
+            removed.append(name)
+        for name, handler in handlers.items():
+            lc, before = new_lcs[name], old_lcs.get(name)
+            old_slot = self.manager.slots.get(name)
+            if old_slot is not None and same(lc, functools.partial(_same_sockets, b=lc)):
+                slot = self.manager.add_listener(name, handler, lc.limits, old_slot.stats)
+                security = self._security(lc)
+                for listener in self.listeners.get(name, []):
+                    listener.retarget(slot, security)
+                self._retire(name, self.handlers[name], old_slot)
+                changed.append(name)
+            else:
+                stats = None
+                if before is not None:
+                    await self._unbind(name)
+                    previous = self.handlers.pop(name, None)
+                    if previous is not None:  # None: its bind failed at an earlier reload
+                        self._retire(name, previous, old_slot)
+                    stats = old_slot.stats if old_slot is not None else None
+                try:
+                    await self._bind(lc, handler, stats)
+                except StartupError as exc:
+                    log.error("reload_listener_failed", listener=name, error=str(exc))
+                    await self._unbind(name)
+                    self._retire(name, handler, self.manager.slots.get(name))
+                    failed.append(name)
+                    continue
+                (rebound if before is not None else added).append(name)
+            self.handlers[name] = handler
+        log.info(
+            "config_reloaded",
+            added=added,
+            changed=changed,
+            rebound=rebound,
+            removed=removed,
+            failed=failed,
+            restart_required=restart,
+        )
+        return True
+
+    def _retire(self, name: str, handler: Handler, slot: ListenerSlot | None = None) -> None:
+        """Drain ``handler`` now; stop it once the connections its slot admitted are gone."""
+        task = asyncio.get_running_loop().create_task(self._retire_handler(name, handler, slot))
+        self._retiring[task] = handler
+        task.add_done_callback(self._retired)
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.pop(task, None)
+
+    async def _retire_handler(self, name: str, handler: Handler, slot: ListenerSlot | None) -> None:
+        try:
+            await handler.drain()
+        except Exception as exc:
+            self._log.error("handler_drain_failed", listener=name, error=repr(exc), exc_info=exc)
+        if slot is not None:
+            if self.manager.slots.get(name) is slot:
+                del self.manager.slots[name]
+            await slot.wait_empty()
+        try:
+            await handler.stop()
+        except Exception as exc:
+            self._log.error("handler_stop_failed", listener=name, error=repr(exc), exc_info=exc)
+        self._log.info("handler_retired", listener=name)
 
     # -- stop ----------------------------------------------------------------------------------
 
@@ -226,7 +455,15 @@ class Server:
         await self._unbind_all()
         live = len(self.manager.live)
         self._log.info("shutdown_started", live_connections=live, timeout=timeout)
-        for handler in self.handlers.values():
+        if self._reloads:  # a reload in progress finishes first (a later one sees "stopping")
+            _done, pending = await asyncio.wait(list(self._reloads), timeout=timeout)
+            for reload in pending:
+                reload.cancel()
+        retiring = list(self._retiring.items())
+        for task, _ in retiring:
+            task.cancel()  # their handlers are drained (again) and stopped with the rest
+        handlers = [*self.handlers.values(), *(h for _, h in retiring)]
+        for handler in handlers:
             try:
                 await handler.drain()
             except Exception as exc:
@@ -237,7 +474,7 @@ class Server:
             self._log.warning("shutdown_aborted_connections", aborted=aborted)
             await self.manager.wait_empty(1.0)
         await self._cancel_stream_tasks()
-        for handler in self.handlers.values():
+        for handler in handlers:
             try:
                 await handler.stop()
             except Exception as exc:
@@ -300,6 +537,16 @@ class Server:
             error=repr(exc) if exc else None,
             exc_info=exc,
         )
+
+
+def _same_sockets(a: ListenerConfig, b: ListenerConfig) -> bool:
+    """Whether a reload can keep ``a``'s bound sockets for ``b`` (same endpoint, same kind)."""
+    return (a.bind, a.protocol, a.reuse_port, a.backlog) == (
+        b.bind,
+        b.protocol,
+        b.reuse_port,
+        b.backlog,
+    )
 
 
 def _options_issues(index: int, exc: ValidationError) -> list[ConfigIssue]:

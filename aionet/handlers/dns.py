@@ -207,6 +207,7 @@ class DnsHandler(StreamHandler, DatagramHandler):
     """``protocol: dns``: authoritative answers for the configured zones, UDP and TCP."""
 
     transport_kinds = frozenset({"tcp", "udp"})
+    reload_always = True  # zone files are re-read on every reload, and swapped atomically
     Options = DnsOptions
     options: DnsOptions
 

@@ -523,8 +523,20 @@ class HttpProtocol(Tracked, asyncio.Protocol):
                 self.close()
 
     def drain(self) -> None:
-        """Server drain: close now if no response is in progress, else after it."""
+        """Server drain: an idle connection closes after a short grace, a busy one after its
+        response (the draining state sends ``Connection: close``).
+
+        The grace lets a request that is already on its way (a client reusing the connection
+        the moment its last response arrived) be read and answered with ``Connection: close``
+        instead of hitting a closed socket: closing an idle keep-alive connection the instant
+        a drain starts turns that common race into client errors.
+        """
         if self._active is None and not self._halted:
+            self._idle_since = self.state.now
+
+    def close_if_idle(self) -> None:
+        """End of the drain grace: close if still idle (no request begun)."""
+        if self._active is None and not self._halted and not self._head_pending:
             self.close()
 
     # -- transport helpers -------------------------------------------------------------------

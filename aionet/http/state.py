@@ -9,6 +9,7 @@ periodically, so no connection owns a timer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -17,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 from ..proto.http import DateCache, HeaderCache, RequestIds
 
 if TYPE_CHECKING:
-    import asyncio
-
     from structlog.typing import FilteringBoundLogger
 
     from ..proto.http import HttpError
@@ -28,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["ASGI_VERSION", "EXTENSIONS", "HttpLimits", "HttpState"]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+#: Seconds an idle keep-alive connection stays open once a drain starts (see
+#: ``HttpProtocol.drain``): a request already on its way is answered, then the connection closes.
+DRAIN_IDLE_GRACE = 0.25
 #: Response extensions every request scope advertises (the static app uses zero-copy send).
 EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.zerocopysend": {},
@@ -125,10 +127,18 @@ class HttpState:
             )
 
     def drain(self) -> None:
-        """Stop keep-alive everywhere: idle connections close now, busy ones after their reply."""
+        """Stop keep-alive everywhere: idle connections close after ``DRAIN_IDLE_GRACE``
+        (unless a request arrives first: it is answered with ``Connection: close``), busy ones
+        after their reply."""
         self.draining = True
+        self.now = time.monotonic()
         for proto in list(self.protocols):
             proto.drain()
+        asyncio.get_running_loop().call_later(DRAIN_IDLE_GRACE, self._close_idle)
+
+    def _close_idle(self) -> None:
+        for proto in list(self.protocols):
+            proto.close_if_idle()
 
 
 def _enabled(log: FilteringBoundLogger) -> bool:

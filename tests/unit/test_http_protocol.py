@@ -21,7 +21,7 @@ from aionet.core.handler import HandlerOptions, Services
 from aionet.handlers.echo import EchoHandler
 from aionet.http.cycle import ClientDisconnected
 from aionet.http.protocol import MAX_QUEUE, HttpProtocol
-from aionet.http.state import HttpLimits, HttpState
+from aionet.http.state import DRAIN_IDLE_GRACE, HttpLimits, HttpState
 from aionet.testing import MemoryTransport
 from tests.http_helpers import split_responses
 
@@ -233,7 +233,7 @@ async def test_slow_head_gets_408_and_idle_keep_alive_is_closed() -> None:
     assert transport.closed and transport.take() == b""
 
 
-async def test_drain_closes_idle_now_and_busy_after_its_response() -> None:
+async def test_drain_closes_idle_after_a_grace_and_busy_after_its_response() -> None:
     _idle, idle_transport, state = connect(path_app)
     busy, busy_transport, _ = connect(path_app)
     busy.state = state  # both under one listener state
@@ -241,10 +241,24 @@ async def test_drain_closes_idle_now_and_busy_after_its_response() -> None:
     busy.data_received(GET % b"slow")
     await settle()
     state.drain()
-    assert idle_transport.closed and not busy_transport.closed
+    assert not idle_transport.closed and not busy_transport.closed
     await asyncio.sleep(0.1)
     [response] = split_responses(busy_transport.take())
     assert response.headers["connection"] == "close" and busy_transport.closed
+    assert not idle_transport.closed  # still within DRAIN_IDLE_GRACE
+    await asyncio.sleep(DRAIN_IDLE_GRACE)
+    assert idle_transport.closed and idle_transport.take() == b""
+
+
+async def test_a_request_arriving_in_the_drain_grace_is_answered_then_closed() -> None:
+    # The client reused its keep-alive connection just as the drain began.
+    proto, transport, state = connect(path_app)
+    state.drain()
+    proto.data_received(GET % b"late")
+    await settle()
+    [response] = split_responses(transport.take())
+    assert response.status == 200 and response.body.endswith(b"late")
+    assert response.headers["connection"] == "close" and transport.closed
 
 
 async def test_app_errors_500_then_the_connection_survives() -> None:
