@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a DNS name or IP address for the certificate (repeatable; default: "
         "localhost, 127.0.0.1, ::1)",
     )
+    token = sub.add_parser(
+        "token", help="make a bearer token for the admin listener (prints its tokens: entry)"
+    )
+    token.add_argument("--name", default="token", help="a name for the operator's benefit")
+    token.add_argument("--role", choices=("viewer", "admin"), default="viewer")
     return parser
 
 
@@ -83,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "version": cmd_version,
         "users": cmd_users,
         "cert": cmd_cert,
+        "token": cmd_token,
     }
     try:
         return commands[args.command](args)
@@ -197,6 +203,19 @@ def versions() -> dict[str, Any]:
         "structlog": _version("structlog"),
         "pyyaml": _version("PyYAML"),
     }
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A random token on stdout's first line; the YAML entry (its SHA-256 only) after it."""
+    import secrets
+
+    from .admin.app import hash_token
+
+    value = secrets.token_urlsafe(32)
+    print(value)
+    print("# admin listener options.tokens entry (only the hash is stored):")
+    print(f"- {{name: {args.name}, role: {args.role}, sha256: {hash_token(value)}}}")
+    return EXIT_OK
 
 
 def cmd_version(args: argparse.Namespace) -> int:

@@ -200,7 +200,8 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> str:
     ]
     for n in names:
         spread = " · ".join(f"{x:,.0f}" for x in sorted(r["qps"] for r in runs if r["server"] == n))
-        lines.append(f"| {n} | {qps[n]:,.0f} | {spread} | {qps['aionet'] / qps[n]:.2f}x |")
+        ratio = f"{qps['aionet'] / qps[n]:.2f}x" if qps[n] else "n/a (no answers)"
+        lines.append(f"| {n} | {qps[n]:,.0f} | {spread} | {ratio} |")
     return "\n".join(lines)
 
 

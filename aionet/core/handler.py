@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from ..auth.portal import Portal
     from ..auth.users import UserStore
     from .connections import ConnectionRecord
+    from .metrics import Sample
+    from .server import Server
     from .tls import TlsStore
 
 __all__ = [
@@ -70,6 +72,10 @@ class Services:
     portal: Portal | None = None
     #: The shared TLS layer (``tls.certificates``): ``tls.context(NAME)`` for STARTTLS.
     tls: TlsStore | None = None
+    #: The running server (for the admin endpoint: state, live table, reload, drain).
+    server: Server | None = None
+    #: Whether handlers should count per-request metrics (an ``admin`` listener exists).
+    metrics: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,6 +114,11 @@ class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three sh
         Called once when the server starts draining; the core then waits for connections to
         close on their own, up to ``server.shutdown_timeout``, and aborts the rest.
         """
+
+    def metrics(self) -> list[Sample]:
+        """This handler's own metrics, read at scrape time (``aionet.core.metrics.Sample``;
+        the core adds the ``listener`` label). Keep counting cheap: plain ints it bumps."""
+        return []
 
     def refusal(self) -> bytes | None:
         """Bytes sent to a connection the connection manager refuses, before it is closed.

@@ -72,6 +72,10 @@ class Server:
         self._reloads: set[asyncio.Task[bool]] = set()
         #: Handlers a reload replaced, each finishing its connections (task → handler).
         self._retiring: dict[asyncio.Task[None], Handler] = {}
+        #: Reloads by result (applied / failed), for the metrics.
+        self.reload_counts: dict[str, int] = {}
+        #: Set by ``begin_drain()`` (``POST /drain``) and at shutdown: /readyz answers 503.
+        self.drain_requested = False
         #: Listener configs as bound: a port-0 bind replaced by the port it got, so that a
         #: reloaded file naming that port keeps the sockets.
         self._bound_as: dict[str, ListenerConfig] = {}
@@ -143,8 +147,8 @@ class Server:
             self.config, list(enumerate(self.config.listeners)), self.users, self.portal, self.tls
         )
 
-    @staticmethod
     def _make_handlers(
+        self,
         config: Config,
         which: list[tuple[int, ListenerConfig]],
         users: UserStore | None,
@@ -155,6 +159,7 @@ class Server:
         data_dir = Path(config.server.data_dir)
         issues: list[ConfigIssue] = []
         handlers: dict[str, Handler] = {}
+        server = self
         for i, lc in which:
             try:
                 cls, options = resolve_listener(lc)
@@ -171,6 +176,8 @@ class Server:
                 users=users,
                 portal=portal,
                 tls=tls,
+                server=server,
+                metrics=any(other.protocol == "admin" for other in config.listeners),
             )
             handlers[lc.name] = cls(options, services)
         if issues:
@@ -279,8 +286,29 @@ class Server:
                 new = config if config is not None else load_config(self.config_path)
             except ConfigError as exc:
                 self._log.error("reload_failed", errors=[str(i) for i in exc.issues])
-                return False
-            return await self._apply(new)
+                ok = False
+            else:
+                ok = await self._apply(new)
+            result = "applied" if ok else "failed"
+            self.reload_counts[result] = self.reload_counts.get(result, 0) + 1
+            return ok
+
+    def ready_for_traffic(self) -> bool:
+        """Every listener bound and started, and no drain asked for (``/readyz``)."""
+        return self.state == "running" and not self.drain_requested
+
+    async def begin_drain(self) -> None:
+        """Stop being ready and ask every handler to finish its sessions, while still
+        accepting (a load balancer takes us out of rotation; SIGTERM then stops the rest)."""
+        if self.drain_requested:
+            return
+        self.drain_requested = True
+        self._log.info("drain_requested", live_connections=len(self.manager.live))
+        for handler in self.handlers.values():
+            try:
+                await handler.drain()
+            except Exception as exc:
+                self._log.error("handler_drain_failed", error=repr(exc), exc_info=exc)
 
     async def _apply(self, new: Config) -> bool:
         old = self.config
@@ -450,6 +478,7 @@ class Server:
             self.state = "stopped"
             return
         self.state = "stopping"
+        self.drain_requested = True
         timeout = self.config.server.shutdown_timeout if timeout is None else timeout
         self.manager.begin_drain()
         await self._unbind_all()

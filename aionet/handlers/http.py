@@ -35,13 +35,14 @@ from ..core.registry import import_from_string
 from ..errors import RegistryError
 from ..http.lifespan import Lifespan
 from ..http.protocol import HttpProtocol
-from ..http.state import HttpLimits, HttpState
+from ..http.state import HttpLimits, HttpMetrics, HttpState
 from ..http.static import StaticApp
 from ..http.wsgi import WsgiAdapter
 from ..proto.http import refusal_response
 
 if TYPE_CHECKING:
     from ..core.handler import Services
+    from ..core.metrics import Sample
     from ..http.types import ASGIApp
 
 __all__ = ["HttpHandler"]
@@ -134,6 +135,7 @@ class HttpHandler(ProtocolHandler):
             else None,
             server_header=opts.server_header,
             root_path=opts.root_path,
+            metrics=HttpMetrics() if services.metrics else None,
         )
 
     def _build_app(self) -> ASGIApp:
@@ -146,6 +148,9 @@ class HttpHandler(ProtocolHandler):
             self._wsgi = WsgiAdapter(import_from_string(opts.wsgi), opts.wsgi_threads)  # type: ignore[arg-type]
             return self._wsgi
         return StaticApp(opts.static_dir, self._stats)
+
+    def metrics(self) -> list[Sample]:
+        return self.state.metrics.samples() if self.state.metrics is not None else []
 
     def _stats(self) -> dict[str, Any]:
         state = self.state

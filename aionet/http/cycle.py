@@ -94,7 +94,10 @@ class RequestCycle:
         self.expect_100 = expect_100
         self.request_id = request_id
         self.task: asyncio.Task[None] | None = None
-        self.t0 = time.perf_counter() if proto.state.access is not None else 0.0
+        state = proto.state
+        self.t0 = (
+            time.perf_counter() if state.access is not None or state.metrics is not None else 0.0
+        )
         # Request body.
         self.chunks: list[bytes] = []
         self.buffered = 0
@@ -410,7 +413,13 @@ class RequestCycle:
         return self.request_id.decode("ascii")
 
     def _access_log(self) -> None:
-        access = self.proto.state.access
+        state = self.proto.state
+        access, metrics = state.access, state.metrics
+        if access is None and metrics is None:
+            return
+        duration = time.perf_counter() - self.t0
+        if metrics is not None:
+            metrics.observe(self.status, duration)
         if access is None:
             return
         scope = self.scope
@@ -420,7 +429,7 @@ class RequestCycle:
             path=scope["path"],
             status=self.status,
             bytes=self.sent,
-            duration=round(time.perf_counter() - self.t0, 6),
+            duration=round(duration, 6),
             peer=self.proto.peer,
             request_id=self._prelude_id(),
         )

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.metrics import Histogram, Sample
 from ..proto.http import DateCache, HeaderCache, RequestIds
 
 if TYPE_CHECKING:
@@ -47,6 +48,43 @@ class HttpLimits:
     keepalive_timeout: float = 5.0
 
 
+class HttpMetrics:
+    """Requests by status class and a latency histogram: two increments and a bisect."""
+
+    __slots__ = ("by_class", "latency")
+
+    def __init__(self) -> None:
+        self.by_class = [0] * 6  # index: status // 100
+        self.latency = Histogram()
+
+    def observe(self, status: int, seconds: float) -> None:
+        self.by_class[min(status // 100, 5)] += 1
+        self.latency.observe(seconds)
+
+    def samples(self) -> list[Sample]:
+        out = [
+            Sample(
+                "aionet_http_requests",
+                "counter",
+                "HTTP requests answered, by status class.",
+                (("code", f"{i}xx"),),
+                n,
+            )
+            for i, n in enumerate(self.by_class)
+            if i
+        ]
+        out.append(
+            Sample(
+                "aionet_http_request_duration_seconds",
+                "histogram",
+                "Time from the request head to the end of the response.",
+                (),
+                self.latency.value(),
+            )
+        )
+        return out
+
+
 class HttpState:
     """Shared by the ``HttpProtocol`` objects of one listener."""
 
@@ -60,6 +98,7 @@ class HttpState:
         "lifespan_state",
         "limits",
         "log",
+        "metrics",
         "now",
         "protocols",
         "requests",
@@ -78,8 +117,11 @@ class HttpState:
         access: FilteringBoundLogger | None = None,
         server_header: str | None = "aionet",
         root_path: str = "",
+        metrics: HttpMetrics | None = None,
     ) -> None:
         self.app = app
+        #: Per-request counters for ``/metrics``, or None when no admin listener reads them.
+        self.metrics = metrics
         self.limits = limits
         self.log = log
         # The access logger, or None when access logging is off or filtered out by level.

@@ -228,7 +228,7 @@ def test_connection_events_are_json_lines_with_context(daemon: Any) -> None:
 def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Path) -> None:
     for port, kind in ((7007, socket.SOCK_STREAM), (7007, socket.SOCK_DGRAM),
                        (8080, socket.SOCK_STREAM), (8053, socket.SOCK_DGRAM),
-                       (8053, socket.SOCK_STREAM)):
+                       (8053, socket.SOCK_STREAM), (9090, socket.SOCK_STREAM)):
         with socket.socket(socket.AF_INET, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon does
             try:
@@ -250,6 +250,10 @@ def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Pat
     with socket.create_connection(("127.0.0.1", 8080), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 200 OK\r\n")
+    for path, status in ((b"/readyz", b"200"), (b"/metrics", b"401")):
+        with socket.create_connection(("127.0.0.1", 9090), timeout=5) as s:
+            s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 " + status)
     assert (tmp_path / "var").is_dir()  # data_dir created relative to the working directory
 
 

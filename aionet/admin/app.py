@@ -1,0 +1,206 @@
+"""The admin endpoint as a small ASGI app, served by aionet's own HTTP protocol.
+
+    GET  /healthz       200 while the process runs (liveness; no credentials)
+    GET  /readyz        200 once every listener is bound and started, 503 while draining
+    GET  /metrics       Prometheus text exposition                      (viewer or admin)
+    GET  /connections   the live table as JSON, ?listener=NAME filters  (viewer or admin)
+    POST /reload        re-read the config file, as SIGHUP does         (admin)
+    POST /drain         stop being ready, ask sessions to finish        (admin)
+
+Credentials: ``Authorization: Bearer TOKEN`` where the SHA-256 of TOKEN is listed under the
+listener's ``tokens`` (tokens are random, so a fast hash is the right one: nothing to
+brute-force), or ``Authorization: Basic`` with a user of the shared user store whose roles
+include ``admin`` or ``viewer`` (through the auth portal, throttled like every protocol).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from ..auth.portal import Credentials
+from ..core.connections import format_peer
+from ..core.metrics import CONTENT_TYPE, render, server_samples
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..core.server import Server
+    from ..handlers.admin import AdminOptions, TokenSpec
+
+__all__ = ["AdminApp", "hash_token"]
+
+#: Roles that may read (GET) and write (POST).
+READ_ROLES = ("viewer", "admin")
+WRITE_ROLES = ("admin",)
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 of a bearer token, as ``tokens: [{sha256: ...}]`` lists it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AdminApp:
+    """ASGI 3 app over a running ``Server``. ``samples`` may add other workers' metrics."""
+
+    def __init__(
+        self,
+        server: Server,
+        options: AdminOptions,
+        *,
+        extra_samples: Callable[[], list[Any]] | None = None,
+    ) -> None:
+        self.server = server
+        self.options = options
+        self.extra_samples = extra_samples
+        self.routes: dict[str, tuple[str, Any, tuple[str, ...] | None]] = {
+            "/healthz": ("GET", self.healthz, None),
+            "/readyz": ("GET", self.readyz, None),
+            "/metrics": ("GET", self.metrics, READ_ROLES),
+            "/connections": ("GET", self.connections, READ_ROLES),
+            "/reload": ("POST", self.reload, WRITE_ROLES),
+            "/drain": ("POST", self.drain, WRITE_ROLES),
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return  # lifespan: nothing to set up
+        route = self.routes.get(scope["path"])
+        if route is None:
+            await _send(send, 404, b"not found\n")
+            return
+        method, endpoint, roles = route
+        allowed = ("GET", "HEAD") if method == "GET" else (method,)
+        if scope["method"] not in allowed:
+            await _send(
+                send, 405, b"method not allowed\n", [(b"allow", ", ".join(allowed).encode())]
+            )
+            return
+        if roles is not None:
+            refusal = await self._authorize(scope, roles)
+            if refusal is not None:
+                await _send(send, *refusal)
+                return
+        status, body, headers = await endpoint(scope)
+        if scope["method"] == "HEAD":
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+            body = b""
+        await _send(send, status, body, headers)
+
+    # -- authorization -------------------------------------------------------------------------
+
+    async def _authorize(
+        self, scope: dict[str, Any], roles: tuple[str, ...]
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """None if the credentials carry one of ``roles``, else (status, body, headers)."""
+        challenge = [(b"www-authenticate", b'Bearer realm="aionet", Basic realm="aionet"')]
+        header = _header(scope, b"authorization")
+        if header is None:
+            return 401, b"credentials required\n", challenge
+        scheme, _, value = header.partition(" ")
+        held: tuple[str, ...] | None = None
+        if scheme.lower() == "bearer":
+            spec = self._token(value.strip())
+            held = (spec.role,) if spec is not None else None
+        elif scheme.lower() == "basic":
+            held = await self._basic(value.strip(), scope)
+        if held is None:
+            return 401, b"invalid credentials\n", challenge
+        if not any(role in roles for role in held):
+            return 403, b"this needs the admin role\n", []
+        return None
+
+    def _token(self, token: str) -> TokenSpec | None:
+        digest = hash_token(token)
+        found = None
+        for spec in self.options.tokens:  # compare against every entry: no early exit
+            if hmac.compare_digest(digest, spec.sha256.lower()):
+                found = spec
+        return found
+
+    async def _basic(self, value: str, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        portal = self.server.portal
+        if portal is None:
+            return None
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        client = scope.get("client")
+        ip = client[0] if client else None
+        found = await portal.authenticate(Credentials(user, password), "admin", ip)
+        return found.roles if found is not None else None
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def healthz(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        return 200, b"ok\n", [(b"content-type", b"text/plain; charset=utf-8")]
+
+    async def readyz(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        server = self.server
+        if server.ready_for_traffic():
+            return 200, b"ready\n", [(b"content-type", b"text/plain; charset=utf-8")]
+        state = "draining" if server.drain_requested else server.state
+        return 503, f"{state}\n".encode(), [(b"content-type", b"text/plain; charset=utf-8")]
+
+    async def metrics(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        samples = server_samples(self.server)
+        if self.extra_samples is not None:
+            samples = self.extra_samples() + samples
+        return 200, render(samples), [(b"content-type", CONTENT_TYPE.encode())]
+
+    async def connections(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        only = set(query.get("listener", []))
+        now, clock = time.time(), self.server.manager.clock
+        rows = [
+            {
+                "id": rec.id,
+                "listener": rec.slot.name,
+                "peer": format_peer(rec.peer),
+                "started": round(now - (time.monotonic() - rec.started), 3),
+                "duration": round(time.monotonic() - rec.started, 3),
+                "idle": round(max(0.0, clock.now - rec.last_active), 3),
+                "bytes_in": rec.bytes_in,
+                "bytes_out": rec.bytes_out,
+            }
+            for rec in list(self.server.manager.live.values())
+            if not only or rec.slot.name in only
+        ]
+        body = json.dumps({"pid": os.getpid(), "count": len(rows), "connections": rows}, indent=1)
+        return 200, body.encode() + b"\n", [(b"content-type", b"application/json")]
+
+    async def reload(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        ok = await self.server.reload()
+        body = json.dumps({"reloaded": ok} | ({} if ok else {"see": "log event reload_failed"}))
+        return (200 if ok else 409), body.encode() + b"\n", [(b"content-type", b"application/json")]
+
+    async def drain(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        await self.server.begin_drain()
+        return 202, b'{"draining": true}\n', [(b"content-type", b"application/json")]
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _send(
+    send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = list(headers or [])
+    if not any(k == b"content-type" for k, _ in headers):
+        headers.append((b"content-type", b"text/plain; charset=utf-8"))
+    if not any(k == b"content-length" for k, _ in headers):
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
