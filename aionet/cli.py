@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         help="event loop implementation (default: uvloop)",
     )
     run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N worker processes with SO_REUSEPORT (overrides server.workers)",
+    )
+    run.add_argument(
         "--log-format", choices=["auto", "console", "json"], help="override logging.format"
     )
     run.add_argument(
@@ -145,22 +151,62 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .core.logging import configure_logging
+    from .core.supervisor import Supervisor, worker_info
 
     config = load_config(args.config)
-    if config.server.workers != 1:
-        print("aionet: server.workers: only 1 worker is supported by this version", file=sys.stderr)
+    workers = args.workers if args.workers is not None else config.server.workers
+    if workers < 1:
+        print("aionet: --workers must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(
         args.log_format or config.logging.format, args.log_level or config.logging.level
     )
+    info = worker_info()
+    if info is None and workers > 1:
+        config = config.model_copy(
+            update={"server": config.server.model_copy(update={"workers": workers})}
+        )
+        passed = ["--loop", args.loop]
+        if args.log_format:
+            passed += ["--log-format", args.log_format]
+        if args.log_level:
+            passed += ["--log-level", args.log_level]
+        return asyncio.run(Supervisor(config, args.config, passed).run())
     with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
         return runner.run(_serve(config, args.config))
 
 
 async def _serve(config: Config, path: str | None = None) -> int:
     from .core.server import Server
+    from .core.supervisor import (
+        PeerSamples,
+        report_ready,
+        watch_parent,
+        worker_info,
+        worker_transform,
+    )
 
-    server = Server(config, path)
+    info = worker_info()
+    transform = worker_transform(info) if info is not None else None
+    server = Server(transform(config) if transform else config, path)
+    server.config_transform = transform
+    peers: PeerSamples | None = None
+    if info is not None:
+        import structlog
+
+        structlog.contextvars.bind_contextvars(worker=info.index)
+        server.worker = (info.index, info.count)
+        if any(lc.protocol == "admin" for lc in config.listeners):
+            server.peer_samples = peers = PeerSamples(server, info)
+
+        async def when_ready() -> None:
+            await server.ready.wait()
+            if peers is not None:
+                peers.start()
+            report_ready(info)
+
+        readiness = asyncio.get_running_loop().create_task(when_ready())
+        orphan_watch = asyncio.get_running_loop().create_task(watch_parent(server))
     loop = asyncio.get_running_loop()
     interrupts = 0
 
@@ -181,6 +227,14 @@ async def _serve(config: Config, path: str | None = None) -> int:
         loop.remove_signal_handler(signal.SIGTERM)
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGHUP)
+        if info is not None:
+            # A late SIGTERM (systemd signals the whole cgroup, the supervisor forwards one
+            # too) must not kill a worker that is already finishing cleanly.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            readiness.cancel()
+            orphan_watch.cancel()
+        if peers is not None:
+            await peers.stop()
     return server.exit_code
 
 

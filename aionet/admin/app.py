@@ -27,11 +27,9 @@ from urllib.parse import parse_qs
 
 from ..auth.portal import Credentials
 from ..core.connections import format_peer
-from ..core.metrics import CONTENT_TYPE, render, server_samples
+from ..core.metrics import CONTENT_TYPE, merge, render, server_samples
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..core.server import Server
     from ..handlers.admin import AdminOptions, TokenSpec
 
@@ -50,16 +48,9 @@ def hash_token(token: str) -> str:
 class AdminApp:
     """ASGI 3 app over a running ``Server``. ``samples`` may add other workers' metrics."""
 
-    def __init__(
-        self,
-        server: Server,
-        options: AdminOptions,
-        *,
-        extra_samples: Callable[[], list[Any]] | None = None,
-    ) -> None:
+    def __init__(self, server: Server, options: AdminOptions) -> None:
         self.server = server
         self.options = options
-        self.extra_samples = extra_samples
         self.routes: dict[str, tuple[str, Any, tuple[str, ...] | None]] = {
             "/healthz": ("GET", self.healthz, None),
             "/readyz": ("GET", self.readyz, None),
@@ -152,8 +143,9 @@ class AdminApp:
 
     async def metrics(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
         samples = server_samples(self.server)
-        if self.extra_samples is not None:
-            samples = self.extra_samples() + samples
+        peers = self.server.peer_samples
+        if peers is not None:  # the other workers' (summed: see aionet.core.supervisor)
+            samples = merge([samples, peers()])
         return 200, render(samples), [(b"content-type", CONTENT_TYPE.encode())]
 
     async def connections(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
@@ -174,7 +166,11 @@ class AdminApp:
             for rec in list(self.server.manager.live.values())
             if not only or rec.slot.name in only
         ]
-        body = json.dumps({"pid": os.getpid(), "count": len(rows), "connections": rows}, indent=1)
+        worker = self.server.worker[0]
+        body = json.dumps(
+            {"pid": os.getpid(), "worker": worker, "count": len(rows), "connections": rows},
+            indent=1,
+        )
         return 200, body.encode() + b"\n", [(b"content-type", b"application/json")]
 
     async def reload(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:

@@ -74,6 +74,9 @@ class Services:
     tls: TlsStore | None = None
     #: The running server (for the admin endpoint: state, live table, reload, drain).
     server: Server | None = None
+    #: (index, count) of this worker process: split what workers cannot share (FTP passive
+    #: ports) by it. (0, 1) when there is one process.
+    worker: tuple[int, int] = (0, 1)
     #: Whether handlers should count per-request metrics (an ``admin`` listener exists).
     metrics: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..config.models import Config, ListenerConfig
+    from .metrics import Sample
 
 __all__ = ["Server"]
 
@@ -72,6 +73,12 @@ class Server:
         self._reloads: set[asyncio.Task[bool]] = set()
         #: Handlers a reload replaced, each finishing its connections (task → handler).
         self._retiring: dict[asyncio.Task[None], Handler] = {}
+        #: (index, count) of this process among ``--workers`` (0, 1 without a supervisor).
+        self.worker = (0, 1)
+        #: Applied to every config ``reload()`` reads (a worker's SO_REUSEPORT and ports).
+        self.config_transform: Callable[[Config], Config] | None = None
+        #: Other workers' metric samples, added to this process's by ``/metrics``.
+        self.peer_samples: Callable[[], list[Sample]] | None = None
         #: Reloads by result (applied / failed), for the metrics.
         self.reload_counts: dict[str, int] = {}
         #: Set by ``begin_drain()`` (``POST /drain``) and at shutdown: /readyz answers 503.
@@ -177,6 +184,7 @@ class Server:
                 portal=portal,
                 tls=tls,
                 server=server,
+                worker=self.worker,
                 metrics=any(other.protocol == "admin" for other in config.listeners),
             )
             handlers[lc.name] = cls(options, services)
@@ -284,6 +292,8 @@ class Server:
                 return False
             try:
                 new = config if config is not None else load_config(self.config_path)
+                if config is None and self.config_transform is not None:
+                    new = self.config_transform(new)
             except ConfigError as exc:
                 self._log.error("reload_failed", errors=[str(i) for i in exc.issues])
                 ok = False

@@ -1,0 +1,118 @@
+"""``aionet run --workers N``: SO_REUSEPORT workers under a supervisor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from aionet.admin.app import hash_token
+from tests.conftest import Daemon
+
+TOKEN = "workers-test-token"
+
+
+def config(tmp_path: Path) -> str:
+    return (
+        f"server: {{data_dir: '{tmp_path / 'var'}', shutdown_timeout: 5s}}\n"
+        "logging: {level: info}\n"
+        "listeners:\n"
+        "  - {name: echo, protocol: echo, bind: '127.0.0.1:0'}\n"
+        "  - {name: udp, protocol: udp-echo, bind: '127.0.0.1:0'}\n"
+        "  - {name: admin, protocol: admin, bind: '127.0.0.1:0', options: {tokens: [\n"
+        f"      {{name: t, role: admin, sha256: {hash_token(TOKEN)}}}]}}}}\n"
+    )
+
+
+def ports(d: Daemon) -> dict[str, int]:
+    return {str(k): int(v) for k, v in d.wait_for("supervisor_started")["ports"].items()}
+
+
+def pids_answering(url: str, tries: int = 40) -> set[int]:
+    seen: set[int] = set()
+    for _ in range(tries):  # a new connection each time: SO_REUSEPORT spreads them
+        with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            seen.add(client.get(url, timeout=5).json()["pid"])
+        if len(seen) > 1:
+            break
+    return seen
+
+
+def test_two_workers_serve_merge_metrics_restart_and_drain(daemon: Any, tmp_path: Path) -> None:
+    d: Daemon = daemon(config(tmp_path), "--workers", "2")
+    port = ports(d)
+    ready = d.wait_for("workers_ready", timeout=20)
+    assert len(ready["pids"]) == 2 and os.getpid() not in ready["pids"]
+    admin = f"http://127.0.0.1:{port['admin']}"
+    # Both workers answer on the one port.
+    assert pids_answering(admin + "/connections") == set(ready["pids"])
+    # TCP and UDP on their shared ports.
+    for _ in range(6):
+        with socket.create_connection(("127.0.0.1", port["echo"]), timeout=5) as s:
+            s.sendall(b"ping")
+            assert s.recv(4) == b"ping"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.sendto(b"dgram", ("127.0.0.1", port["udp"]))
+        assert u.recv(10) == b"dgram"
+    # /metrics adds up every worker's counters (published each second).
+    time.sleep(1.5)
+    text = httpx.get(admin + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert samples[("aionet_workers", ())] == 2
+    assert samples[("aionet_connections_accepted_total", (("listener", "echo"),))] == 6
+    # A killed worker is replaced.
+    victim = ready["pids"][0]
+    os.kill(victim, signal.SIGKILL)
+    exited = d.wait_for("worker_exited", pid=victim)
+    assert exited["exit_code"] == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while not (started := [e for e in list(d.logs) if e.get("event") == "worker_started"
+                           and e["worker"] == exited["worker"] and e["pid"] != victim]):
+        assert time.monotonic() < deadline, "no replacement worker started"
+        time.sleep(0.1)
+    restarted = started[0]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if pids_answering(admin + "/connections", 10) & {restarted["pid"]}:
+            break
+    else:
+        raise AssertionError("the replacement worker never answered")
+    # SIGTERM: both drain, the supervisor exits 0.
+    held = socket.create_connection(("127.0.0.1", port["echo"]), timeout=5)
+    d.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    held.sendall(b"still")  # a connection accepted before SIGTERM is served during the drain
+    assert held.recv(5) == b"still"
+    held.close()
+    assert d.wait(20) == 0
+    stopped = [e for e in d.logs if e.get("event") == "shutdown_complete"]
+    assert sorted(e["worker"] for e in stopped) == [0, 1]
+    assert d.wait_for("supervisor_stopped")["workers"] == {"0": 0, "1": 0}
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor(daemon: Any, tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: the workers cannot bind it
+    taken.listen()
+    try:
+        text = (
+            "logging: {level: info}\n"
+            "listeners:\n"
+            f"  - {{name: echo, protocol: echo, bind: '127.0.0.1:{taken.getsockname()[1]}'}}\n"
+        )
+        d: Daemon = daemon(text, "--workers", "2")
+        assert d.wait(20) != 0
+        assert "worker_failed_to_start" in "".join(d.lines)
+    finally:
+        taken.close()
