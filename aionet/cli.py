@@ -163,6 +163,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     info = worker_info()
     if info is None and workers > 1:
+        unix = [lc.name for lc in config.listeners if lc.bind.kind == "unix"]
+        if unix:
+            print(
+                f"aionet: --workers {workers}: unix-socket listeners cannot be shared by "
+                f"several workers ({', '.join(unix)}); use one worker or a TCP bind",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         config = config.model_copy(
             update={"server": config.server.model_copy(update={"workers": workers})}
         )

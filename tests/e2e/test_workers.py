@@ -116,3 +116,13 @@ def test_a_worker_that_cannot_start_stops_the_supervisor(daemon: Any, tmp_path: 
         assert "worker_failed_to_start" in "".join(d.lines)
     finally:
         taken.close()
+
+
+def test_unix_listeners_are_refused_with_several_workers(tmp_path: Path) -> None:
+    from tests.conftest import run_aionet
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"listeners:\n  - {{name: u, protocol: echo, bind: 'unix:{tmp_path}/s'}}\n")
+    result = run_aionet("run", "-c", str(cfg), "--workers", "2")
+    assert result.returncode == 2
+    assert "unix-socket listeners cannot be shared" in result.stderr
