@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -128,3 +129,28 @@ def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+_UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+
+
+def run_wrk(
+    port: int, path: str, conns: int, duration: float, core: int | None, threads: int = 1
+) -> dict[str, float]:
+    """One wrk run (pinned to ``core`` unless None); req/s, p99 in microseconds, errors."""
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration:g}s", "--latency"]
+    out = subprocess.run(
+        pinned(core, [*argv, f"http://127.0.0.1:{port}{path}"]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p99_us": float(value) * _UNITS[unit],
+        "errors": float(bool(errors)) + float(non2xx.group(1) if non2xx else 0),
+    }

@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned, wait_listening
+from _harness import HERE, PY, free_port, machine_facts, median, pinned, run_wrk, wait_listening
 
 APPS = HERE / "apps"
 BIN = Path(sys.executable).parent
@@ -140,27 +139,9 @@ def serving(argv_for: Argv, access_log: bool) -> Iterator[int]:
                 proc.wait()
 
 
-_UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
-
-
 def wrk(port: int, path: str, conns: int, duration: float) -> dict[str, float]:
-    """One wrk run; req/s, p99 latency in microseconds, and socket errors."""
-    argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency"]
-    out = subprocess.run(
-        pinned(CLIENT_CORE, [*argv, f"http://127.0.0.1:{port}{path}"]),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    errors = re.search(r"Socket errors: (.*)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "p99_us": float(value) * _UNITS[unit],
-        "errors": float(bool(errors)) + float(non2xx.group(1) if non2xx else 0),
-    }
+    """One wrk run pinned to the client core (see ``_harness.wrk``)."""
+    return run_wrk(port, path, conns, duration, CLIENT_CORE)
 
 
 def measure(servers: dict[str, Argv], path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
