@@ -246,9 +246,25 @@ def test_sighup_reloads_the_file_and_an_invalid_file_changes_nothing(
     failed = d.wait_for("reload_failed")
     assert any("nope" in e for e in failed["errors"]), failed
     time.sleep(0.2)
-    with socket.create_connection(d.address("echo2"), timeout=5) as s:
+    echo2 = d.address("echo2")
+    with socket.create_connection(echo2, timeout=5) as s:
         s.sendall(b"y\n")
         assert s.recv(10) == b"y\n"
+    # echo changed (a connection cap), echo2 removed.
+    d.logs.clear()
+    config.write_text(text.replace("bind: '127.0.0.1:0'}", f"bind: '{echo[0]}:{echo[1]}', "
+                                   "limits: {max_connections: 5}}"))  # fmt: skip
+    d.send_signal(signal.SIGHUP)
+    reloaded = d.wait_for("config_reloaded")
+    assert reloaded["changed"] == ["echo"] and reloaded["removed"] == ["echo2"], reloaded
+    with socket.create_connection(echo, timeout=5) as s:
+        s.sendall(b"z\n")
+        assert s.recv(10) == b"z\n"
+    try:
+        socket.create_connection(echo2, timeout=5).close()
+        raise AssertionError("echo2 still accepts after its removal")
+    except ConnectionRefusedError:
+        pass
     d.send_signal(signal.SIGTERM)
     assert d.wait() == 0
 
