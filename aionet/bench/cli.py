@@ -136,11 +136,17 @@ def main(argv: list[str]) -> int:
         print(f"aionet bench: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args = parser.parse_args(argv)
-    if args.bench_command == "merge":
-        return _cmd_merge(args)
-    if args.bench_command == "compare":
-        return _cmd_compare(args)
-    return _cmd_run(args, parser)
+    try:
+        if args.bench_command == "merge":
+            return _cmd_merge(args)
+        if args.bench_command == "compare":
+            return _cmd_compare(args)
+        return _cmd_run(args, parser)
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"aionet bench: {exc!r} (run with --debug for a traceback)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _plan(args: argparse.Namespace) -> Plan:

@@ -57,9 +57,8 @@ class _Pop3Session(LineSession):
         data = await self.reader.readuntil(b".\r\n")
         while data != b".\r\n" and not data.endswith(b"\r\n.\r\n"):
             data += await self.reader.readuntil(b".\r\n")
-        if self.t.relogin:
-            await self.ok(b"QUIT")
-            self.abort()
+        if self.t.relogin:  # the RETR completed the request; QUIT is a courtesy
+            await self.goodbye(b"QUIT")
         return 1
 
     async def aclose(self) -> None:
