@@ -124,6 +124,11 @@ def summary(r: Result, console: Console, *, uncorrected: bool = False) -> None:
         f"errors [{err_style}]{err:,}[/]",
         highlight=False,
     )
+    if r.rate and r.duration >= 1 and r.throughput < 0.95 * r.rate:
+        console.print(
+            f"[yellow]achieved {r.throughput:,.0f} req/s of the {r.rate:,.0f} asked: the server "
+            "or this load generator is saturated (add --workers or connections)[/]"
+        )
     table = Table(box=None, pad_edge=False)
     table.add_column("latency")
     for p in PERCENTILES:

@@ -52,6 +52,9 @@ class Session(ABC):
     #: Set by sessions whose requests were sent before ``request()`` was called (streaming):
     #: the send time (``perf_counter_ns``) of the request that just completed.
     sent_ns: int | None = None
+    #: Set by sessions that see the reply in a protocol callback: when it completed
+    #: (``perf_counter_ns``), so the task wake-up after it is not counted as latency.
+    done_ns: int | None = None
 
     @abstractmethod
     async def request(self) -> int:

@@ -4,6 +4,7 @@ is a future, and the common ``HOST:PORT`` + TLS options."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, TypeVar
 
 from ..target import BenchError, Session
@@ -39,6 +40,7 @@ class FutureProtocol(asyncio.Protocol, Session):
         return waiter
 
     def done(self) -> None:
+        self.done_ns = time.perf_counter_ns()
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
