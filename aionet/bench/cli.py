@@ -147,6 +147,9 @@ def main(argv: list[str]) -> int:
             raise
         print(f"aionet bench: {exc!r} (run with --debug for a traceback)", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt:  # a second Ctrl-C: the workers were terminated
+        print("aionet bench: aborted", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _plan(args: argparse.Namespace) -> Plan:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -297,3 +298,73 @@ async def test_pop3_login_and_retr() -> None:
         server.close()
         await server.wait_closed()
 
+
+
+def server_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    return ctx, tmp_path / "ca.pem"
+
+
+def test_smtp_starttls_auth_and_refused_recipients(tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    class Picky:
+        delivered = 0
+
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: Any
+        ) -> str:
+            if address.startswith("bad"):
+                return "550 5.1.1 no such user"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            assert session.authenticated and session.ssl
+            type(self).delivered += 1
+            return "250 OK"
+
+    def authenticator(server: Any, session: Any, envelope: Any, mech: str, data: Any) -> Any:
+        ok = (data.login, data.password) == (b"u", b"pw")
+        return AuthResult(success=ok, handled=False)  # handled=True would send no reply
+
+    ctx, ca = server_tls(tmp_path)
+    port = free_port()
+    controller = Controller(
+        Picky(), hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
+        authenticator=authenticator, auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        base = ["smtp", f"127.0.0.1:{port}", "--starttls", "--cafile", str(ca)]
+        login = ["--user", "u", "--password", "pw"]
+        good = asyncio.run(bench([*base, *login], Plan(2, requests=30)))
+        # every transaction is refused at RCPT; RSET keeps the session usable (else: 503s)
+        bad = asyncio.run(bench([*base, *login, "--rcpt", "bad@x.test"], Plan(1, requests=10)))
+        wrong = asyncio.run(bench([*base, "--user", "u", "--password", "no"], Plan(1, requests=2)))
+    finally:
+        controller.stop()
+    assert_clean(good, 30)
+    assert Picky.delivered >= 30
+    assert bad.errors == {"reply 550": 10}
+    assert wrong.errors == {"reply 535": 2}
+
+
+async def test_https_against_aionet(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "c.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    config = http_config(app="tests.apps.raw_apps:hello")
+    config["tls"] = {"certificates": [{"name": "c", "cert": str(tmp_path / "c.pem"),
+                                       "key": str(tmp_path / "c.pem")}]}
+    config["listeners"][0]["tls"] = {"certificates": ["c"]}
+    async with serve(config, data_dir=tmp_path / "d") as server:
+        url = f"https://{addr(server, 'web')}/"
+        argv = ["http", url, "--cafile", str(tmp_path / "ca.pem")]
+        result = await bench(argv, Plan(2, requests=50))
+    assert_clean(result, 50)

@@ -11,7 +11,7 @@ import base64
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..target import Target, add_tls_arguments, client_tls_context, parse_hostport
+from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
 from ._lines import LineSession, connect_streams
 
 if TYPE_CHECKING:
@@ -52,6 +52,14 @@ class _SmtpSession(LineSession):
             await self.command(f"AUTH PLAIN {token}".encode(), 235)
 
     async def request(self) -> int:
+        try:
+            return await self._transaction()
+        except BenchError:
+            if self.open:  # a refused MAIL/RCPT/DATA: reset, so the next one starts clean
+                await self.command(b"RSET", 250)
+            raise
+
+    async def _transaction(self) -> int:
         t = self.t
         await self.command(f"MAIL FROM:<{t.sender}>".encode(), 250)
         for rcpt in t.recipients:
