@@ -52,6 +52,7 @@ class LiveLine:
         self.enabled = self.console.is_terminal
         self._live: Live | None = None
         self._last: tuple[float, int] = (0.0, 0)
+        self._rate = 0.0
 
     def __enter__(self) -> LiveLine:
         if self.enabled:
@@ -75,8 +76,11 @@ class LiveLine:
             return
         now = time.monotonic()
         last_t, last_n = self._last
-        rate = (p.requests - last_n) / (now - last_t) if last_t and now > last_t else 0.0
-        self._last = (now, p.requests)
+        if now - last_t >= 0.4:  # several workers report in bursts: rate over >= 0.4 s
+            if last_t:
+                self._rate = (p.requests - last_n) / (now - last_t)
+            self._last = (now, p.requests)
+        rate = self._rate
         style = "bold red" if p.errors else ""
         phase = "warm-up" if p.warming else f"{p.elapsed:6.1f}s"
         line = Text.assemble(

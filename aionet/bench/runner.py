@@ -352,7 +352,8 @@ def _worker_main(
         go.wait()
 
         def progress(p: Progress) -> None:
-            out.put(("progress", index, (p.elapsed, p.requests, p.errors, p.latency.encode())))
+            state = (p.elapsed, p.requests, p.errors, p.latency.encode(), p.warming)
+            out.put(("progress", index, state))
 
         work = WorkerRun(target, plan, progress=progress)
         with asyncio.Runner(loop_factory=_new_loop) as runner:
@@ -457,7 +458,7 @@ def _collect(
     n = len(procs)
     ready = 0
     results: dict[int, Result] = {}
-    latest: dict[int, tuple[float, int, int, Histogram]] = {}
+    latest: dict[int, tuple[float, int, int, Histogram, bool]] = {}
     while len(results) < n:
         try:
             kind, index, payload = out.get(timeout=0.25)
@@ -471,17 +472,18 @@ def _collect(
             if ready == n:
                 go.set()
         elif kind == "progress" and progress is not None:
-            elapsed, req, err, hist = payload
-            latest[index] = (elapsed, req, err, Histogram.decode(hist))
+            elapsed, req, err, hist, warming = payload
+            latest[index] = (elapsed, req, err, Histogram.decode(hist), warming)
             total = Histogram()
-            for *_, h in latest.values():
-                total.add(h)
+            for v in latest.values():
+                total.add(v[3])
             progress(
                 Progress(
                     elapsed=max(v[0] for v in latest.values()),
                     requests=sum(v[1] for v in latest.values()),
                     errors=sum(v[2] for v in latest.values()),
                     latency=total,
+                    warming=any(v[4] for v in latest.values()),
                 )
             )
         elif kind == "result":
