@@ -368,3 +368,45 @@ async def test_https_against_aionet(tmp_path: Path) -> None:
         argv = ["http", url, "--cafile", str(tmp_path / "ca.pem")]
         result = await bench(argv, Plan(2, requests=50))
     assert_clean(result, 50)
+
+
+@pytest.mark.filterwarnings("ignore:The asyncore module:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The asynchat module:DeprecationWarning")
+def test_ftps_download_against_pyftpdlib(tmp_path: Path) -> None:
+    pytest.importorskip("OpenSSL", reason="pyftpdlib's TLS handler needs pyOpenSSL")
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import TLS_FTPHandler
+    from pyftpdlib.servers import ThreadedFTPServer
+
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    root = tmp_path / "ftp"
+    root.mkdir()
+    (root / "blob.bin").write_bytes(b"q" * 50_000)
+    auth = DummyAuthorizer()
+    auth.add_user("bench", "secret", str(root), perm="elr")
+
+    class Handler(TLS_FTPHandler):
+        authorizer = auth
+        certfile = str(tmp_path / "server.pem")
+        tls_control_required = True
+        tls_data_required = True
+
+    server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.05})
+    thread.start()
+    try:
+        target = f"127.0.0.1:{server.address[1]}"
+        argv = ["ftp", target, "--user", "bench", "--password", "secret", "--ftps", "--cafile",
+                str(tmp_path / "ca.pem"), "--get", "blob.bin", "--expect-size", "50000"]
+        result = asyncio.run(bench(argv, Plan(2, requests=10)))
+        plain = asyncio.run(bench([a for a in argv if a != "--ftps"], Plan(1, requests=2)))
+    finally:
+        server.close_all()
+        thread.join(5)
+    assert_clean(result, 10)
+    assert result.target["ftps"] is True
+    assert plain.requests == 0 and plain.errors == {"reply 550": 2}  # TLS required: USER refused
