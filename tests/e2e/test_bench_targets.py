@@ -410,3 +410,15 @@ def test_ftps_download_against_pyftpdlib(tmp_path: Path) -> None:
     assert_clean(result, 10)
     assert result.target["ftps"] is True
     assert plain.requests == 0 and plain.errors == {"reply 550": 2}  # TLS required: USER refused
+
+
+async def test_pop3_over_implicit_tls(tmp_path: Path) -> None:
+    ctx, ca = server_tls(tmp_path)
+    server = await asyncio.get_running_loop().create_server(FakePop3, "127.0.0.1", 0, ssl=ctx)
+    try:
+        target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        argv = ["pop3", target, "--user", "bob", "--password", "pw", "--tls", "--cafile", str(ca)]
+        assert_clean(await bench(argv, Plan(2, requests=20)), 20)
+    finally:
+        server.close()
+        await server.wait_closed()
