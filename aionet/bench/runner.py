@@ -196,6 +196,7 @@ class WorkerRun:
                         sent = clock()
                 self._timed_out[slot] = False
                 self._inflight[slot] = sent
+                session.done_ns = None
                 try:
                     n = await session.request()
                 except asyncio.CancelledError:
@@ -217,7 +218,6 @@ class WorkerRun:
                 self._inflight[slot] = 0
                 actual = session.sent_ns or sent
                 end = session.done_ns or now
-                session.done_ns = None
                 # Open model: if this connection was still busy with an earlier request when
                 # this one was due, the wait is the server's doing and counts (coordinated
                 # omission); if it was idle, any lateness is our own timer's and does not.

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import random
 import struct
+import time
 from typing import TYPE_CHECKING, Any
 
 import dns.message
@@ -68,6 +69,7 @@ class _UdpDns(asyncio.DatagramProtocol, Session):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done() and data[:2] == _ID.pack(self.qid):
+            self.done_ns = time.perf_counter_ns()
             waiter.set_result(data)
 
     def error_received(self, exc: Exception) -> None:

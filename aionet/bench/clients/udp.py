@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..target import BenchError, Session, Target, parse_hostport
@@ -40,6 +41,7 @@ class _UdpSession(asyncio.DatagramProtocol, Session):
         if data[8:] != self.padding:
             waiter.set_exception(BenchError("protocol", "echoed datagram differs"))
         else:
+            self.done_ns = time.perf_counter_ns()
             waiter.set_result(None)
 
     def error_received(self, exc: Exception) -> None:
