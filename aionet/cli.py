@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help="YAML config file (default: the embedded default)")
 
     sub.add_parser("version", help="print versions of aionet, Python, the loop and dependencies")
+    # Parsed by aionet.bench.cli (its subcommands come from the bench target registry).
+    sub.add_parser(
+        "bench",
+        help="load generator: aionet bench TARGET ... | merge FILE... | compare BASE NEW",
+        add_help=False,
+    ).add_argument("bench_args", nargs=argparse.REMAINDER)
     add_users_parser(sub)
 
     cert = sub.add_parser("cert", help="write a self-signed development certificate")
@@ -87,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = [a for a in argv if a != "--debug"]
+    if rest[:1] == ["bench"]:
+        from .bench.cli import main as bench_main
+
+        debug = ["--debug"] if "--debug" in argv[: argv.index("bench")] else []
+        return bench_main(debug + argv[argv.index("bench") + 1 :])
     args = _parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run,

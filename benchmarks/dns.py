@@ -170,6 +170,23 @@ def dnsperf(
     return {"qps": qps, "lost_pct": float(lost.group(1)) if lost else 0.0}
 
 
+def aionet_bench_dns(port: int, args: argparse.Namespace, duration: float) -> dict[str, float]:
+    """The same load from ``aionet bench dns`` (one worker, one query in flight per socket, as
+    many sockets as dnsperf keeps queries outstanding): its qps and lost share."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        argv = [PY, "-m", "aionet", "bench", "dns", f"127.0.0.1:{port}", "--name", QNAME]
+        argv += ["-c", str(args.outstanding), "-d", f"{duration:g}s", "--warmup", "0.5s"]
+        argv += ["--workers", "1", "--timeout", "1s", "-q", "--json", str(out)]
+        subprocess.run(pinned(CLIENT_CORE, argv), capture_output=True, check=True)
+        data = json.loads(out.read_text())
+    lost = data["errors"].get("lost", 0)
+    return {"qps": data["throughput_rps"], "lost_pct": 100 * lost / max(1, data["requests"] + lost)}
+
+
+BENCH_CLIENT = "aionet, loaded by aionet bench"
+
+
 def measure(servers: dict[str, Argv], args: argparse.Namespace) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     names = list(servers)
@@ -189,6 +206,10 @@ def measure(servers: dict[str, Argv], args: argparse.Namespace) -> list[dict[str
                     f"  lost {result['lost_pct']:.2f}%",
                     flush=True,
                 )
+                if n == "aionet" and args.aionet_bench:
+                    result = aionet_bench_dns(ports[n], args, args.duration)
+                    runs.append(result | {"server": BENCH_CLIENT, "round": r + 1})
+                    print(f"round {r + 1} {BENCH_CLIENT} {result['qps']:10.0f} qps", flush=True)
     return runs
 
 
@@ -212,6 +233,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="dnsperf -c (source sockets)")
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--aionet-bench",
+        action="store_true",
+        help="also load aionet with `aionet bench dns` (the Python load generator) each round",
+    )
     args = parser.parse_args()
     if shutil.which("dnsperf") is None:
         sys.exit("dnsperf is not installed (Debian package: dnsperf)")
@@ -223,7 +249,8 @@ def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     runs = measure(servers, args)
     print(f"\nUDP A queries/s (medians of {args.rounds} rounds):")
-    print(summarize(runs, list(servers)))
+    names = list(servers) + ([BENCH_CLIENT] if args.aionet_bench else [])
+    print(summarize(runs, names))
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -53,7 +53,11 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=_colors(stream))
+        # plain tracebacks: structlog would switch to rich's (slow, boxed) ones now that rich is
+        # installed for ``aionet bench``; keep the server's console output as it was.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=_colors(stream), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

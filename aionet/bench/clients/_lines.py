@@ -1,0 +1,81 @@
+"""A session over asyncio streams for the line protocols (SMTP, POP3, FTP): commands out,
+replies in, an unexpected reply is a ``BenchError("reply NNN")`` (or ``"reply -ERR"``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from ..target import BenchError, Session
+from ._connect import shielded_connect
+
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["LineSession", "connect_streams"]
+
+STREAM_LIMIT = 1 << 20  # longest reply line we accept
+
+
+async def connect_streams(
+    host: str, port: int, tls: ssl.SSLContext | None, sni: str | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await shielded_connect(
+        asyncio.open_connection(
+            host,
+            port,
+            ssl=tls,
+            server_hostname=(sni or host) if tls is not None else None,
+            limit=STREAM_LIMIT,
+        )
+    )
+
+
+class LineSession(Session):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.open = True
+
+    async def line(self) -> bytes:
+        line = await self.reader.readline()
+        if not line.endswith(b"\n"):
+            self.open = False
+            raise BenchError("closed", "connection closed by the peer")
+        return line
+
+    async def reply(self, *expect: int) -> tuple[int, bytes]:
+        """Read a (possibly multi-line) ``NNN text`` reply; check its code is in ``expect``."""
+        text = b""
+        while True:
+            line = await self.line()
+            text += line
+            if len(line) >= 4 and line[:3].isdigit() and line[3:4] != b"-":
+                break
+            if len(line) < 4 and line[:3].isdigit():
+                break
+        code = int(line[:3])
+        if expect and code not in expect:
+            if code in (421, 221):
+                self.open = False
+            raise BenchError(f"reply {code}", text.decode("latin-1").strip())
+        return code, text
+
+    async def command(self, line: bytes, *expect: int) -> tuple[int, bytes]:
+        self.writer.write(line + b"\r\n")
+        return await self.reply(*expect)
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str) -> None:
+        await self.writer.start_tls(ctx, server_hostname=server_hostname)
+
+    def abort(self) -> None:
+        self.open = False
+        self.writer.transport.abort()
+
+    async def goodbye(self, line: bytes) -> None:
+        """Send QUIT and wait briefly for the answer; always close."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                self.writer.write(line + b"\r\n")
+                await self.reader.readline()
+        self.abort()

@@ -1,0 +1,165 @@
+"""``aionet bench ftp HOST:PORT --user U --password P (--get PATH | --put SIZE)``.
+
+A session logs in once (``USER``/``PASS``, ``TYPE I``; with ``--ftps``: ``AUTH TLS``,
+``PBSZ 0``, ``PROT P`` first, RFC 4217). A request is one transfer over a passive data
+connection (``EPSV``, falling back to ``PASV``): ``RETR PATH`` read to the end, or ``STOR`` of
+``SIZE`` bytes; it completes with the 226. The data connection goes to the control
+connection's host whatever address PASV names (as curl does), so NAT and wildcard binds work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
+from ._connect import shielded_connect
+from ._lines import LineSession, connect_streams
+
+if TYPE_CHECKING:
+    import argparse
+    import ssl
+
+__all__ = ["FtpTarget"]
+
+_PASV = re.compile(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
+_EPSV = re.compile(rb"\(\|\|\|(\d+)\|\)")
+CHUNK = 256 * 1024
+
+
+class _FtpSession(LineSession):
+    def __init__(self, target: FtpTarget, reader: Any, writer: Any) -> None:
+        super().__init__(reader, writer)
+        self.t = target
+        self.epsv = True
+        self.n = 0
+
+    async def handshake(self) -> None:
+        t = self.t
+        await self.reply(220)
+        if t.ftps:
+            await self.command(b"AUTH TLS", 234)
+            assert t.tls is not None
+            await self.start_tls(t.tls, t.sni or t.host)
+        code, _ = await self.command(b"USER " + t.user.encode(), 230, 331)
+        if code == 331:
+            await self.command(b"PASS " + t.password.encode(), 230)
+        if t.ftps:
+            await self.command(b"PBSZ 0", 200)
+            await self.command(b"PROT P", 200)
+        await self.command(b"TYPE I", 200)
+
+    async def _data_port(self) -> int:
+        if self.epsv:
+            self.writer.write(b"EPSV\r\n")
+            code, text = await self.reply()
+            m = _EPSV.search(text)
+            if code == 229 and m:
+                return int(m.group(1))
+            self.epsv = False
+        _, text = await self.command(b"PASV", 227)
+        m = _PASV.search(text)
+        if not m:
+            raise BenchError("protocol", f"cannot parse PASV reply {text!r}")
+        return int(m.group(5)) * 256 + int(m.group(6))
+
+    async def request(self) -> int:
+        t = self.t
+        port = await self._data_port()
+        data_r, data_w = await shielded_connect(
+            asyncio.open_connection(
+                t.host,
+                port,
+                ssl=t.tls if t.ftps else None,
+                server_hostname=(t.sni or t.host) if t.ftps else None,
+            )
+        )
+        try:
+            if t.get is not None:
+                await self.command(b"RETR " + t.get.encode(), 125, 150)
+                received = 0
+                while chunk := await data_r.read(CHUNK):
+                    received += len(chunk)
+                if t.get_size is not None and received != t.get_size:
+                    raise BenchError("short transfer", f"{received} of {t.get_size} bytes")
+            else:
+                self.n += 1
+                name = f"{t.put_prefix}{os.getpid()}-{id(self):x}-{self.n}.bin"
+                await self.command(b"STOR " + name.encode(), 125, 150)
+                for i in range(0, len(t.payload), CHUNK):
+                    data_w.write(t.payload[i : i + CHUNK])
+                    await data_w.drain()
+                if data_w.can_write_eof():
+                    data_w.write_eof()
+        finally:
+            data_w.close()
+        await self.reply(226, 250)
+        return 1
+
+    async def aclose(self) -> None:
+        await self.goodbye(b"QUIT")
+
+
+class FtpTarget(Target):
+    name = "ftp"
+    help = "FTP transfers over passive data connections: --get PATH or --put SIZE (FTPS)"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.host, self.port = parse_hostport(args.target, 21)
+        self.user, self.password = args.user, args.password
+        if (args.get is None) == (args.put is None):
+            raise ValueError("give one of --get PATH or --put SIZE")
+        self.get: str | None = args.get
+        self.get_size: int | None = args.expect_size
+        self.put_size = args.put or 0
+        self.put_prefix = args.put_prefix
+        self.payload = os.urandom(min(self.put_size, 1 << 20)) * (
+            -(-self.put_size // (1 << 20)) if self.put_size > 1 << 20 else 1
+        )
+        self.payload = self.payload[: self.put_size]
+        self.ftps, self.sni = args.ftps, args.sni
+        self._args = args
+        self.tls: ssl.SSLContext | None = None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("target", metavar="HOST:PORT", help="the FTP server (port 21)")
+        parser.add_argument("--user", default="anonymous")
+        parser.add_argument("--password", default="bench@aionet.test")
+        parser.add_argument("--get", metavar="PATH", help="download this file per request")
+        parser.add_argument(
+            "--expect-size", type=int, help="with --get: the size every download must have"
+        )
+        parser.add_argument("--put", type=int, metavar="SIZE", help="upload SIZE bytes per request")
+        parser.add_argument(
+            "--put-prefix", default="aionet-bench-", help="name prefix of uploaded files"
+        )
+        parser.add_argument("--ftps", action="store_true", help="explicit FTPS (AUTH TLS)")
+        add_tls_arguments(parser, flag=None)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FtpTarget:
+        return cls(args)
+
+    def prepare(self) -> None:
+        if self.ftps:
+            self.tls = client_tls_context(self._args)
+
+    async def connect(self) -> _FtpSession:
+        reader, writer = await connect_streams(self.host, self.port, None, self.sni)
+        session = _FtpSession(self, reader, writer)
+        try:
+            await session.handshake()
+        except BaseException:
+            session.abort()
+            raise
+        return session
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "address": f"{self.host}:{self.port}",
+            "transfer": f"get {self.get}" if self.get else f"put {self.put_size} bytes",
+            "ftps": self.ftps,
+        }
