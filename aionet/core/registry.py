@@ -31,6 +31,8 @@ BUILTIN: dict[str, str] = {
     "udp-echo": "aionet.handlers.udp_echo:UdpEchoHandler",
     "http": "aionet.handlers.http:HttpHandler",
     "dns": "aionet.handlers.dns:DnsHandler",
+    "smtp": "aionet.handlers.smtp:SmtpHandler",
+    "pop3": "aionet.handlers.pop3:Pop3Handler",
 }
 
 _registered: dict[str, type[Handler]] = {}
