@@ -209,10 +209,12 @@ class Pop3Machine:
                 return PAUSED
             if self.state is State.CLOSED:
                 return NEED_DATA
+            before = len(self._buffer)
             line = self._next_line()
-            if line is None:
+            if line is not None:
+                self._handle_line(line)
+            elif len(self._buffer) == before and not self._events:
                 return NEED_DATA
-            self._handle_line(line)
 
     def _next_line(self) -> bytes | None:
         buf = self._buffer
