@@ -539,12 +539,12 @@ class AionetSMTP(SMTP):
         try:
             name, secret = login.decode(), password.decode()
         except UnicodeDecodeError:
-            return AuthResult(success=False)
+            return AuthResult(success=False, handled=False)
         if portal is None:
-            return AuthResult(success=False)
+            return AuthResult(success=False, handled=False)
         user = await portal.authenticate(Credentials(name, secret), "smtp", self.peer_ip)
         if user is None:
-            return AuthResult(success=False)
+            return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=user)
 
 
