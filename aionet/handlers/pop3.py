@@ -141,6 +141,7 @@ class _Session:
                     self.conn.log.error("pop3_expunge_failed", error=repr(exc))
                 else:
                     self.conn.log.info("pop3_messages_deleted", count=len(event.delete))
+            self.locks.close()  # unlocked before "+OK bye", so the client may log in again at once
             machine.committed(ok)
 
     async def _login(self, event: Authenticate) -> None:
