@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,29 @@ def test_store_paths_and_async_delivery(tmp_path: Path) -> None:
         store.close()
     assert len(names) == 2
     assert files(tmp_path / "mail" / ".outbound" / "new") == [names[1]]
+
+
+def test_fsyncs_come_in_the_durable_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """File fsync before its rename into new/; new/ itself fsynced after every rename."""
+    log: list[str] = []
+    real_fsync, real_rename, real_open = os.fsync, os.rename, os.open
+    fds: dict[int, str] = {}
+
+    def opening(path: Any, flags: int, mode: int = 0o777) -> int:
+        fd = real_open(path, flags, mode)
+        fds[fd] = Path(path).parent.name if flags & os.O_CREAT else Path(path).name
+        return fd
+
+    def fsync(fd: int) -> None:
+        log.append(f"fsync {fds[fd]}")
+        real_fsync(fd)
+
+    def rename(src: Any, dst: Any) -> None:
+        log.append("rename")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(md.os, "open", opening)
+    monkeypatch.setattr(md.os, "fsync", fsync)
+    monkeypatch.setattr(md.os, "rename", rename)
+    deliver_many([Maildir(tmp_path / "a"), Maildir(tmp_path / "b")], b"x")
+    assert log == ["fsync tmp", "fsync tmp", "rename", "rename", "fsync new", "fsync new"]
