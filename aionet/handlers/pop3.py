@@ -112,20 +112,23 @@ class _Session:
                 elif isinstance(event, Send):
                     writer.write(event.data)
                     await writer.drain()
-                elif isinstance(event, Close):
+                elif isinstance(event, Close) or not await self._act(event):
                     return
-                else:
-                    await self._act(event)
         finally:
             self.locks.close()
 
-    async def _act(self, event: Authenticate | StartTls | Retrieve | Commit) -> None:
+    async def _act(self, event: Authenticate | StartTls | Retrieve | Commit) -> bool:
+        """Do what ``event`` asks and resume the machine; False ends the session."""
         machine, store = self.machine, self.handler.store
         if isinstance(event, Authenticate):
             await self._login(event)
         elif isinstance(event, StartTls):
             assert self.handler.tls_context is not None
-            await self.conn.start_tls(self.handler.tls_context)
+            try:
+                await self.conn.start_tls(self.handler.tls_context)
+            except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+                self.conn.log.info("pop3_stls_failed", error=repr(exc))
+                return False
             machine.tls_started()
         elif isinstance(event, Retrieve):
             content = await store.run(_read, self.messages[event.index].path)
@@ -143,6 +146,7 @@ class _Session:
                     self.conn.log.info("pop3_messages_deleted", count=len(event.delete))
             self.locks.close()  # unlocked before "+OK bye", so the client may log in again at once
             machine.committed(ok)
+        return True
 
     async def _login(self, event: Authenticate) -> None:
         portal = self.handler.services.portal

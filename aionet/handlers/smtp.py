@@ -206,6 +206,18 @@ class _RateWindow:
             self._seen.popitem(last=False)
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _now() -> str:
+    """The RFC 5322 date of this second (formatted once per second)."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, localtime=True))
+    return _date_cache[1]
+
+
 def _split(address: str) -> tuple[str, str]:
     local, _, domain = address.rpartition("@")
     if not local:
@@ -279,7 +291,7 @@ class SmtpHooks:
             if name is None:
                 server.log.info("smtp_recipient_unknown", rcpt=_printable(address))
                 return "550 5.1.1 Recipient address rejected: user unknown"
-            box = store.mailbox(domain, name)
+            box = self.handler.mailbox(domain, name)
         else:
             user: User | None = (
                 getattr(session, "auth_data", None) if session.authenticated else None
@@ -412,7 +424,7 @@ class AionetSMTP(SMTP):
         )
         code = line[:3].decode("ascii", "replace")
         enhanced = _ENHANCED.get(code)
-        if enhanced and line[3:4] == b" " and not _HAS_ENHANCED.match(line):
+        if enhanced and line[3:4] == b" " and not (line[5:6] == b"." and _HAS_ENHANCED.match(line)):
             line = line[:4] + enhanced.encode() + b" " + line[4:]
         await super().push(line)
 
@@ -451,7 +463,7 @@ class AionetSMTP(SMTP):
         )
         text = (
             f"Received: from {helo} ([{ip}])\r\n\tby {self.hostname} (aionet) with {with_} "
-            f"id {msg_id}{rcpt};\r\n\t{formatdate(localtime=True)}\r\n"
+            f"id {msg_id}{rcpt};\r\n\t{_now()}\r\n"
         )
         return text.encode("utf-8", "replace")
 
@@ -566,6 +578,7 @@ class SmtpHandler(ProtocolHandler):
         if opts.on_message is not None:
             self.on_message = import_from_string(opts.on_message)  # type: ignore[assignment]
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._boxes: dict[tuple[str, str], Maildir] = {}
         self._tls_context: ssl.SSLContext | None = None
 
     async def start(self) -> None:
@@ -580,6 +593,14 @@ class SmtpHandler(ProtocolHandler):
 
     def protocol_factory(self) -> asyncio.Protocol:
         return AionetSMTP(self, self._tls_context)
+
+    def mailbox(self, domain: str, name: str) -> Maildir:
+        """The Maildir of a local user (cached: names come from the user store, so few)."""
+        key = (domain, name)
+        box = self._boxes.get(key)
+        if box is None:
+            box = self._boxes[key] = self.store.mailbox(domain, name)
+        return box
 
     def refusal(self) -> bytes:
         return b"421 4.3.2 Service not available, closing transmission channel\r\n"

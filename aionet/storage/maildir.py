@@ -373,10 +373,13 @@ def deliver_many(targets: Sequence[Maildir], data: bytes) -> list[str]:
     renamed: list[Path] = []
     try:
         for target in targets:
-            target.create()
             name = unique_name()
             tmp = target.path / "tmp" / name
-            _write_synced(tmp, data)
+            try:
+                _write_synced(tmp, data)
+            except FileNotFoundError:  # a new mailbox: create it (kept off the common path)
+                target.create()
+                _write_synced(tmp, data)
             written.append((target, tmp, name))
         for target, tmp, name in written:
             final = target.path / "new" / name
