@@ -68,9 +68,39 @@ if TYPE_CHECKING:
 
 __all__ = ["AcceptedMessage", "AionetSMTP", "SmtpHandler", "SmtpHooks", "SmtpOptions"]
 
-# aiosmtpd logs every command line at INFO (AUTH PLAIN's initial response included): keep its
-# chatter out of aionet's log; our own events say what happened.
-logging.getLogger("mail.log").setLevel(logging.WARNING)
+#: aiosmtpd's per-connection and per-line log formats. Its ``%r >> %r`` logs every command line at
+#: INFO — AUTH PLAIN's initial response (the password) included — so these records are dropped;
+#: aionet's own events say what happened, and aiosmtpd's other records still reach the log.
+_AIOSMTPD_CHATTER = frozenset(
+    {
+        "%r >> %r",
+        "%r << %r",
+        "%r << challenge: %r",
+        "_handle_client readline: %r",
+        "DATA readline: %s",
+        "Peer: %r",
+        "%r handling connection",
+        "%r connection lost",
+        "%r EOF received",
+        "%r sender: %s",
+        "%r recip: %s",
+        "%r Connection lost during _handle_client()",
+        "Connection lost during DATA",
+        "%r connection timeout",
+        "%r can't decode base64: %s",
+    }
+)
+
+
+class _QuietAiosmtpd(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        return not (
+            isinstance(msg, str) and (msg in _AIOSMTPD_CHATTER or msg.startswith("Available AUTH"))
+        )
+
+
+_QUIET = _QuietAiosmtpd()
 
 CLOSING = b"421 4.3.2 Service shutting down, closing transmission channel\r\n"
 
@@ -233,6 +263,7 @@ class SmtpHooks:
     """The aiosmtpd hooks of one listener: policy checks and durable delivery."""
 
     def __init__(self, handler: SmtpHandler) -> None:
+        logging.getLogger("mail.log").addFilter(_QUIET)  # idempotent: one filter object
         self.handler = handler
         self.options = handler.options
         self.domains = frozenset(handler.options.domains)
