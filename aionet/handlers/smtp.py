@@ -280,7 +280,15 @@ class SmtpHooks:
         no_auth = self.handler.services.portal is None
         bare = ("250-AUTH", "250-AUTH ")
         out = [r for r in responses if not (r.startswith("250-AUTH") and (no_auth or r in bare))]
+        server.plain_next_reply = True  # RFC 2034 4: no enhanced code in EHLO/HELO replies
         return [*out[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", out[-1]]
+
+    async def handle_HELO(
+        self, server: AionetSMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        session.host_name = hostname
+        server.plain_next_reply = True
+        return f"250 {server.hostname}"
 
     async def handle_MAIL(
         self,
@@ -402,6 +410,8 @@ class AionetSMTP(SMTP):
         )
         self._aionet = handler
         self._busy = False
+        #: The next final reply goes out without an enhanced status code (EHLO/HELO's).
+        self.plain_next_reply = False
         self.log = handler.log
         for name, method in list(self._smtp_methods.items()):
             self._smtp_methods[name] = partial(self._command, method)
@@ -455,7 +465,11 @@ class AionetSMTP(SMTP):
         )
         code = line[:3].decode("ascii", "replace")
         enhanced = _ENHANCED.get(code)
-        if enhanced and line[3:4] == b" " and not (line[5:6] == b"." and _HAS_ENHANCED.match(line)):
+        if self.plain_next_reply and line[3:4] == b" ":
+            self.plain_next_reply = False
+        elif (
+            enhanced and line[3:4] == b" " and not (line[5:6] == b"." and _HAS_ENHANCED.match(line))
+        ):
             line = line[:4] + enhanced.encode() + b" " + line[4:]
         await super().push(line)
 

@@ -345,3 +345,16 @@ async def test_drain_answers_421_at_the_next_command_and_refusal_is_421(tmp_path
             assert await reader.read() == b""
             await shutdown
         writer.close()
+
+
+async def test_enhanced_codes_on_every_reply_but_greeting_helo_and_ehlo(tmp_path: Path) -> None:
+    async with serve(mail_config(tmp_path), data_dir=tmp_path / "data") as server:
+        out = await exchange(
+            server.address("smtp"), b"HELO a\r\nNOOP\r\nEHLO b\r\nRSET\r\nQUIT\r\n", until=b"221 "
+        )
+    lines = [ln for ln in out.split(b"\r\n") if ln[3:4] == b" "]
+    assert lines[0].startswith(b"220 mx.test ")
+    assert lines[1:3] == [b"250 mx.test", b"250 2.0.0 OK"]
+    assert lines[3] == b"250 HELP"  # EHLO's last line (RFC 2034 4: no code there)
+    assert lines[4] == b"250 2.0.0 OK"
+    assert lines[5] == b"221 2.0.0 Bye"
