@@ -253,3 +253,41 @@ def test_any_input_gets_well_formed_replies(chunks: list[bytes], log_in: bool) -
             elif isinstance(event, StartTls):
                 m.tls_started()
         drain(m)
+
+
+VERBS = sorted({verb for _, verb in COMMANDS} | {"APOP", "XTND", ""})
+ARGS = ["", "1", "2", "3", "0", "1 0", "1 5", "x", "alice", "PLAIN", "PLAIN AGEAYg=="]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(VERBS), st.sampled_from(ARGS)), max_size=15),
+       st.booleans(), st.booleans())  # fmt: skip
+def test_every_command_in_every_state_answers_once(
+    script: list[tuple[str, str]], log_in: bool, tls: bool
+) -> None:
+    """Each command line gets exactly one reply (after its completion, if it asked for one)."""
+    m = logged_in(tls=tls) if log_in else Pop3Machine(tls=tls, stls=True)
+    drain(m)
+    for verb, arg in script:
+        if m.state is State.CLOSED:
+            break
+        replies = 0
+        for event in talk(m, f"{verb} {arg}".strip().encode() + b"\r\n"):
+            if isinstance(event, Send):
+                replies += event.data.startswith((b"+OK", b"-ERR", b"+ "))
+            elif isinstance(event, Authenticate):
+                m.auth_succeeded(MAILBOX)
+                replies += len([e for e in drain(m) if isinstance(e, Send)])
+            elif isinstance(event, Retrieve):
+                m.message_content(b"a\r\n")
+                replies += len([e for e in drain(m) if isinstance(e, Send)])
+            elif isinstance(event, Commit):
+                m.committed(True)
+                replies += len([e for e in drain(m) if isinstance(e, Send)])
+            elif isinstance(event, StartTls):
+                m.tls_started()
+        if m._sasl:  # "AUTH PLAIN" asked for a continuation: answer it
+            replies += len([e for e in talk(m, b"*\r\n") if isinstance(e, Send)])
+            assert replies == 2
+        else:
+            assert replies == 1, (verb, arg)
