@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import poplib
 import smtplib
 from base64 import b64encode
 from email.message import EmailMessage
@@ -217,13 +218,22 @@ async def test_a_10_mib_message(tmp_path: Path) -> None:
     line = b"x" * 998 + b"\r\n"
     body = b"Subject: big\r\n\r\n" + line * (10 * 1024 * 1024 // len(line) + 1)
     assert len(body) > 10 * 1024 * 1024
-    config = mail_config(tmp_path)
-    async with serve(config, data_dir=tmp_path / "data") as server, client_of(
-        server, timeout=60
-    ) as client:
-        await client.sendmail("a@b.test", ["alice@localhost"], body)
-    [stored] = delivered(tmp_path / "data")
-    assert without_received(stored) == body
+    config = mail_config(tmp_path, pop3={"auth_without_tls": True})
+    async with serve(config, data_dir=tmp_path / "data") as server:
+        async with client_of(server, timeout=60) as client:
+            await client.sendmail("a@b.test", ["alice@localhost"], body)
+        [stored] = delivered(tmp_path / "data")
+        assert without_received(stored) == body
+
+        def retr() -> bytes:  # and back out through POP3, byte for byte
+            client = poplib.POP3(*server.address("pop3")[:2], timeout=30)
+            client.user("alice")
+            client.pass_("alice-pw")
+            _, lines, _ = client.retr(1)
+            client.quit()
+            return b"".join(line + b"\r\n" for line in lines)
+
+        assert await asyncio.to_thread(retr) == stored
 
 
 async def test_50_clients_times_20_messages_each_arrive_exactly_once(tmp_path: Path) -> None:
