@@ -170,6 +170,13 @@ class SmtpOptions(HandlerOptions):
     def _lower(cls, value: list[str]) -> list[str]:
         return [d.lower().rstrip(".") for d in value]
 
+    @field_validator("catch_all")
+    @classmethod
+    def _mailbox_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or value.startswith(".")):
+            raise ValueError("catch_all must be a user name (no '/', not starting with '.')")
+        return value
+
     @field_validator("on_message")
     @classmethod
     def _callable(cls, value: str | None) -> str | None:

@@ -29,6 +29,7 @@ def test_smtp_defaults_and_units() -> None:
         ({"max_recipients": 0}, "max_recipients"),
         ({"domains": []}, "domains"),
         ({"relay": True}, "relay"),  # unknown key
+        ({"catch_all": "../etc"}, "catch_all"),
     ],
 )
 def test_smtp_bad_options_name_their_key(options: dict[str, object], where: str) -> None:
