@@ -103,6 +103,10 @@ async def test_starttls_then_auth_and_relay_into_outbound(tmp_path: Path, pki: P
                 assert refused == {}
 
         await asyncio.to_thread(send)
+        # The upgraded connection was tracked, and released when it closed.
+        assert await server.manager.wait_empty(5)
+        stats = server.manager.slots["smtp"].stats
+        assert stats.accepted == stats.closed == 1 and stats.bytes_in > 0
     outbound = tmp_path / "data" / "mail" / ".outbound" / "new"
     [relayed] = [p.read_bytes() for p in outbound.iterdir()]
     assert b"with ESMTPSA" in relayed and without_received(relayed) == b"x\r\n"
