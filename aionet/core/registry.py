@@ -32,6 +32,8 @@ BUILTIN: dict[str, str] = {
     "http": "aionet.handlers.http:HttpHandler",
     "dns": "aionet.handlers.dns:DnsHandler",
     "admin": "aionet.handlers.admin:AdminHandler",
+    "smtp": "aionet.handlers.smtp:SmtpHandler",
+    "pop3": "aionet.handlers.pop3:Pop3Handler",
 }
 
 _registered: dict[str, type[Handler]] = {}

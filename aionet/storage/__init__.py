@@ -1,0 +1,1 @@
+"""Stores shared by handlers (the Maildir store of smtp and pop3)."""

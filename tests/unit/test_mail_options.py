@@ -1,0 +1,85 @@
+"""smtp/pop3 listener options: validated like the rest of the config, errors at their keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from aionet.errors import StartupError
+from aionet.handlers.pop3 import Pop3Options
+from aionet.handlers.smtp import SmtpOptions
+from aionet.testing import serve
+
+
+def test_smtp_defaults_and_units() -> None:
+    opts = SmtpOptions(max_message_size="1KiB", timeout="30s", domains=["Example.TEST."])
+    assert opts.max_message_size == 1024 and opts.timeout == 30.0
+    assert opts.domains == ["example.test"]
+    assert SmtpOptions().domains == ["localhost"]
+    assert not SmtpOptions().auth_without_tls  # AUTH only under TLS unless allowed
+
+
+@pytest.mark.parametrize(
+    ("options", "where"),
+    [
+        ({"on_message": "no_such_module_x:hook"}, "on_message"),
+        ({"on_message": "os:sep"}, "on_message"),  # not callable
+        ({"max_recipients": 0}, "max_recipients"),
+        ({"domains": []}, "domains"),
+        ({"relay": True}, "relay"),  # unknown key
+        ({"catch_all": "../etc"}, "catch_all"),
+    ],
+)
+def test_smtp_bad_options_name_their_key(options: dict[str, object], where: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        SmtpOptions(**options)
+    assert info.value.errors()[0]["loc"][0] == where
+
+
+def test_pop3_options() -> None:
+    assert Pop3Options().max_line == 255
+    with pytest.raises(ValidationError):
+        Pop3Options(max_line=10)
+
+
+async def test_starttls_needs_a_configured_certificate(tmp_path: Path) -> None:
+    config = {
+        "listeners": [
+            {"name": "smtp", "protocol": "smtp", "bind": "127.0.0.1:0",
+             "options": {"starttls": "missing"}}
+        ]
+    }  # fmt: skip
+    with pytest.raises(StartupError, match="starttls"):
+        async with serve(config, data_dir=tmp_path):
+            pass
+
+
+
+async def test_aiosmtpd_line_logging_never_carries_credentials(tmp_path: Path) -> None:
+    import asyncio
+    import io
+    import logging
+
+    from aionet.core.logging import configure_logging
+
+    from ..e2e.mail_helpers import make_users
+
+    out = io.StringIO()
+    configure_logging("json", "debug", out)
+    secret = b"AUTH PLAIN AGFsaWNlAGFsaWNlLXB3"  # \0alice\0alice-pw
+    config = {
+        "auth": {"users_file": str(make_users(tmp_path))},
+        "listeners": [{"name": "smtp", "protocol": "smtp", "bind": "127.0.0.1:0",
+                       "options": {"auth_without_tls": True}}],
+    }  # fmt: skip
+    async with serve(config, data_dir=tmp_path / "data") as server:
+        reader, writer = await asyncio.open_connection(*server.address("smtp")[:2])
+        writer.write(b"EHLO a\r\n" + secret + b"\r\nQUIT\r\n")
+        assert b"235 2.7.0" in await reader.read()
+        writer.close()
+    logging.getLogger("mail.log").warning("other aiosmtpd records: %s", "kept")
+    text = out.getvalue()
+    assert "auth_succeeded" in text and "other aiosmtpd records: kept" in text
+    assert "AGFsaWNl" not in text and ">>" not in text
