@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import signal
 import sys
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from .config.models import Config
+    from .core.privileges import Daemon
 
 __all__ = ["main"]
 
@@ -51,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         "--log-format", choices=["auto", "console", "json"], help="override logging.format"
     )
     run.add_argument(
+        "--allow-root",
+        action="store_true",
+        default=_env_flag("AIONET_ALLOW_ROOT"),
+        help="serve as root without server.user, like server.allow_root: true "
+        "(default from AIONET_ALLOW_ROOT=1)",
+    )
+    run.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error", "critical"],
         help="override logging.level",
@@ -73,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
         "localhost, 127.0.0.1, ::1)",
     )
     return parser
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,22 +152,37 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .core.logging import configure_logging
+    from .core.privileges import Daemon, PrivilegeError
 
     config = load_config(args.config)
     if config.server.workers != 1:
         print("aionet: server.workers: only 1 worker is supported by this version", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        daemon = Daemon.prepare(config, allow_root=args.allow_root)
+    except PrivilegeError as exc:
+        print(f"aionet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     configure_logging(
         args.log_format or config.logging.format, args.log_level or config.logging.level
     )
-    with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
-        return runner.run(_serve(config, args.config))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            return runner.run(_serve(config, args.config, daemon))
+    finally:
+        daemon.cleanup()
 
 
-async def _serve(config: Config, path: str | None = None) -> int:
+async def _serve(config: Config, path: str | None = None, daemon: Daemon | None = None) -> int:
     from .core.server import Server
+    from .core.systemd import Notifier
 
-    server = Server(config, path)
+    server = Server(
+        config,
+        path,
+        after_bind=daemon.after_bind if daemon is not None else None,
+        notifier=Notifier.from_env(),
+    )
     loop = asyncio.get_running_loop()
     interrupts = 0
 
