@@ -71,21 +71,19 @@ def _ask(addr: tuple[str, int], data: bytes) -> bytes:
 
 
 @ROOT_ONLY
-def test_binds_a_privileged_port_as_root_then_serves_as_nobody(
-    daemon: Any, open_dir: Path
-) -> None:
+def test_binds_a_privileged_port_as_root_then_serves_as_nobody(daemon: Any, open_dir: Path) -> None:
     nobody = _nobody()
     port = _free_privileged_port()
     data_dir = open_dir / "data"  # created by aionet, so chowned to the user
-    d = daemon(
-        f"""
+    config = open_dir / "aionet.yaml"  # readable by nobody: reloads re-read it
+    text = f"""
 server: {{data_dir: {data_dir}, user: nobody}}
 listeners:
   - {{name: scribe, protocol: "tests.e2e.ops_handlers:Scribe", bind: "127.0.0.1:{port}"}}
   - {{name: web, protocol: http, bind: "127.0.0.1:0"}}
-""",
-        env=NO_ROOT_ENV,
-    )
+"""
+    config.write_text(text)
+    d = daemon(None, "-c", str(config), env=NO_ROOT_ENV)
     dropped = d.wait_for("privileges_dropped")
     assert (dropped["uid"], dropped["gid"]) == (nobody.pw_uid, nobody.pw_gid)
     assert d.address("scribe") == ("127.0.0.1", port)
@@ -106,6 +104,22 @@ listeners:
     assert (data_dir / "lines").stat().st_uid == nobody.pw_uid
     reply = _ask(d.address("web"), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200 ")
+
+    # A reload runs as nobody too: the changed listener's new handler starts as nobody, and a
+    # listener added on a port below 1024 cannot bind any more (logged; the rest applies).
+    started.unlink()
+    other = _free_privileged_port()
+    config.write_text(
+        text.replace('Scribe",', 'Scribe", limits: {max_connections: 5},')
+        + f"  - {{name: late, protocol: echo, bind: '127.0.0.1:{other}'}}\n"
+    )
+    d.send_signal(signal.SIGHUP)
+    reloaded = d.wait_for("config_reloaded")
+    assert (reloaded["changed"], reloaded["failed"]) == (["scribe"], ["late"])
+    failed = d.wait_for("reload_listener_failed", listener="late")
+    assert "Permission denied" in failed["error"]
+    assert started.stat().st_uid == nobody.pw_uid
+    assert _ask(("127.0.0.1", port), b"three\n") == f"ok {nobody.pw_uid} {nobody.pw_gid}\n".encode()
     d.send_signal(signal.SIGTERM)
     assert d.wait() == 0
 
@@ -190,9 +204,7 @@ def test_pid_file_written_after_bind_and_removed_at_exit(daemon: Any, tmp_path: 
     assert not pid_file.exists()
 
 
-def test_pid_file_of_a_running_aionet_refuses_a_second_start(
-    daemon: Any, tmp_path: Path
-) -> None:
+def test_pid_file_of_a_running_aionet_refuses_a_second_start(daemon: Any, tmp_path: Path) -> None:
     pid_file = tmp_path / "aionet.pid"
     first = daemon(PID_CONFIG.format(pid_file=pid_file))
     first.wait_for("listener_started")
