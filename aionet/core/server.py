@@ -1,8 +1,9 @@
 """The Server (the runner): owns the loop-side lifecycle of every listener and handler.
 
-``start()`` builds one handler per listener, starts the handlers, binds every listener (all or
-nothing: a listener that cannot bind unbinds the others and raises ``StartupError`` naming it),
-starts the idle sweep and sets ``ready``. ``shutdown()`` is the one drain mechanism:
+``start()`` builds one handler per listener, binds every listener (all or nothing: a listener
+that cannot bind unbinds the others and raises ``StartupError`` naming it), calls ``after_bind``
+(the daemon drops root there), starts each handler and serves its listener, starts the idle
+sweep and sets ``ready``. ``shutdown()`` is the one drain mechanism:
 
     stop accepting → handler.drain() → wait (on an event) ≤ shutdown_timeout
     → abort what is left → handler.stop()
