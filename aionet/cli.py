@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import signal
 import sys
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from .config.models import Config
+    from .core.privileges import Daemon
 
 __all__ = ["main"]
 
@@ -55,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log-format", choices=["auto", "console", "json"], help="override logging.format"
+    )
+    run.add_argument(
+        "--allow-root",
+        action="store_true",
+        default=_env_flag("AIONET_ALLOW_ROOT"),
+        help="serve as root without server.user, like server.allow_root: true "
+        "(default from AIONET_ALLOW_ROOT=1)",
     )
     run.add_argument(
         "--log-level",
@@ -90,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--name", default="token", help="a name for the operator's benefit")
     token.add_argument("--role", choices=("viewer", "admin"), default="viewer")
     return parser
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,6 +177,7 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .core.logging import configure_logging
+    from .core.privileges import Daemon, PrivilegeError
     from .core.supervisor import Supervisor, worker_info
 
     config = load_config(args.config)
@@ -171,10 +185,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers < 1:
         print("aionet: --workers must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    info = worker_info()
+    own = config
+    if info is not None:  # the pid file is the supervisor's
+        own = config.model_copy(
+            update={"server": config.server.model_copy(update={"pid_file": None})}
+        )
+    try:
+        daemon = Daemon.prepare(own, allow_root=args.allow_root)
+    except PrivilegeError as exc:
+        print(f"aionet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     configure_logging(
         args.log_format or config.logging.format, args.log_level or config.logging.level
     )
-    info = worker_info()
     if info is None and workers > 1:
         unix = [lc.name for lc in config.listeners if lc.bind.kind == "unix"]
         if unix:
@@ -192,12 +216,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             passed += ["--log-format", args.log_format]
         if args.log_level:
             passed += ["--log-level", args.log_level]
-        return asyncio.run(Supervisor(config, args.config, passed).run())
-    with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
-        return runner.run(_serve(config, args.config))
+        if args.allow_root:
+            passed.append("--allow-root")
+        supervisor = Supervisor(config, args.config, passed, daemon)
+        try:
+            return asyncio.run(supervisor.run())
+        finally:
+            daemon.cleanup()
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            return runner.run(_serve(config, args.config, daemon))
+    finally:
+        daemon.cleanup()
 
 
-async def _serve(config: Config, path: str | None = None) -> int:
+async def _serve(config: Config, path: str | None = None, daemon: Daemon | None = None) -> int:
     from .core.server import Server
     from .core.supervisor import (
         PeerSamples,
@@ -206,10 +239,16 @@ async def _serve(config: Config, path: str | None = None) -> int:
         worker_info,
         worker_transform,
     )
+    from .core.systemd import Notifier
 
     info = worker_info()
     transform = worker_transform(info) if info is not None else None
-    server = Server(transform(config) if transform else config, path)
+    server = Server(
+        transform(config) if transform else config,
+        path,
+        after_bind=daemon.after_bind if daemon is not None else None,
+        notifier=Notifier.from_env(),  # a worker's environment has no NOTIFY_SOCKET
+    )
     server.config_transform = transform
     peers: PeerSamples | None = None
     if info is not None:

@@ -53,10 +53,36 @@ class ServerLimits(Limits):
 
 
 class ServerConfig(_Model):
+    """The ``server:`` section.
+
+    ``user``/``group`` (names or numeric ids): started as root, the daemon binds every
+    listener, then switches to them before any handler runs. ``allow_root`` permits serving
+    as root without ``user``. ``pid_file`` is written after the binds and removed at exit.
+    """
+
     data_dir: Path = Path("./var")
     workers: int = Field(default=1, ge=1)
     shutdown_timeout: Duration = 10.0
     limits: ServerLimits = ServerLimits()
+    user: str | int | None = None
+    group: str | int | None = None
+    allow_root: bool = False
+    pid_file: Path | None = None
+
+    @field_validator("user", "group")
+    @classmethod
+    def _account(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("a numeric id must not be negative")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _group_needs_user(self) -> Self:
+        if self.group is not None and self.user is None:
+            raise ValueError("server.group needs server.user (the account to switch to)")
+        return self
 
 
 class LoggingConfig(_Model):

@@ -106,7 +106,8 @@ class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three sh
         return cls.transport_kinds
 
     async def start(self) -> None:  # noqa: B027 - an optional hook
-        """Acquire resources before the listener binds (ASGI lifespan, stores). Default: none."""
+        """Acquire resources before the listener serves (ASGI lifespan, stores); its sockets are
+        bound already and, when the daemon drops root, privileges are dropped. Default: none."""
 
     async def stop(self) -> None:  # noqa: B027 - an optional hook
         """Release resources after every connection has closed. Default: none."""

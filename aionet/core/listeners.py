@@ -75,9 +75,21 @@ class Listener(abc.ABC):
         self.slot = slot
         self.security = security
 
+    #: SOCK_STREAM or SOCK_DGRAM: what ``bind()`` creates.
+    sock_type = socket.SOCK_STREAM
+
+    def bind(self) -> None:
+        """Bind the sockets without serving them yet (``start()`` serves; it binds first if
+        this was not called). The Server binds every listener before any handler starts, so
+        privileged ports are bound before root privileges are dropped."""
+        if not self.sockets:
+            self.sockets = self._bind(self.sock_type)
+            self.addresses = [sock.getsockname() for sock in self.sockets]
+
     @abc.abstractmethod
     async def start(self) -> None:
-        """Bind and start accepting; ``addresses`` holds the bound addresses after."""
+        """Bind (unless ``bind()`` did) and start accepting; ``addresses`` holds the bound
+        addresses after."""
 
     @abc.abstractmethod
     async def stop(self) -> None:
@@ -130,7 +142,7 @@ class StreamListener(Listener):
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.sockets = self._bind(socket.SOCK_STREAM)
+        self.bind()
         factory = self._factory(loop)
         try:
             for sock in self.sockets:
@@ -378,6 +390,7 @@ class DatagramListener(Listener):
     """UDP (v4/v6) or unix datagram endpoint, for DatagramHandler."""
 
     transport_name = "udp"
+    sock_type = socket.SOCK_DGRAM
 
     def __init__(
         self, config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
@@ -399,7 +412,7 @@ class DatagramListener(Listener):
         loop = asyncio.get_running_loop()
         handler = self.slot.handler
         assert isinstance(handler, DatagramHandler)
-        self.sockets = self._bind(socket.SOCK_DGRAM)
+        self.bind()
         try:
             for sock in self.sockets:
                 proto = _DatagramProtocol(self.slot, handler, self.security.access)

@@ -1,8 +1,9 @@
 """The Server (the runner): owns the loop-side lifecycle of every listener and handler.
 
-``start()`` builds one handler per listener, starts the handlers, binds every listener (all or
-nothing: a listener that cannot bind unbinds the others and raises ``StartupError`` naming it),
-starts the idle sweep and sets ``ready``. ``shutdown()`` is the one drain mechanism:
+``start()`` builds one handler per listener, binds every listener (all or nothing: a listener
+that cannot bind unbinds the others and raises ``StartupError`` naming it), calls ``after_bind``
+(the daemon drops root there), starts each handler and serves its listener, starts the idle
+sweep and sets ``ready``. ``shutdown()`` is the one drain mechanism:
 
     stop accepting → handler.drain() → wait (on an event) ≤ shutdown_timeout
     → abort what is left → handler.stop()
@@ -31,6 +32,7 @@ from .acl import AccessControl, parse_networks
 from .connections import ConnectionManager, ListenerSlot, ListenerStats
 from .handler import Handler, Services
 from .listeners import Listener, Security, build_listeners
+from .systemd import Notifier
 from .tls import TlsError, TlsStore
 
 if TYPE_CHECKING:
@@ -53,8 +55,20 @@ class Server:
         listeners: listener name → its bound ``Listener`` objects.
     """
 
-    def __init__(self, config: Config, config_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        *,
+        after_bind: Callable[[], None] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
+        #: Called by ``start()`` once every socket is bound, before any handler starts (the
+        #: daemon writes its pid file and drops root privileges there).
+        self.after_bind = after_bind
+        #: systemd notifications (READY/RELOADING/STOPPING); a no-op unless the CLI passes one.
+        self.notifier = notifier or Notifier()
         #: The file ``reload()`` re-reads (None: the embedded default).
         self.config_path = config_path
         self.manager = ConnectionManager(config.server.limits)
@@ -193,7 +207,8 @@ class Server:
         return handlers
 
     async def start(self) -> None:
-        """Start handlers, bind listeners, start the sweep, set ``ready``.
+        """Bind every listener, call ``after_bind``, start the handlers and serve each
+        listener once its handler runs, start the sweep, set ``ready``.
 
         Raises:
             ConfigError: a listener's handler or options cannot be resolved (dict configs).
@@ -213,6 +228,10 @@ class Server:
         Path(self.config.server.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
         started: list[Handler] = []
         try:
+            for lc in self.config.listeners:  # every socket first: no handler runs before
+                self._bind(lc, self.handlers[lc.name])  # ``after_bind`` (privilege drop)
+            if self.after_bind is not None:
+                self.after_bind()
             for lc in self.config.listeners:
                 handler = self.handlers[lc.name]
                 try:
@@ -223,7 +242,7 @@ class Server:
                         f"start: {exc}"
                     ) from exc
                 started.append(handler)
-                await self._bind(lc, handler)
+                await self._serve(lc.name)
         except BaseException:
             await self._unbind_all()
             for handler in reversed(started):
@@ -234,30 +253,37 @@ class Server:
         self.manager.start()
         self.state = "running"
         self.ready.set()
+        self.notifier.ready(f"serving {len(self.listeners)} listeners")
 
-    async def _bind(
+    def _bind(
         self, lc: ListenerConfig, handler: Handler, stats: ListenerStats | None = None
     ) -> None:
-        """A slot for ``handler`` and its bound listeners (all or none: StartupError)."""
+        """A slot for ``handler`` and its bound, not yet serving, listeners (all or none:
+        StartupError; the caller unbinds what was bound)."""
         slot = self.manager.add_listener(lc.name, handler, lc.limits, stats)
         bound: list[Listener] = []
         self.listeners[lc.name] = bound
         for listener in build_listeners(lc, slot, self._security(lc)):
-            await listener.start()
+            listener.bind()
             bound.append(listener)
-            for addr in listener.addresses:
-                self._log.info(
-                    "listener_started",
-                    listener=lc.name,
-                    protocol=lc.protocol,
-                    transport=listener.transport_name,
-                    address=_format_addr(addr),
-                )
         self._bound_as[lc.name] = lc
         ports = {a[1] for lst in bound for a in lst.addresses if isinstance(a, tuple)}
         if lc.bind.kind == "inet" and lc.bind.port == 0 and len(ports) == 1:
             bind = dataclasses.replace(lc.bind, port=ports.pop())
             self._bound_as[lc.name] = lc.model_copy(update={"bind": bind})
+
+    async def _serve(self, name: str) -> None:
+        """Start accepting on listener ``name``'s bound sockets."""
+        for listener in self.listeners[name]:
+            await listener.start()
+            for addr in listener.addresses:
+                self._log.info(
+                    "listener_started",
+                    listener=name,
+                    protocol=listener.config.protocol,
+                    transport=listener.transport_name,
+                    address=_format_addr(addr),
+                )
 
     async def _unbind(self, name: str) -> None:
         self._bound_as.pop(name, None)
@@ -290,18 +316,22 @@ class Server:
         async with self._reload_lock:
             if self.state != "running":
                 return False
+            self.notifier.reloading()
+            applied = False
             try:
                 new = config if config is not None else load_config(self.config_path)
                 if config is None and self.config_transform is not None:
                     new = self.config_transform(new)
+                applied = await self._apply(new)
             except ConfigError as exc:
                 self._log.error("reload_failed", errors=[str(i) for i in exc.issues])
-                ok = False
-            else:
-                ok = await self._apply(new)
-            result = "applied" if ok else "failed"
+            finally:
+                if self.state == "running":  # READY=1 after STOPPING=1 would confuse systemd
+                    status = "config reloaded" if applied else "reload failed, old config kept"
+                    self.notifier.ready(f"serving {len(self.listeners)} listeners; {status}")
+            result = "applied" if applied else "failed"
             self.reload_counts[result] = self.reload_counts.get(result, 0) + 1
-            return ok
+            return applied
 
     def ready_for_traffic(self) -> bool:
         """Every listener bound and started, and no drain asked for (``/readyz``)."""
@@ -324,7 +354,9 @@ class Server:
         old = self.config
         log = self._log
         restart = [
-            k for k in ("data_dir", "workers") if getattr(old.server, k) != getattr(new.server, k)
+            k
+            for k in ("data_dir", "workers", "user", "group", "allow_root", "pid_file")
+            if getattr(old.server, k) != getattr(new.server, k)
         ]
         if old.logging != new.logging:
             restart.append("logging")
@@ -428,7 +460,8 @@ class Server:
                         self._retire(name, previous, old_slot)
                     stats = old_slot.stats if old_slot is not None else None
                 try:
-                    await self._bind(lc, handler, stats)
+                    self._bind(lc, handler, stats)
+                    await self._serve(name)
                 except StartupError as exc:
                     log.error("reload_listener_failed", listener=name, error=str(exc))
                     await self._unbind(name)
@@ -489,6 +522,7 @@ class Server:
             return
         self.state = "stopping"
         self.drain_requested = True
+        self.notifier.stopping()
         timeout = self.config.server.shutdown_timeout if timeout is None else timeout
         self.manager.begin_drain()
         await self._unbind_all()

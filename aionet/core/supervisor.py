@@ -32,9 +32,11 @@ import structlog
 from ..config.loader import load_config
 from ..errors import ConfigError
 from .metrics import Sample, server_samples
+from .systemd import Notifier
 
 if TYPE_CHECKING:
     from ..config.models import Config
+    from .privileges import Daemon
     from .server import Server
 
 __all__ = ["PeerSamples", "Supervisor", "WorkerInfo", "worker_info", "worker_transform"]
@@ -193,8 +195,16 @@ def resolve_ports(config: Config) -> dict[str, int]:
 class Supervisor:
     """Runs and watches ``count`` workers (see the module docstring)."""
 
-    def __init__(self, config: Config, config_path: str | None, argv: list[str]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None,
+        argv: list[str],
+        daemon: Daemon | None = None,
+    ) -> None:
         self.config = config
+        self.daemon = daemon
+        self.notifier = Notifier.from_env()
         self.config_path = config_path
         self.count = config.server.workers
         self.argv = argv  # ``aionet run`` arguments to pass on (loop, logging overrides)
@@ -224,6 +234,8 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         _log.info("supervisor_started", workers=self.count, pid=os.getpid(), ports=self.ports)
+        if self.daemon is not None and self.daemon.pid_file is not None:
+            self.daemon.pid_file.write()  # the workers bind (and drop privileges) themselves
         try:
             await asyncio.gather(*(self._keep(i, write_fd) for i in range(self.count)))
         finally:
@@ -306,11 +318,13 @@ class Supervisor:
             self.on_all_ready()
 
     def on_all_ready(self) -> None:
-        """Hook: every worker has bound its listeners once (systemd readiness)."""
+        """Every worker has bound its listeners once: tell systemd."""
+        self.notifier.ready(f"serving with {self.count} workers")
 
     def _stop(self, sig: signal.Signals) -> None:
         if not self.stopping:
             _log.info("supervisor_stopping", signal=sig.name)
+            self.notifier.stopping()
         self.stopping = True
         self._stopped.set()
         for proc in self.procs.values():
@@ -324,6 +338,9 @@ class Supervisor:
             _log.error("reload_failed", errors=[str(i) for i in exc.issues])
             return
         _log.info("supervisor_reloading", workers=len(self.procs))
+        # The workers reload on their own; systemd hears RELOADING then READY from us.
+        self.notifier.reloading()
+        self.notifier.ready(f"serving with {self.count} workers; reload forwarded")
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGHUP)
