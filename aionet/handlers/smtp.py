@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import collections
 import contextlib
 import logging
 import re
@@ -53,6 +54,7 @@ from pydantic import Field, field_validator
 from ..auth.portal import Credentials
 from ..config.types import Duration, Size
 from ..core.handler import HandlerOptions, ProtocolHandler
+from ..core.metrics import Sample
 from ..core.registry import import_from_string
 from ..core.tls import start_tls_protocol
 from ..errors import RegistryError
@@ -307,12 +309,15 @@ class SmtpHooks:
     ) -> str:
         opts = self.options
         if opts.require_tls and not server.is_tls:
+            self.handler.rejected["tls_required"] += 1
             return "530 5.7.0 Must issue a STARTTLS command first"
         if opts.require_auth and not session.authenticated:
+            self.handler.rejected["auth_required"] += 1
             return "530 5.7.0 Authentication required"
         ip = server.peer_ip
         if ip is not None and not self.handler.rate.allowed(ip, time.monotonic()):
             server.log.warning("smtp_rate_limited", ip=ip)
+            self.handler.rejected["rate_limited"] += 1
             return "450 4.7.1 Too many messages from your address, try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -327,6 +332,7 @@ class SmtpHooks:
         rcpt_options: list[str],
     ) -> str:
         if len(envelope.rcpt_tos) >= self.options.max_recipients:
+            self.handler.rejected["too_many_recipients"] += 1
             return "452 4.5.3 Too many recipients"
         local, domain = _split(address)
         if not domain:
@@ -336,6 +342,7 @@ class SmtpHooks:
             name = self._local_user(local, domain)
             if name is None:
                 server.log.info("smtp_recipient_unknown", rcpt=_printable(address))
+                self.handler.rejected["user_unknown"] += 1
                 return "550 5.1.1 Recipient address rejected: user unknown"
             box = self.handler.mailbox(domain, name)
         else:
@@ -344,6 +351,7 @@ class SmtpHooks:
             )
             if user is None or not user.has_role("relay"):
                 server.log.warning("smtp_relay_denied", rcpt=_printable(address))
+                self.handler.rejected["relay_denied"] += 1
                 return "550 5.7.1 Relay access denied"
             box = store.outbound()
         envelope.rcpt_tos.append(address)
@@ -368,9 +376,12 @@ class SmtpHooks:
             names = await handler.store.deliver(list(envelope.targets.values()), data)
         except DeliveryError as exc:
             server.log.error("smtp_delivery_failed", id=msg_id, error=str(exc))
+            handler.rejected["storage_full" if exc.storage_full else "delivery_failed"] += 1
             if exc.storage_full:
                 return "452 4.3.1 Insufficient system storage"
             return "451 4.3.0 Local error in processing, try again later"
+        handler.accepted += 1
+        handler.accepted_bytes += len(data)
         if server.peer_ip is not None:
             handler.rate.record(server.peer_ip, time.monotonic())
         auth: Any = session.auth_data
@@ -626,12 +637,45 @@ class SmtpHandler(ProtocolHandler):
         self.rate = _RateWindow(opts.rate_limit)
         self.sessions: set[AionetSMTP] = set()
         self.draining = False
+        #: For /metrics: messages accepted (and their bytes), refusals by reason.
+        self.accepted = 0
+        self.accepted_bytes = 0
+        self.rejected: collections.Counter[str] = collections.Counter()
         self.on_message: Callable[[AcceptedMessage], Any] | None = None
         if opts.on_message is not None:
             self.on_message = import_from_string(opts.on_message)  # type: ignore[assignment]
         self._tasks: set[asyncio.Task[Any]] = set()
         self._boxes: dict[tuple[str, str], Maildir] = {}
         self._tls_context: ssl.SSLContext | None = None
+
+    def metrics(self) -> list[Sample]:
+        out = [
+            Sample(
+                "aionet_smtp_messages_accepted",
+                "counter",
+                "Messages acknowledged with 250 (safe on disk).",
+                (),
+                self.accepted,
+            ),
+            Sample(
+                "aionet_smtp_accepted_bytes",
+                "counter",
+                "Bytes of the messages acknowledged.",
+                (),
+                self.accepted_bytes,
+            ),
+        ]
+        out += [
+            Sample(
+                "aionet_smtp_rejected",
+                "counter",
+                "Commands refused by policy, by reason.",
+                (("reason", reason),),
+                n,
+            )
+            for reason, n in sorted(self.rejected.items())
+        ]
+        return out
 
     async def start(self) -> None:
         if self.options.starttls is not None:

@@ -77,7 +77,10 @@ async def test_plain_round_trip_is_byte_identical(tmp_path: Path) -> None:
                 return s.sendmail("bob@example.test", ["alice@localhost"], body)
 
         assert await asyncio.to_thread(send) == {}
+        samples = {(m.name, m.labels): m.value for m in server.handlers["smtp"].metrics()}
     [stored] = delivered(tmp_path / "data")
+    assert samples[("aionet_smtp_messages_accepted", ())] == 1
+    assert samples[("aionet_smtp_accepted_bytes", ())] == len(stored)
     assert without_received(stored) == body
     assert stored.startswith(b"Received: from [127.0.0.1] ([127.0.0.1])\r\n\tby mx.test (aionet)")
     assert tmp_files(tmp_path / "data") == []
@@ -168,9 +171,15 @@ async def test_relay_unknown_user_and_policy_codes(tmp_path: Path) -> None:
             b"QUIT\r\n"
         )
         out = await exchange(server.address("smtp"), script, until=b"221 ")
+        # What the admin endpoint's /metrics reports (summed into samples at scrape time).
+        samples = {(m.name, m.labels): m.value for m in server.handlers["smtp"].metrics()}
     assert codes(out) == [220, 250, 250, 550, 550, 550, 250, 250, 452, 235, 250, 250, 550, 221]
     assert out.count(b"550 5.7.1") == 3 and b"550 5.1.1" in out and b"452 4.5.3" in out
     assert not (tmp_path / "data" / "mail" / ".outbound" / "new").exists()
+    assert samples[("aionet_smtp_rejected", (("reason", "relay_denied"),))] == 3
+    assert samples[("aionet_smtp_rejected", (("reason", "user_unknown"),))] == 1
+    assert samples[("aionet_smtp_rejected", (("reason", "too_many_recipients"),))] == 1
+    assert samples[("aionet_smtp_messages_accepted", ())] == 0
 
 
 async def test_catch_all_takes_unknown_local_users(tmp_path: Path) -> None:
