@@ -125,3 +125,17 @@ class AccessControl:
                 del self.buckets[key]
             else:
                 break
+
+
+def is_loopback(peer: object) -> bool:
+    """Whether a peer address is this host: 127.0.0.0/8, ::1 (also IPv4-mapped), or a unix
+    socket (a non-tuple peer). Dovecot and Postfix treat these as secure for plaintext logins."""
+    if not isinstance(peer, tuple):
+        return True
+    try:
+        ip = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback

@@ -4,7 +4,8 @@ Options (``listener.options``)::
 
     domain: localhost          # whose mailboxes plain logins read: data_dir/mail/<domain>/<user>
     starttls: default          # offer STLS with this shared certificate
-    auth_without_tls: false    # allow USER/PASS and AUTH PLAIN on a plain connection
+    auth_without_tls: loopback # USER/PASS and AUTH PLAIN on a plain connection: true, false,
+                               # or only from loopback clients (the default, as Dovecot does)
     max_line: 255              # longest command line (RFC 2449), CRLF included
     max_bad_commands: 10       # bad commands before the session is closed
     max_auth_failures: 3       # failed logins before the session is closed
@@ -18,11 +19,12 @@ QUIT ends the TRANSACTION state. The driver does only I/O: every reply comes fro
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from ..auth.portal import Credentials
+from ..core.acl import is_loopback
 from ..core.handler import HandlerOptions, StreamHandler
 from ..proto.pop3 import (
     NEED_DATA,
@@ -55,7 +57,7 @@ class Pop3Options(HandlerOptions):
 
     domain: str = "localhost"
     starttls: str | None = None
-    auth_without_tls: bool = False
+    auth_without_tls: bool | Literal["loopback"] = "loopback"
     max_line: int = Field(default=255, ge=64, le=64 * 1024)
     max_bad_commands: int = Field(default=10, ge=1)
     max_auth_failures: int = Field(default=3, ge=1)
@@ -80,7 +82,8 @@ class _Session:
             greeting=opts.greeting,
             tls=conn.tls is not None,
             stls=handler.tls_context is not None,
-            plaintext_auth=opts.auth_without_tls,
+            plaintext_auth=opts.auth_without_tls is True
+            or (opts.auth_without_tls == "loopback" and is_loopback(conn.peer)),
             max_line=opts.max_line,
             max_bad=opts.max_bad_commands,
             max_auth_failures=opts.max_auth_failures,

@@ -5,7 +5,8 @@ Options (``listener.options``)::
     hostname: mail.example.test     # greeting and Received: name (default: the host name)
     domains: [localhost]            # mail for these domains is delivered locally
     starttls: default               # offer STARTTLS with this shared certificate
-    auth_without_tls: false         # offer AUTH on a plain connection (tests, trusted nets)
+    auth_without_tls: loopback      # offer AUTH on a plain connection: true, false, or only
+                                    # to loopback clients (the default, as Dovecot does)
     require_auth: false             # MAIL FROM only after AUTH
     require_tls: false              # MAIL FROM only over TLS (STARTTLS or implicit)
     max_message_size: 32MiB         # SIZE; larger messages get 552
@@ -46,13 +47,14 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from pydantic import Field, field_validator
 
 from ..auth.portal import Credentials
 from ..config.types import Duration, Size
+from ..core.acl import is_loopback
 from ..core.handler import HandlerOptions, ProtocolHandler
 from ..core.metrics import Sample
 from ..core.registry import import_from_string
@@ -156,7 +158,7 @@ class SmtpOptions(HandlerOptions):
     hostname: str = Field(default_factory=socket.gethostname, min_length=1)
     domains: list[str] = Field(default_factory=lambda: ["localhost"], min_length=1)
     starttls: str | None = None
-    auth_without_tls: bool = False
+    auth_without_tls: bool | Literal["loopback"] = "loopback"
     require_auth: bool = False
     require_tls: bool = False
     max_message_size: Size = Field(default=32 * 1024 * 1024, gt=0)
@@ -423,7 +425,7 @@ class AionetSMTP(SMTP):
             ident="aionet ESMTP",
             tls_context=tls_context,
             timeout=opts.timeout,
-            auth_require_tls=not opts.auth_without_tls,
+            auth_require_tls=opts.auth_without_tls is not True,
             loop=asyncio.get_running_loop(),
         )
         self._aionet = handler
@@ -448,6 +450,8 @@ class AionetSMTP(SMTP):
         if rec is not None:
             self.log = rec.bind_log()
         self._aionet.sessions.add(self)
+        if self._aionet.options.auth_without_tls == "loopback":
+            self._auth_require_tls = not is_loopback(self.peer)
         if transport.get_extra_info("ssl_object") is not None:  # implicit TLS (listener tls:)
             self._tls_protocol = transport  # type: ignore[assignment]
             assert self.session is not None

@@ -74,7 +74,7 @@ async def test_smtp_to_pop3_round_trip_is_byte_identical(tmp_path: Path) -> None
 
 
 async def test_stls_and_plaintext_login_refused_before_it(tmp_path: Path, pki: Pki) -> None:
-    config = mail_config(tmp_path, pki, pop3={"starttls": "mail"})
+    config = mail_config(tmp_path, pki, pop3={"starttls": "mail", "auth_without_tls": False})
     put(tmp_path / "data", b"Subject: a\r\n\r\nx\r\n")
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("pop3")

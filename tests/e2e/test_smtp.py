@@ -73,7 +73,9 @@ async def test_plain_round_trip_is_byte_identical(tmp_path: Path) -> None:
                 for ext in (b"SIZE", b"PIPELINING", b"8BITMIME", b"SMTPUTF8",
                             b"ENHANCEDSTATUSCODES"):  # fmt: skip
                     assert ext in caps
-                assert b"AUTH" not in caps and b"STARTTLS" not in caps  # no TLS, none offered
+                # no certificate: no STARTTLS; a loopback client may AUTH in the clear (the
+                # default auth_without_tls: loopback, as Dovecot treats 127.0.0.1)
+                assert b"AUTH" in caps and b"STARTTLS" not in caps
                 return s.sendmail("bob@example.test", ["alice@localhost"], body)
 
         assert await asyncio.to_thread(send) == {}
@@ -87,7 +89,7 @@ async def test_plain_round_trip_is_byte_identical(tmp_path: Path) -> None:
 
 
 async def test_starttls_then_auth_and_relay_into_outbound(tmp_path: Path, pki: Pki) -> None:
-    config = mail_config(tmp_path, pki, {"starttls": "mail"})
+    config = mail_config(tmp_path, pki, {"starttls": "mail", "auth_without_tls": False})
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("smtp")
 
@@ -381,3 +383,20 @@ async def test_enhanced_codes_on_every_reply_but_greeting_helo_and_ehlo(tmp_path
     assert lines[3] == b"250 HELP"  # EHLO's last line (RFC 2034 4: no code there)
     assert lines[4] == b"250 2.0.0 OK"
     assert lines[5] == b"221 2.0.0 Bye"
+
+
+@pytest.mark.parametrize(("client", "offered"), [("127.0.0.5", True), ("203.0.113.9", False)])
+async def test_plaintext_auth_only_for_loopback_clients_by_default(
+    tmp_path: Path, client: str, offered: bool
+) -> None:
+    # The client address comes from a PROXY header (from a trusted 127.0.0.1), so a remote
+    # client can be played on this machine. Dovecot's rule: loopback counts as secure.
+    config = mail_config(tmp_path)
+    for listener in config["listeners"]:
+        listener |= {"proxy_protocol": True, "trusted_proxies": ["127.0.0.1"]}
+    proxy = f"PROXY TCP4 {client} 127.0.0.1 40000 25\r\n".encode()
+    async with serve(config, data_dir=tmp_path / "data") as server:
+        smtp = await exchange(server.address("smtp"), proxy + b"EHLO c\r\nQUIT\r\n", until=b"221")
+        pop3 = await exchange(server.address("pop3"), proxy + b"CAPA\r\nQUIT\r\n", until=b"+OK bye")
+    assert (b"250-AUTH" in smtp) is offered
+    assert (b"\r\nUSER\r\n" in pop3) is offered

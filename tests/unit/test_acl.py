@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from aionet.core.acl import MAX_BUCKETS, AccessConfig, AccessControl, parse_networks, trusted
+from aionet.core.acl import (
+    MAX_BUCKETS,
+    AccessConfig,
+    AccessControl,
+    is_loopback,
+    parse_networks,
+    trusted,
+)
 
 
 def test_deny_wins_over_allow() -> None:
@@ -62,3 +69,21 @@ def test_trusted() -> None:
     assert trusted("fd12::1", nets)
     assert not trusted("8.8.8.8", nets)
     assert not trusted("garbage", nets)
+
+
+@pytest.mark.parametrize(
+    ("peer", "local"),
+    [
+        (("127.0.0.1", 1), True),
+        (("127.8.9.10", 1), True),
+        (("::1", 1, 0, 0), True),
+        (("::ffff:127.0.0.2", 1, 0, 0), True),
+        (("10.0.0.1", 1), False),
+        (("::ffff:10.0.0.1", 1, 0, 0), False),
+        (("fe80::1%eth0", 1, 0, 2), False),
+        (("not-an-ip", 1), False),
+        ("/run/aionet.sock", True),  # a unix socket peer is this host
+    ],
+)
+def test_is_loopback(peer: object, local: bool) -> None:
+    assert is_loopback(peer) is local
