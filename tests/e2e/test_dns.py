@@ -240,8 +240,8 @@ async def test_garbage_datagrams_never_kill_the_listener(server: Server) -> None
                 for _ in range(rng.randrange(1, 5)):
                     wire[rng.randrange(len(wire))] = rng.randrange(256)
                 transport.sendto(bytes(wire[: rng.randrange(1, len(wire) + 1)]))
-            if i % 200 == 0:
-                await asyncio.sleep(0.01)
+            if i % 50 == 0:  # the server shares this loop: let it read before the
+                await asyncio.sleep(0.005)  # socket buffer overflows (kernel drops)
     finally:
         transport.close()
     stats = server.manager.slots["dns"].stats
