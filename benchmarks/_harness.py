@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+# The servers a benchmark starts are loopback-only and short-lived; as root (CI, containers)
+# aionet refuses to serve unless told root is intended.
+os.environ.setdefault("AIONET_ALLOW_ROOT", "1")
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
