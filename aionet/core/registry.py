@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "udp-echo": "aionet.handlers.udp_echo:UdpEchoHandler",
     "http": "aionet.handlers.http:HttpHandler",
     "dns": "aionet.handlers.dns:DnsHandler",
+    "ftp": "aionet.handlers.ftp:FtpHandler",
 }
 
 _registered: dict[str, type[Handler]] = {}
