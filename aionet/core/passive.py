@@ -173,23 +173,44 @@ class PassiveSocket:
             ConnectionError: the socket was closed (the session ended, or ABOR).
         """
         loop = asyncio.get_running_loop()
+        sock = self._sock
+        if sock is None:
+            raise ConnectionError("passive socket closed")
+        accepted: asyncio.Future[socket.socket] = loop.create_future()
+        stats = self._pool._stats
+
+        def readable() -> None:  # accepts synchronously, so no accepted socket is ever lost
+            while True:
+                try:
+                    conn, addr = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    if not accepted.done():
+                        accepted.set_exception(exc)
+                    return
+                if accepted.done() or not _same_ip(addr[0], self.peer_ip):
+                    stats.rejected_peers += not accepted.done()
+                    conn.close()
+                    continue
+                stats.accepted += 1
+                conn.setblocking(False)
+                accepted.set_result(conn)
+
         self._task = asyncio.current_task()
+        loop.add_reader(sock.fileno(), readable)
         try:
             async with asyncio.timeout(self.timeout):
-                while True:
-                    if self._sock is None:
-                        raise ConnectionError("passive socket closed")
-                    conn, addr = await loop.sock_accept(self._sock)
-                    if _same_ip(addr[0], self.peer_ip):
-                        self._pool._stats.accepted += 1
-                        conn.setblocking(False)
-                        return conn
-                    self._pool._stats.rejected_peers += 1
-                    conn.close()
+                return await accepted
         except TimeoutError:
-            self._pool._stats.timeouts += 1
+            stats.timeouts += 1
+            raise
+        except BaseException:
+            if accepted.done() and not accepted.cancelled() and accepted.exception() is None:
+                accepted.result().close()  # accepted, but our caller is gone
             raise
         finally:
+            loop.remove_reader(sock.fileno())
             self._task = None
             self._close()
 

@@ -243,7 +243,11 @@ class FtpSession:
     ) -> None:
         try:
             try:
-                sock = await data
+                sock = await asyncio.shield(data)
+            except asyncio.CancelledError:
+                data.cancel()
+                data.add_done_callback(_close_result)
+                raise
             except (TimeoutError, OSError):
                 self.reply("425", "Failed to establish connection.")
                 return
@@ -1027,4 +1031,3 @@ COMMANDS: dict[str, Callable[[FtpSession, str], Awaitable[bool | None]]] = {
     "STOR": cmd_stor,
     "APPE": cmd_appe,
 }
-
