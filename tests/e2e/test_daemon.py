@@ -223,7 +223,7 @@ def test_connection_events_are_json_lines_with_context(daemon: Any) -> None:
 
 def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Path) -> None:
     for port, kind in ((7007, socket.SOCK_STREAM), (7007, socket.SOCK_DGRAM),
-                       (8080, socket.SOCK_STREAM)):
+                       (8080, socket.SOCK_STREAM), (8021, socket.SOCK_STREAM)):
         with socket.socket(socket.AF_INET, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon does
             try:
@@ -234,6 +234,9 @@ def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Pat
     assert d.address("echo") == ("127.0.0.1", 7007)
     assert d.address("udp-echo", "udp") == ("127.0.0.1", 7007)
     assert d.address("http") == ("127.0.0.1", 8080)
+    assert d.address("ftp") == ("127.0.0.1", 8021)
+    with socket.create_connection(("127.0.0.1", 8021), timeout=5) as s:
+        assert s.recv(100).startswith(b"220 ")
     with socket.create_connection(("127.0.0.1", 7007), timeout=5) as s:
         assert talk(s, b"default\n") == b"default\n"
     assert (tmp_path / "var").is_dir()  # data_dir created relative to the working directory
