@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import socket
-    import ssl
     from collections.abc import Callable
 
 __all__ = ["DataChannel", "DataProtocol", "open_channel", "send_file"]
@@ -30,6 +31,49 @@ __all__ = ["DataChannel", "DataProtocol", "open_channel", "send_file"]
 RECV_BUFFER = 1024 * 1024
 SEND_CHUNK = 256 * 1024
 CLOSE_TIMEOUT = 10.0
+
+
+class _NoTickets(ssl.SSLContext):
+    """Hands the loop the control connection's context, minus TLS 1.3 session tickets.
+
+    A data connection must use the control's ``SSLContext`` (the client resumes the control's
+    session, and tickets only decrypt under the context that issued them), but it must not send
+    NewSessionTicket messages: a client that only writes (an upload) never reads them, and
+    closing a socket with unread data makes the kernel send RST and drop what the client had
+    not sent yet — a truncated upload (seen with lftp). OpenSSL copies ``num_tickets`` into each
+    connection when it is created (``wrap_bio``), so this wrapper sets it to 0 for exactly that
+    call; nothing can run in between (no await).
+    """
+
+    _real: ssl.SSLContext
+
+    def __new__(cls, real: ssl.SSLContext) -> _NoTickets:
+        self = super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
+        self._real = real
+        return self
+
+    def __init__(self, real: ssl.SSLContext) -> None:
+        pass
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        real = self._real
+        tickets = real.num_tickets
+        real.num_tickets = 0
+        try:
+            return real.wrap_bio(*args, **kwargs)
+        finally:
+            real.num_tickets = tickets
+
+
+_no_tickets: weakref.WeakKeyDictionary[ssl.SSLContext, _NoTickets] = weakref.WeakKeyDictionary()
+
+
+def data_context(control: ssl.SSLContext) -> ssl.SSLContext:
+    """The context to hand the loop for a data connection under ``control``'s TLS session."""
+    wrapper = _no_tickets.get(control)
+    if wrapper is None:
+        wrapper = _no_tickets[control] = _NoTickets(control)
+    return wrapper
 
 
 class DataProtocol(asyncio.BufferedProtocol):
@@ -158,7 +202,7 @@ async def open_channel(
 
     kwargs: dict[str, Any] = {}
     if context is not None:
-        kwargs = {"ssl": context, "ssl_handshake_timeout": handshake_timeout}
+        kwargs = {"ssl": data_context(context), "ssl_handshake_timeout": handshake_timeout}
     try:
         transport, _ = await loop.connect_accepted_socket(factory, sock, **kwargs)
     except BaseException:

@@ -30,7 +30,7 @@ import aioftp
 from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket
 from .accounts import FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
-from .jail import Refused
+from .jail import Jail, Refused
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -58,7 +58,7 @@ class SessionConfig:
     data_timeout: float = 30.0
     tls_handshake_timeout: float = 10.0
     active: bool = False
-    fsync: bool = True
+    fsync: bool = False
     draining: bool = False
     sessions: set[FtpSession] = field(default_factory=set)
 
@@ -206,10 +206,13 @@ class FtpSession:
             raise Refused("530", "Please login with USER and PASS.")
         return self.user
 
+    def jail(self) -> Jail:
+        jail = self.logged_in().jail
+        assert jail is not None
+        return jail
+
     def resolve(self, arg: str, *, default: str = ".") -> tuple[Path, PurePosixPath]:
-        user = self.logged_in()
-        assert user.jail is not None
-        return user.jail.resolve(self.cwd, arg.strip() or default)
+        return self.jail().resolve(self.cwd, arg.strip() or default)
 
     def check(self, virtual: PurePosixPath, *, read: bool = False, write: bool = False) -> None:
         perm = permission_of(self.logged_in(), virtual)
@@ -283,6 +286,22 @@ class FtpSession:
             chan.abort()
             raise Refused("522", "TLS session of the data connection must resume the control's.")
         return chan
+
+    def control_gone(self) -> bool:
+        """Whether the client has closed the control connection, even if the loop has not
+        read that yet (a peek at the kernel's queue: the FIN may sit behind the data's)."""
+        if self.conn.reader.at_eof() or self.writer.is_closing():
+            return True
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            with socket.socket(fileno=os.dup(sock.fileno())) as peek:
+                return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
 
     def touch(self, n_in: int = 0, n_out: int = 0) -> None:
         self.conn.touch(n_in, n_out)
@@ -483,7 +502,7 @@ async def cmd_stat(s: FtpSession, arg: str) -> None:
     if arg.strip():
         real, virtual = s.resolve(arg)
         s.check(virtual, read=True)
-        lines = _listing(real, long=True)
+        lines = _listing(real, s.jail(), long=True)
         s.reply("213", "Status follows:", *lines, "End of status")
         return
     busy = s.transfer is not None and not s.transfer.done()
@@ -604,7 +623,13 @@ def _facts(s: FtpSession, real: Path, virtual: PurePosixPath, st: os.stat_result
         perms = ("el" if perm.readable else "") + ("cmpfd" if perm.writable else "")
         size = ""
     else:
-        kind = "file" if stat_mod.S_ISREG(st.st_mode) else "OS.unix=special"
+        kind = (
+            "file"
+            if stat_mod.S_ISREG(st.st_mode)
+            else "OS.unix=slink"
+            if stat_mod.S_ISLNK(st.st_mode)
+            else "OS.unix=special"
+        )
         perms = ("r" if perm.readable else "") + ("adfw" if perm.writable else "")
         size = f"size={st.st_size};"
     return (
@@ -622,14 +647,22 @@ async def cmd_mlst(s: FtpSession, arg: str) -> None:
     s.reply("250", f"Listing {virtual}", f"{facts} {virtual}", "End")
 
 
-def _listing(real: Path, *, long: bool) -> list[str]:
+def _stat(path: Path, jail: Jail) -> os.stat_result:
+    """``stat`` following a symlink only when it stays inside the jail (else ``lstat``: the
+    size and times of what lies outside are none of the client's business)."""
+    if path.is_symlink() and not jail.contains(Path(os.path.realpath(path))):
+        return path.lstat()
+    return path.stat()
+
+
+def _listing(real: Path, jail: Jail, *, long: bool) -> list[str]:
     """``ls -l``-style lines (or bare names) for a directory, or for one file."""
     entries = sorted(real.iterdir(), key=lambda p: p.name) if real.is_dir() else [real]
     now = time.time()
     lines = []
     for path in entries:
         try:
-            st = path.lstat() if path.is_symlink() and not path.exists() else path.stat()
+            st = _stat(path, jail)
         except OSError:
             continue
         if not long:
@@ -679,11 +712,11 @@ async def _listing_command(s: FtpSession, arg: str, make: Callable[[Path], list[
 
 
 async def cmd_list(s: FtpSession, arg: str) -> None:
-    await _listing_command(s, arg, lambda real: _listing(real, long=True))
+    await _listing_command(s, arg, lambda real: _listing(real, s.jail(), long=True))
 
 
 async def cmd_nlst(s: FtpSession, arg: str) -> None:
-    await _listing_command(s, arg, lambda real: _listing(real, long=False))
+    await _listing_command(s, arg, lambda real: _listing(real, s.jail(), long=False))
 
 
 async def cmd_mlsd(s: FtpSession, arg: str) -> None:
@@ -696,7 +729,7 @@ async def cmd_mlsd(s: FtpSession, arg: str) -> None:
         lines = []
         for path in sorted(real.iterdir(), key=lambda p: p.name):
             try:
-                st = path.stat()
+                st = _stat(path, s.jail())
             except OSError:
                 continue
             lines.append(f"{_facts(s, path, virtual / path.name, st)} {path.name}")
@@ -897,22 +930,36 @@ async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
     upload = _Upload(real, keep, left, s.config.fsync)
     upload.open()
 
+    def sink(chunk: memoryview) -> None:
+        upload.write(chunk)
+        s.touch(n_in=len(chunk))  # a long upload is not an idle control connection
+
     async def work(sock: socket.socket) -> None:
-        chan = await s.channel(sock, "Ok to send data.", upload.write)
+        chan = await s.channel(sock, "Ok to send data.", sink)
         try:
             await chan.protocol.eof
         except BaseException:
             chan.abort()
             raise
         await chan.close()
-        s.touch(n_in=upload.received)
-        await asyncio.sleep(0)
-        if s.conn.reader.at_eof():  # the client vanished before our 226: a dropped upload
+        if upload.fsync:
+            await asyncio.to_thread(os.fsync, upload.fd)
+        if s.control_gone():  # the client vanished before our 226: a dropped upload
             raise ConnectionResetError("control connection closed during the upload")
-        await asyncio.to_thread(upload.commit)
+        upload.commit()  # in the loop: no cancellation between the rename and the 226
+        if upload.fsync:
+            await asyncio.shield(asyncio.to_thread(_fsync_dir, real.parent))
         s.reply("226", "Transfer complete.")
 
     s._start(work, upload.discard)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _QuotaExceeded(Refused):
@@ -961,19 +1008,12 @@ class _Upload:
             chunk = chunk[written:]
 
     def commit(self) -> None:
+        """Rename the complete temporary file over the target."""
         assert self.temp is not None
-        if self.fsync:
-            os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
         os.replace(self.temp, self.target)
         self.temp = None
-        if self.fsync:
-            dir_fd = os.open(self.target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
     def discard(self) -> None:
         if self.fd >= 0:

@@ -17,7 +17,7 @@ Options (``listener.options``)::
     roles: {staff: [{path: /pub, write: true}]}   # per-role rules, before the global ones
     quota: 1GiB                      # default per-user quota (users' settings.ftp_quota wins)
     homes_outside_data_dir: false    # allow settings.home outside data_dir
-    fsync: true                      # fsync an upload before renaming it into place
+    fsync: false                     # true: fsync an upload (and its directory) around the rename
     banner: aionet FTP server ready.
 
 Users come from ``auth.users_file`` through the shared portal; each user's root is
@@ -71,7 +71,7 @@ class FtpOptions(HandlerOptions):
     roles: dict[str, list[PathRuleSpec]] = Field(default_factory=dict)
     quota: Size | None = None
     homes_outside_data_dir: bool = False
-    fsync: bool = True
+    fsync: bool = False
     banner: str = "aionet FTP server ready."
     max_passive: int = Field(default=1024, ge=1)
 

@@ -293,6 +293,13 @@ async def test_every_escape_is_refused(site: Site) -> None:
                         "NLST ../", "MLSD link-dir", "STOR link-dir/x", "STOR ../x",
                         "APPE link-file"):  # fmt: skip
                 assert transfer_code(lambda c=cmd: f.transfercmd(c)) == "550", cmd
+            facts = dict(f.mlsd())  # listed, but nothing about what lies outside
+            assert facts["link-file"]["type"] == "OS.unix=slink"
+            assert facts["link-dir"]["type"] == "OS.unix=slink"
+            assert facts["mine"]["type"] == "file"
+            lines: list[str] = []
+            f.retrlines("LIST", lines.append)
+            assert [line[0] for line in lines] == ["l", "l", "-"]
             assert code(f, "NOOP") == "200"
             f.quit()
 
@@ -317,7 +324,7 @@ async def test_per_path_and_per_role_permissions(site: Site) -> None:
         (site.root(user) / "pub").mkdir(parents=True)
         (site.root(user) / "incoming").mkdir()
         (site.root(user) / "pub" / "readme").write_text("read me")
-    async with ftp(site, **options) as addr:
+    async with ftp(site, fsync=True, **options) as addr:
 
         def run() -> None:
             f = login(addr, "alice")
@@ -421,14 +428,16 @@ async def test_dropped_and_aborted_uploads_leave_nothing(site: Site) -> None:
             data.close()  # RST: the upload was cut
             assert rf.readline().startswith(b"426")
             assert cmd("NOOP").startswith("200")
+            rf.close()
             ctrl.close()
 
         def client_vanishes() -> None:
-            ctrl, (cmd, _rf) = _raw_login(addr)
+            ctrl, (cmd, rf) = _raw_login(addr)
             port = _epsv_port(cmd("EPSV"))
             data = socket.create_connection((addr[0], port))
             assert cmd("STOR new-file").startswith("150")
             data.sendall(os.urandom(500_000))
+            rf.close()
             ctrl.close()  # the client dies: control first, then the data connection
             data.close()
 
@@ -578,7 +587,8 @@ async def test_lftp(site: Site) -> None:
     src.write_bytes(os.urandom(1_000_000))
     async with ftp(site, starttls="main") as addr:
         script = (
-            f"set ftp:ssl-force true; set ssl:ca-file {site.ca}; set net:max-retries 1; "
+            f"debug -o {site.dir / 'lftp.log'} 9; set ftp:ssl-force true; "
+            f"set ssl:ca-file {site.ca}; set net:max-retries 1; "
             f"open -u alice,{PW} -p {addr[1]} {addr[0]}; mkdir sub; cd sub; "
             f"put {src} -o l.bin; get l.bin -o {site.dir / 'back.bin'}; cls -1; "
             "mv l.bin m.bin; cls -1; bye"
@@ -586,6 +596,9 @@ async def test_lftp(site: Site) -> None:
         r = await asyncio.to_thread(sh, "lftp", "-c", script)
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == ["l.bin", "m.bin"]
+    log = (site.dir / "lftp.log").read_text()
+    assert "<--- 226 Transfer complete." in log
+    assert "<--- 426" not in log  # no retried transfer (a TLS upload once got cut: see data.py)
     assert (site.dir / "back.bin").read_bytes() == src.read_bytes()
     assert (site.root("alice") / "sub" / "m.bin").read_bytes() == src.read_bytes()
 
