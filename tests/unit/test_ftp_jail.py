@@ -8,10 +8,15 @@ import socket
 from pathlib import Path, PurePosixPath
 
 import pytest
+import structlog
 
+from aionet.config.loader import load_config_text
+from aionet.core.handler import Services
 from aionet.core.passive import PassiveExhausted, PassivePorts, parse_port_range
+from aionet.errors import ConfigError
 from aionet.ftp.accounts import FtpUser, PathRule, PortalUserManager, permission_of
 from aionet.ftp.jail import Jail, Refused
+from aionet.handlers.ftp import FtpHandler, FtpOptions
 
 ROOT = PurePosixPath("/")
 
@@ -196,3 +201,30 @@ async def test_accept_takes_the_peer_and_closing_cancels_a_wait() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert waiting.closed and len(pool) == 0
+
+
+def test_ftp_option_errors_are_positioned_in_the_file() -> None:
+    text = (
+        "listeners:\n"
+        "  - name: ftp\n"
+        "    protocol: ftp\n"
+        "    bind: 127.0.0.1:0\n"
+        "    options:\n"
+        "      passive_ports: 9000-8000\n"
+        "      permissions: [{path: pub, read: true}]\n"
+        "      quota: lots\n"
+        "      anonymus: true\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "f.yaml")
+    issues = [str(i) for i in info.value.issues]
+    assert issues[0].startswith("f.yaml:6:22: listeners[0].options.passive_ports:")
+    assert issues[1].startswith("f.yaml:7:28: listeners[0].options.permissions[0].path:")
+    assert issues[2].startswith("f.yaml:8:14: listeners[0].options.quota: expected a size")
+    assert issues[3].startswith("f.yaml:9:7: listeners[0].options.anonymus:")
+    assert len(issues) == 4
+
+
+def test_ftp_refusal_is_421() -> None:
+    handler = FtpHandler(FtpOptions(), Services("ftp", Path("."), structlog.get_logger()))
+    assert handler.refusal() == b"421 Too many connections, try again later.\r\n"
