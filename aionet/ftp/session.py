@@ -661,6 +661,8 @@ def _listing(real: Path, jail: Jail, *, long: bool) -> list[str]:
     now = time.time()
     lines = []
     for path in entries:
+        if path.name.startswith(_TEMP_PREFIX):
+            continue  # an upload in progress is not there yet
         try:
             st = _stat(path, jail)
         except OSError:
@@ -728,6 +730,8 @@ async def cmd_mlsd(s: FtpSession, arg: str) -> None:
     def make(real: Path) -> list[str]:
         lines = []
         for path in sorted(real.iterdir(), key=lambda p: p.name):
+            if path.name.startswith(_TEMP_PREFIX):
+                continue
             try:
                 st = _stat(path, s.jail())
             except OSError:
@@ -924,7 +928,7 @@ async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
     keep = existing if append else offset
     if keep > existing:
         raise Refused("554", "Restart offset beyond the end of the file.")
-    left = s.quota_left(existing)
+    left = await asyncio.to_thread(s.quota_left, existing)  # walks the user's tree
     if left is not None and keep > left:
         raise _QuotaExceeded()
     upload = _Upload(real, keep, left, s.config.fsync)

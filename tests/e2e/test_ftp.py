@@ -445,6 +445,9 @@ async def test_dropped_and_aborted_uploads_leave_nothing(site: Site) -> None:
             f = login(addr)
             conn = f.transfercmd("STOR aborted")
             conn.sendall(os.urandom(300_000))
+            g = login(addr)  # meanwhile, the upload in progress is invisible
+            assert g.nlst() == ["keep"] and list(dict(g.mlsd())) == ["keep"]
+            g.quit()
             f.abort()  # ABOR as urgent data; 426 for the transfer, then 226 for ABOR
             conn.close()
             assert f.voidresp().startswith("226")
