@@ -228,3 +228,19 @@ def test_ftp_option_errors_are_positioned_in_the_file() -> None:
 def test_ftp_refusal_is_421() -> None:
     handler = FtpHandler(FtpOptions(), Services("ftp", Path("."), structlog.get_logger()))
     assert handler.refusal() == b"421 Too many connections, try again later.\r\n"
+
+
+def test_starttls_must_name_a_certificate() -> None:
+    text = (
+        "listeners:\n"
+        "  - name: ftp\n"
+        "    protocol: ftp\n"
+        "    bind: 127.0.0.1:0\n"
+        "    options: {starttls: nope}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "s.yaml")
+    assert [str(i) for i in info.value.issues] == [
+        "s.yaml:5:25: listeners[0].options.starttls: unknown certificate 'nope' "
+        "(tls.certificates: none are defined)"
+    ]
