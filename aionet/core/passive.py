@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["PassiveExhausted", "PassivePorts", "PassiveSocket", "parse_port_range"]
+__all__ = ["PassiveExhausted", "PassivePorts", "PassiveSocket", "parse_port_range", "same_ip"]
 
 
 class PassiveExhausted(Exception):
@@ -133,7 +133,8 @@ def _listen(family: int, host: str, port: int) -> socket.socket:
     return sock
 
 
-def _same_ip(a: str, b: str) -> bool:
+def same_ip(a: str, b: str) -> bool:
+    """Whether two addresses are the same host (an IPv4-mapped IPv6 address equals its IPv4)."""
     try:
         ia, ib = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
     except ValueError:
@@ -189,7 +190,7 @@ class PassiveSocket:
                     if not accepted.done():
                         accepted.set_exception(exc)
                     return
-                if accepted.done() or not _same_ip(addr[0], self.peer_ip):
+                if accepted.done() or not same_ip(addr[0], self.peer_ip):
                     stats.rejected_peers += not accepted.done()
                     conn.close()
                     continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import aioftp
 
-from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket
+from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket, same_ip
 from .accounts import FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
@@ -331,8 +332,6 @@ def _os_message(exc: OSError) -> str:
 
 
 def _errname(exc: OSError) -> str:
-    import errno
-
     return errno.errorcode.get(exc.errno or 0, "")
 
 
@@ -789,9 +788,7 @@ async def cmd_epsv(s: FtpSession, arg: str) -> None:
 def _active_target(s: FtpSession, host: str, port: int) -> None:
     if not s.config.active:
         raise Refused("502", "Active mode is disabled: use PASV or EPSV.")
-    from ..core.passive import _same_ip
-
-    if not _same_ip(host, s.peer_ip) or not 1024 <= port <= 65535:
+    if not same_ip(host, s.peer_ip) or not 1024 <= port <= 65535:
         raise Refused("500", "Illegal PORT command (only to your own address).")
     s._drop_data()
     s.data = asyncio.create_task(_connect(s, host, port))
