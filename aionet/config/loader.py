@@ -224,13 +224,20 @@ def _check_listeners(source: Source) -> None:
                         f"unknown certificate {name!r} (tls.certificates: {known})",
                     )
         try:
-            cls, _ = resolve_listener(listener)
+            cls, options = resolve_listener(listener)
         except RegistryError as exc:
             source.issue(("listeners", i, "protocol"), str(exc))
             continue
         except ValidationError as exc:
             add_validation_issues(source, exc, ("listeners", i, "options"))
             continue
+        starttls = getattr(options, "starttls", None)  # the in-band upgrade's certificate
+        if isinstance(starttls, str) and starttls not in certificates:
+            known = ", ".join(certificates) or "none are defined"
+            source.issue(
+                ("listeners", i, "options", "starttls"),
+                f"unknown certificate {starttls!r} (tls.certificates: {known})",
+            )
         for transport in sorted(cls.transports()):
             key = _address_key(listener, transport)
             if key is None:

@@ -213,6 +213,13 @@ class Connection:
             self._log = self._record.bind_log()
         return self._log
 
+    def touch(self, nbytes_in: int = 0, nbytes_out: int = 0) -> None:
+        """Count activity the core cannot see (an FTP data channel) against the idle timeout."""
+        rec = self._record
+        rec.last_active = rec.clock.now
+        rec.bytes_in += nbytes_in
+        rec.bytes_out += nbytes_out
+
     @property
     def tls(self) -> dict[str, Any] | None:
         """Cipher, version and peer certificate when the stream is TLS, else None."""

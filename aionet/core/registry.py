@@ -34,6 +34,7 @@ BUILTIN: dict[str, str] = {
     "admin": "aionet.handlers.admin:AdminHandler",
     "smtp": "aionet.handlers.smtp:SmtpHandler",
     "pop3": "aionet.handlers.pop3:Pop3Handler",
+    "ftp": "aionet.handlers.ftp:FtpHandler",
 }
 
 _registered: dict[str, type[Handler]] = {}

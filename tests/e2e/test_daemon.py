@@ -229,7 +229,8 @@ def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Pat
     for port, kind in ((7007, socket.SOCK_STREAM), (7007, socket.SOCK_DGRAM),
                        (8080, socket.SOCK_STREAM), (8053, socket.SOCK_DGRAM),
                        (8053, socket.SOCK_STREAM), (9090, socket.SOCK_STREAM),
-                       (8025, socket.SOCK_STREAM), (8110, socket.SOCK_STREAM)):
+                       (8025, socket.SOCK_STREAM), (8110, socket.SOCK_STREAM),
+                       (8021, socket.SOCK_STREAM)):
         with socket.socket(socket.AF_INET, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon does
             try:
@@ -242,6 +243,9 @@ def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Pat
     assert d.address("http") == ("127.0.0.1", 8080)
     assert d.address("smtp") == ("127.0.0.1", 8025)
     assert d.address("pop3") == ("127.0.0.1", 8110)
+    assert d.address("ftp") == ("127.0.0.1", 8021)
+    with socket.create_connection(("127.0.0.1", 8021), timeout=5) as s:
+        assert s.recv(100).startswith(b"220 ")
     with socket.create_connection(("127.0.0.1", 7007), timeout=5) as s:
         assert talk(s, b"default\n") == b"default\n"
     # The sample zone, as README's dig example asks it, over UDP and TCP.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from aionet.errors import StartupError
+from aionet.errors import ConfigError
 from aionet.handlers.pop3 import Pop3Options
 from aionet.handlers.smtp import SmtpOptions
 from aionet.testing import serve
@@ -51,7 +51,8 @@ async def test_starttls_needs_a_configured_certificate(tmp_path: Path) -> None:
              "options": {"starttls": "missing"}}
         ]
     }  # fmt: skip
-    with pytest.raises(StartupError, match="starttls"):
+    # Caught when the config is read (aionet check reports it at the option), not at start.
+    with pytest.raises(ConfigError, match=r"options\.starttls: unknown certificate 'missing'"):
         async with serve(config, data_dir=tmp_path):
             pass
 

@@ -35,6 +35,8 @@ def _close_result(task: asyncio.Future[Any]) -> None:
         return
     result = task.result()
     first = result[0] if isinstance(result, tuple) else result
-    # (transport, protocol) from create_connection; (reader, writer) from open_connection
-    closer = result[1] if isinstance(first, asyncio.StreamReader) else first
-    closer.close()
+    # (transport, protocol) from create_connection; (reader, writer) from open_connection.
+    # abort(), not close(): a TLS close needs the loop to run its shutdown, and the loop may
+    # be about to stop; abort releases the socket at once.
+    transport = result[1].transport if isinstance(first, asyncio.StreamReader) else first
+    transport.abort()

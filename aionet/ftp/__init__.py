@@ -1,0 +1,1 @@
+"""FTP behind ``protocol: ftp``: the jail, accounts over the portal, sessions, data path."""

@@ -1,0 +1,139 @@
+"""``protocol: ftp`` — FTP and FTPS for the shared users, each jailed in a home under data_dir.
+
+Options (``listener.options``)::
+
+    passive_ports: "30000-30100"     # the PASV/EPSV range ("0": ephemeral ports, the default)
+    passive_address: 203.0.113.7     # the IPv4 address announced by PASV (NAT, containers)
+    data_timeout: 30s                # a data connection must arrive within this time
+    starttls: default                # offer AUTH TLS with this certificate (tls.certificates)
+    require_tls: false               # refuse USER/PASS (534/530) before AUTH TLS, PROT C (534)
+    require_session_reuse: false     # refuse TLS data connections not resuming the control's
+    active: false                    # allow PORT/EPRT (only ever to the client's own address)
+    anonymous: false                 # "anonymous"/"ftp" log in with any password, read-only
+    anonymous_permissions: []        # grant writes to anonymous: [{path: /incoming, write: true}]
+    permissions:                     # per-path rules for everyone, nearest path wins
+      - {path: /pub, read: true, write: false}
+      - {path: /incoming, read: false, write: true}
+    roles: {staff: [{path: /pub, write: true}]}   # per-role rules, before the global ones
+    quota: 1GiB                      # default per-user quota (users' settings.ftp_quota wins)
+    homes_outside_data_dir: false    # allow settings.home outside data_dir
+    fsync: false                     # true: fsync an upload (and its directory) around the rename
+    banner: aionet FTP server ready.
+
+Users come from ``auth.users_file`` through the shared portal; each user's root is
+``data_dir/ftp/<name>`` unless ``settings.home`` names another directory. A listener ``tls:``
+makes it implicit FTPS. See README "FTP" for REST/APPE semantics and the session-reuse default.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from ..config.types import Duration, Size
+from ..core.handler import Connection, HandlerOptions, StreamHandler
+from ..core.passive import PassivePorts, parse_port_range, worker_share
+from ..errors import StartupError
+from ..ftp.accounts import PathRule, PortalUserManager
+from ..ftp.session import FtpSession, SessionConfig
+
+__all__ = ["FtpHandler", "FtpOptions"]
+
+
+class PathRuleSpec(HandlerOptions):
+    path: str
+    read: bool = True
+    write: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a permission path is absolute (starts with /)")
+        return value
+
+    def rule(self) -> PathRule:
+        return PathRule(self.path, self.read, self.write)
+
+
+class FtpOptions(HandlerOptions):
+    passive_ports: str = "0"
+    passive_address: str | None = None
+    data_timeout: Duration = Field(default=30.0, gt=0)
+    starttls: str | None = None
+    require_tls: bool = False
+    require_session_reuse: bool = False
+    active: bool = False
+    anonymous: bool = False
+    anonymous_permissions: list[PathRuleSpec] = Field(default_factory=list)
+    permissions: list[PathRuleSpec] = Field(default_factory=list)
+    roles: dict[str, list[PathRuleSpec]] = Field(default_factory=dict)
+    quota: Size | None = None
+    homes_outside_data_dir: bool = False
+    fsync: bool = False
+    banner: str = "aionet FTP server ready."
+    max_passive: int = Field(default=1024, ge=1)
+
+    @field_validator("passive_ports")
+    @classmethod
+    def _ports(cls, value: str) -> str:
+        parse_port_range(str(value))
+        return str(value)
+
+
+class FtpHandler(StreamHandler):
+    """FTP control connections; data connections through the core's passive-port pool."""
+
+    Options: ClassVar[type[HandlerOptions]] = FtpOptions
+    config: SessionConfig
+
+    async def start(self) -> None:
+        options = self.options
+        assert isinstance(options, FtpOptions)
+        services = self.services
+        starttls = None
+        if options.starttls is not None:
+            if services.tls is None:
+                raise StartupError("ftp: options.starttls needs tls.certificates")
+            starttls = services.tls.context(options.starttls)
+        if services.portal is None and not options.anonymous:
+            self.log.warning("ftp_no_users", reason="no auth.users_file: every login fails")
+        users = PortalUserManager(
+            services.portal,
+            services.data_dir,
+            permissions=[r.rule() for r in options.permissions],
+            roles={role: [r.rule() for r in rules] for role, rules in options.roles.items()},
+            anonymous=options.anonymous,
+            anonymous_permissions=[r.rule() for r in options.anonymous_permissions],
+            quota=options.quota,
+            homes_outside_data_dir=options.homes_outside_data_dir,
+        )
+        self.config = SessionConfig(
+            users=users,
+            passive=PassivePorts(
+                worker_share(parse_port_range(options.passive_ports), *services.worker),
+                limit=options.max_passive,
+            ),
+            banner=options.banner,
+            starttls=starttls,
+            require_tls=options.require_tls,
+            require_session_reuse=options.require_session_reuse,
+            passive_address=options.passive_address,
+            data_timeout=options.data_timeout,
+            active=options.active,
+            fsync=options.fsync,
+        )
+
+    async def handle(self, conn: Connection) -> None:
+        await FtpSession(self.config, conn).serve()
+
+    async def drain(self) -> None:
+        """Sessions answer 421 at their next command; running transfers finish first."""
+        self.config.draining = True
+
+    async def stop(self) -> None:
+        self.config.passive.close_all()
+
+    def refusal(self) -> bytes | None:
+        return b"421 Too many connections, try again later.\r\n"
