@@ -4,8 +4,8 @@ Options (``listener.options``)::
 
     domain: localhost          # whose mailboxes plain logins read: data_dir/mail/<domain>/<user>
     starttls: default          # offer STLS with this shared certificate
-    auth_without_tls: loopback # USER/PASS and AUTH PLAIN on a plain connection: true, false,
-                               # or only from loopback clients (the default, as Dovecot does)
+    auth_without_tls: false    # USER/PASS and AUTH PLAIN on a plain connection: true, or
+                               # "loopback" (only from 127.0.0.0/8 and ::1, as Dovecot does)
     max_line: 255              # longest command line (RFC 2449), CRLF included
     max_bad_commands: 10       # bad commands before the session is closed
     max_auth_failures: 3       # failed logins before the session is closed
@@ -57,7 +57,7 @@ class Pop3Options(HandlerOptions):
 
     domain: str = "localhost"
     starttls: str | None = None
-    auth_without_tls: bool | Literal["loopback"] = "loopback"
+    auth_without_tls: bool | Literal["loopback"] = False
     max_line: int = Field(default=255, ge=64, le=64 * 1024)
     max_bad_commands: int = Field(default=10, ge=1)
     max_auth_failures: int = Field(default=3, ge=1)

@@ -5,8 +5,8 @@ Options (``listener.options``)::
     hostname: mail.example.test     # greeting and Received: name (default: the host name)
     domains: [localhost]            # mail for these domains is delivered locally
     starttls: default               # offer STARTTLS with this shared certificate
-    auth_without_tls: loopback      # offer AUTH on a plain connection: true, false, or only
-                                    # to loopback clients (the default, as Dovecot does)
+    auth_without_tls: false         # offer AUTH on a plain connection: true, or "loopback"
+                                    # (only to 127.0.0.0/8 and ::1 clients, as Dovecot does)
     require_auth: false             # MAIL FROM only after AUTH
     require_tls: false              # MAIL FROM only over TLS (STARTTLS or implicit)
     max_message_size: 32MiB         # SIZE; larger messages get 552
@@ -158,7 +158,7 @@ class SmtpOptions(HandlerOptions):
     hostname: str = Field(default_factory=socket.gethostname, min_length=1)
     domains: list[str] = Field(default_factory=lambda: ["localhost"], min_length=1)
     starttls: str | None = None
-    auth_without_tls: bool | Literal["loopback"] = "loopback"
+    auth_without_tls: bool | Literal["loopback"] = False
     require_auth: bool = False
     require_tls: bool = False
     max_message_size: Size = Field(default=32 * 1024 * 1024, gt=0)

@@ -73,9 +73,9 @@ async def test_plain_round_trip_is_byte_identical(tmp_path: Path) -> None:
                 for ext in (b"SIZE", b"PIPELINING", b"8BITMIME", b"SMTPUTF8",
                             b"ENHANCEDSTATUSCODES"):  # fmt: skip
                     assert ext in caps
-                # no certificate: no STARTTLS; a loopback client may AUTH in the clear (the
-                # default auth_without_tls: loopback, as Dovecot treats 127.0.0.1)
-                assert b"AUTH" in caps and b"STARTTLS" not in caps
+                # no certificate, no STARTTLS; and AUTH is never offered in the clear unless the
+                # listener allows it (auth_without_tls), not even to a loopback client
+                assert b"AUTH" not in caps and b"STARTTLS" not in caps
                 return s.sendmail("bob@example.test", ["alice@localhost"], body)
 
         assert await asyncio.to_thread(send) == {}
@@ -386,12 +386,14 @@ async def test_enhanced_codes_on_every_reply_but_greeting_helo_and_ehlo(tmp_path
 
 
 @pytest.mark.parametrize(("client", "offered"), [("127.0.0.5", True), ("203.0.113.9", False)])
-async def test_plaintext_auth_only_for_loopback_clients_by_default(
+async def test_auth_without_tls_loopback_allows_only_loopback_clients(
     tmp_path: Path, client: str, offered: bool
 ) -> None:
     # The client address comes from a PROXY header (from a trusted 127.0.0.1), so a remote
     # client can be played on this machine. Dovecot's rule: loopback counts as secure.
-    config = mail_config(tmp_path)
+    config = mail_config(
+        tmp_path, smtp={"auth_without_tls": "loopback"}, pop3={"auth_without_tls": "loopback"}
+    )
     for listener in config["listeners"]:
         listener |= {"proxy_protocol": True, "trusted_proxies": ["127.0.0.1"]}
     proxy = f"PROXY TCP4 {client} 127.0.0.1 40000 25\r\n".encode()

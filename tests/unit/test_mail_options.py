@@ -18,7 +18,7 @@ def test_smtp_defaults_and_units() -> None:
     assert opts.max_message_size == 1024 and opts.timeout == 30.0
     assert opts.domains == ["example.test"]
     assert SmtpOptions().domains == ["localhost"]
-    assert SmtpOptions().auth_without_tls == "loopback"  # AUTH in the clear: loopback only
+    assert SmtpOptions().auth_without_tls is False  # AUTH only under TLS unless allowed
 
 
 @pytest.mark.parametrize(
