@@ -37,6 +37,7 @@ import asyncio
 import binascii
 import collections
 import contextlib
+import itertools
 import logging
 import re
 import secrets
@@ -150,6 +151,11 @@ class RateLimit(HandlerOptions):
 
     messages: int = Field(default=0, ge=0)
     per: Duration = Field(default=60.0, gt=0)
+
+
+#: Queue ids in Received: and the log: a random prefix per process, then a counter.
+_ID_PREFIX = secrets.token_hex(4)
+_ids = itertools.count(1)
 
 
 class SmtpOptions(HandlerOptions):
@@ -371,7 +377,7 @@ class SmtpHooks:
 
     async def handle_DATA(self, server: AionetSMTP, session: Session, envelope: _Envelope) -> str:
         assert envelope.original_content is not None
-        msg_id = secrets.token_hex(8)
+        msg_id = f"{_ID_PREFIX}{next(_ids):x}"  # unique per process; nothing secret about it
         data = server.received_header(envelope, msg_id) + envelope.original_content
         handler = self.handler
         try:

@@ -1,4 +1,4 @@
-"""The minimal raw ASGI app every HTTP server in ``benchmarks/http.py`` serves.
+"""The minimal raw ASGI app every HTTP server in ``benchmarks/http_bench.py`` serves.
 
 No framework: the numbers measure the server, not a router. Lifespan is acknowledged so every
 server starts it the same way.

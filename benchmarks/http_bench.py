@@ -1,7 +1,7 @@
 """HTTP throughput: the same raw ASGI hello app on uvicorn, granian and aionet; static files
 against nginx. One run, wrk as the load generator.
 
-    python benchmarks/http.py [--duration 10] [--rounds 3] [--conns 64 256] [--access-log]
+    python benchmarks/http_bench.py [--duration 10] [--rounds 3] [--conns 64 256] [--access-log]
                               [--skip-static] [--json out.json]
 
 Servers are pinned to core 0, wrk (``-t1``, keep-alive) to core 1. All servers of a table run

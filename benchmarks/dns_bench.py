@@ -1,7 +1,7 @@
 """DNS queries/s over UDP for one A record: aionet's ``dns`` handler, a minimal dnspython
 server on uvloop and NSD, in one run, with dnsperf as the load generator.
 
-    python benchmarks/dns.py [--duration 10] [--rounds 5] [--clients 4] [--outstanding 200]
+    python benchmarks/dns_bench.py [--duration 10] [--rounds 5] [--clients 4] [--outstanding 200]
                              [--json out.json]
 
 * aionet: ``python -m aionet run -c tmp.yaml --log-level warning`` with a ``dns`` listener
