@@ -62,6 +62,11 @@ class SessionConfig:
     fsync: bool = False
     draining: bool = False
     sessions: set[FtpSession] = field(default_factory=set)
+    #: For /metrics: data bytes each way and transfers completed (226).
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    downloads: int = 0
+    uploads: int = 0
 
 
 class FtpSession:
@@ -881,6 +886,7 @@ async def cmd_retr(s: FtpSession, arg: str) -> None:
 
     def touch(n: int) -> None:
         s.touch(n_out=n)
+        s.config.bytes_sent += n
 
     async def work(sock: socket.socket) -> None:
         if s.prot_private:
@@ -897,6 +903,7 @@ async def cmd_retr(s: FtpSession, arg: str) -> None:
                 await send_file(sock, fd, offset, size - offset, touch)
             finally:
                 sock.close()
+        s.config.downloads += 1
         s.reply("226", "Transfer complete.")
 
     s._start(work, lambda: os.close(fd))
@@ -934,6 +941,7 @@ async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
     def sink(chunk: memoryview) -> None:
         upload.write(chunk)
         s.touch(n_in=len(chunk))  # a long upload is not an idle control connection
+        s.config.bytes_received += len(chunk)
 
     async def work(sock: socket.socket) -> None:
         chan = await s.channel(sock, "Ok to send data.", sink)
@@ -950,6 +958,7 @@ async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
         upload.commit()  # in the loop: no cancellation between the rename and the 226
         if upload.fsync:
             await asyncio.shield(asyncio.to_thread(_fsync_dir, real.parent))
+        s.config.uploads += 1
         s.reply("226", "Transfer complete.")
 
     s._start(work, upload.discard)

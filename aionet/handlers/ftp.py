@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 
 from ..config.types import Duration, Size
 from ..core.handler import Connection, HandlerOptions, StreamHandler
+from ..core.metrics import Sample
 from ..core.passive import PassivePorts, parse_port_range, worker_share
 from ..errors import StartupError
 from ..ftp.accounts import PathRule, PortalUserManager
@@ -87,6 +88,52 @@ class FtpHandler(StreamHandler):
 
     Options: ClassVar[type[HandlerOptions]] = FtpOptions
     config: SessionConfig
+
+    def metrics(self) -> list[Sample]:
+        config = getattr(self, "config", None)
+        if config is None:
+            return []
+        pool = config.passive.stats()
+        return [
+            Sample(
+                "aionet_ftp_sent_bytes",
+                "counter",
+                "Data bytes sent (RETR, listings).",
+                (),
+                config.bytes_sent,
+            ),
+            Sample(
+                "aionet_ftp_received_bytes",
+                "counter",
+                "Data bytes received (STOR, APPE).",
+                (),
+                config.bytes_received,
+            ),
+            Sample(
+                "aionet_ftp_downloads",
+                "counter",
+                "Downloads completed (226).",
+                (),
+                config.downloads,
+            ),
+            Sample(
+                "aionet_ftp_uploads",
+                "counter",
+                "Uploads completed and renamed (226).",
+                (),
+                config.uploads,
+            ),
+            Sample(
+                "aionet_ftp_passive_open", "gauge", "Passive data sockets open.", (), pool["open"]
+            ),
+            Sample(
+                "aionet_ftp_passive_exhausted",
+                "counter",
+                "PASV/EPSV refused with 425: no free passive port.",
+                (),
+                pool["exhausted"],
+            ),
+        ]
 
     async def start(self) -> None:
         options = self.options

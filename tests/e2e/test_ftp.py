@@ -734,3 +734,22 @@ async def test_drain_answers_421_after_the_transfer_and_refusal_is_421(site: Sit
         await shutdown
         f.close()
     assert (site.root("alice") / "drained.bin").read_bytes() == big
+
+
+async def test_transfers_are_counted_for_metrics(site: Site) -> None:
+    async with serve(config(site), data_dir=site.data) as server:
+        addr = server.address("ftp")[:2]
+        data = os.urandom(300_000)
+
+        def session() -> None:
+            f = login(addr)
+            put(f, "m.bin", data)
+            assert get(f, "m.bin") == data
+            f.quit()
+
+        await asyncio.to_thread(session)
+        samples = {m.name: m.value for m in server.handlers["ftp"].metrics()}
+    assert samples["aionet_ftp_uploads"] == 1 and samples["aionet_ftp_downloads"] == 1
+    assert samples["aionet_ftp_received_bytes"] == len(data)
+    assert samples["aionet_ftp_sent_bytes"] == len(data)
+    assert samples["aionet_ftp_passive_open"] == 0
