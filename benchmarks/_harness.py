@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 # The servers a benchmark starts are loopback-only and short-lived; as root (CI, containers)
 # aionet refuses to serve unless told root is intended.
@@ -64,26 +65,33 @@ def _aionet(port: int, tmp: Path, protocol: str) -> list[str]:
 
 
 @contextlib.contextmanager
+def spawned(
+    argv: list[str], *, core: int | None = None, **popen: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (pinned to ``core``, output discarded) that is stopped afterwards:
+    SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    proc = subprocess.Popen(
+        pinned(core, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
 def running(kind: str, port: int, core: int | None = 0) -> Iterator[subprocess.Popen[bytes]]:
     """Start server ``kind`` on ``port`` pinned to ``core``; wait until it accepts; stop after."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(HERE)}
-        proc = subprocess.Popen(
-            pinned(core, SERVERS[kind](port, Path(tmp))),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with spawned(SERVERS[kind](port, Path(tmp)), core=core, env=env) as proc:
             wait_listening(port, proc)
             yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned
+from _harness import HERE, PY, free_port, machine_facts, median, pinned, spawned
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 QNAME = "www.aionet.test"
@@ -138,22 +138,9 @@ def serving(argv_for: Argv) -> Iterator[int]:
     port = free_port()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        proc = subprocess.Popen(
-            pinned(SERVER_CORE, argv_for(port, tmp)),
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with spawned(argv_for(port, tmp), core=SERVER_CORE, cwd=tmp) as proc:
             wait_answering(port, proc)
             yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def dnsperf(

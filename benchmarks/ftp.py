@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned, wait_listening
+from _harness import HERE, PY, free_port, machine_facts, median, pinned, spawned, wait_listening
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 
@@ -138,23 +138,14 @@ def serving(factory: Factory, source: Path) -> Iterator[Setup]:
     port = free_port()
     with tempfile.TemporaryDirectory(dir=source.parent) as name:
         setup = factory(port, Path(name), source)
-        proc = subprocess.Popen(
-            pinned(SERVER_CORE, setup.argv),
+        with spawned(
+            setup.argv,
+            core=SERVER_CORE,
             env={**os.environ, "PYTHONPATH": str(HERE)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        ) as proc:
             wait_listening(port, proc)
             time.sleep(0.3)
             yield setup
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def curl(*args: str) -> float:

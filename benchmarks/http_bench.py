@@ -26,14 +26,22 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned, run_wrk, wait_listening
+from _harness import (
+    HERE,
+    PY,
+    free_port,
+    machine_facts,
+    median,
+    run_wrk,
+    spawned,
+    wait_listening,
+)
 
 APPS = HERE / "apps"
 BIN = Path(sys.executable).parent
@@ -120,23 +128,9 @@ def serving(argv_for: Argv, access_log: bool) -> Iterator[int]:
         (tmp / "www").mkdir()
         (tmp / "www" / "1k.txt").write_bytes(b"x" * 1023 + b"\n")
         env = {**os.environ, "PYTHONPATH": str(APPS)}
-        proc = subprocess.Popen(
-            pinned(SERVER_CORE, argv_for(port, tmp, access_log)),
-            cwd=APPS,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with spawned(argv_for(port, tmp, access_log), core=SERVER_CORE, cwd=APPS, env=env) as proc:
             wait_listening(port, proc)
             yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def wrk(port: int, path: str, conns: int, duration: float) -> dict[str, float]:

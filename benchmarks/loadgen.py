@@ -150,10 +150,13 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/hello"
         wrk(url, 64, 1.0)  # warm-up
         print("1. max req/s at -c 64, one core each", flush=True)
-        top = rounds(args.rounds, {
-            "wrk": lambda: wrk(url, 64, d),
-            "aionet bench": lambda: aionet_bench(url, 64, d),
-        })
+        top = rounds(
+            args.rounds,
+            {
+                "wrk": lambda: wrk(url, 64, d),
+                "aionet bench": lambda: aionet_bench(url, 64, d),
+            },
+        )
         report["max"] = top
         print("2. p50 below saturation", flush=True)
         fixed = wrk_has_rate()
@@ -179,14 +182,14 @@ def main() -> None:
     print("| run | req/s (median) | p50 µs (median) | p50 uncorrected µs |")
     print("|---|---:|---:|---:|")
     for name, rows in lat.items():
-        unc = (
-            f"{med(rows, 'p50_uncorrected_us'):.1f}" if "p50_uncorrected_us" in rows[0] else "-"
-        )
+        unc = f"{med(rows, 'p50_uncorrected_us'):.1f}" if "p50_uncorrected_us" in rows[0] else "-"
         print(f"| {name} | {med(rows, 'rps'):,.0f} | {med(rows, 'p50_us'):.1f} | {unc} |")
     wp, ap = med(lat["wrk -c4"], "p50_us"), med(lat["aionet bench -c4"], "p50_us")
     print(f"\np50 closed -c4: aionet bench {ap:.1f} µs vs wrk {wp:.1f} µs ({ap / wp - 1:+.0%})")
-    print(f"wrk2 / fixed-rate wrk: {'yes' if fixed else 'not installed'}; "
-          f"tcpkali: {'yes' if tcpkali else 'not installed (echo comparison skipped)'}")
+    print(
+        f"wrk2 / fixed-rate wrk: {'yes' if fixed else 'not installed'}; "
+        f"tcpkali: {'yes' if tcpkali else 'not installed (echo comparison skipped)'}"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 

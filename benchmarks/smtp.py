@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned, wait_listening
+from _harness import HERE, PY, free_port, machine_facts, median, spawned, wait_listening
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 MESSAGE = (
@@ -106,21 +105,9 @@ def serving(name: str) -> Iterator[tuple[int, Path, int]]:
     port = free_port()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmpname:
         tmp = Path(tmpname)
-        proc = subprocess.Popen(
-            pinned(SERVER_CORE, SERVERS[name](port, tmp)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with spawned(SERVERS[name](port, tmp), core=SERVER_CORE) as proc:
             wait_listening(port, proc)
             yield port, tmp, proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 async def reply(reader: asyncio.StreamReader) -> bytes:
