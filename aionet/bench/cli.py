@@ -231,7 +231,15 @@ def _finish(result: Result, args: argparse.Namespace, out: Console) -> int:
     if args.json is not None:
         result.save(args.json)
     if args.html is not None:
-        args.html.write_text(render_html(result))
+        try:
+            page = render_html(result)
+        except ImportError:
+            print(
+                "aionet bench: --html needs matplotlib: pip install 'aionet[report]'",
+                file=sys.stderr,
+            )
+            return 2
+        args.html.write_text(page)
     if args.fail_on_error and result.error_count:
         return EXIT_FAILURE
     return EXIT_OK

@@ -8,6 +8,7 @@ errors) per second.
 from __future__ import annotations
 
 import html
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -225,20 +226,32 @@ def render_compare(rows: list[Row], console: Console, threshold: float) -> None:
 
 # -- HTML ----------------------------------------------------------------------------------------
 
-_W, _H, _PAD_L, _PAD_B, _PAD_T, _PAD_R = 720, 320, 70, 40, 20, 20
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display), imported only for ``--html``.
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install 'aionet[report]'``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
 
 
-def _svg_frame(inner: list[str], x_label: str, y_label: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" '
-        f'height="{_H}" font-family="sans-serif" font-size="11">'
-        f'<rect x="{_PAD_L}" y="{_PAD_T}" width="{_W - _PAD_L - _PAD_R}" '
-        f'height="{_H - _PAD_T - _PAD_B}" fill="none" stroke="#999"/>'
-        + "".join(inner)
-        + f'<text x="{(_W + _PAD_L) / 2}" y="{_H - 5}" text-anchor="middle">{x_label}</text>'
-        f'<text x="14" y="{_H / 2}" transform="rotate(-90 14 {_H / 2})" text-anchor="middle">'
-        f"{y_label}</text></svg>"
+def _svg(figure: Any) -> str:
+    """The figure as an inline ``<svg>`` element (no XML prologue, no metadata block)."""
+    out = io.StringIO()
+    figure.savefig(
+        out,
+        format="svg",
+        bbox_inches="tight",
+        metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
     )
+    text = out.getvalue()
+    return text[text.index("<svg") :]
 
 
 def _nines(fraction: float) -> float:
@@ -247,77 +260,54 @@ def _nines(fraction: float) -> float:
 
 
 def percentile_svg(series: list[tuple[str, str, Histogram]]) -> str:
-    """Latency by percentile (x: 0, 90, 99, 99.9 … equally spaced), one line per histogram."""
-    pts_all = [(label, color, h.distribution()) for label, color, h in series if h.total]
-    y_max = max((v for _, _, d in pts_all for _, v in d), default=1) * 1.05 or 1
-    x_max = max((_nines(f) for _, _, d in pts_all for f, _ in d), default=1.0)
-    x_max = max(2.0, math.ceil(x_max))
-    plot_w, plot_h = _W - _PAD_L - _PAD_R, _H - _PAD_T - _PAD_B
-
-    def xy(frac: float, v: float) -> tuple[float, float]:
-        return _PAD_L + _nines(frac) / x_max * plot_w, _PAD_T + plot_h * (1 - v / y_max)
-
-    inner: list[str] = []
-    for k in range(int(x_max) + 1):
-        x = _PAD_L + k / x_max * plot_w
-        label = "0%" if k == 0 else f"{100 - 10 ** (2 - k):.{max(0, k - 2)}f}%"
-        inner.append(
-            f'<line x1="{x:.1f}" y1="{_PAD_T}" x2="{x:.1f}" y2="{_H - _PAD_B}" stroke="#eee"/>'
-        )
-        inner.append(
-            f'<text x="{x:.1f}" y="{_H - _PAD_B + 14}" text-anchor="middle">{label}</text>'
-        )
-    for k in range(5):
-        v = y_max * k / 4
-        y = _PAD_T + plot_h * (1 - k / 4)
-        inner.append(
-            f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{format_ns(v)}</text>'
-        )
-    for i, (label, color, dist) in enumerate(pts_all):
-        points: list[str] = []
-        prev = 0.0
+    """Latency by percentile (x: 0, 90, 99, 99.9 … equally spaced), one step line each."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 3.2))
+    x_max = 2.0
+    for label, color, h in series:
+        if not h.total:
+            continue
+        dist = h.distribution()
+        xs, ys, prev = [], [], 0.0
         for frac, v in dist:  # a step: the value holds from the previous fraction to this one
-            x0, y = xy(prev, v)
-            x1, _ = xy(frac, v)
-            points.append(f"{x0:.1f},{y:.1f} {x1:.1f},{y:.1f}")
+            xs += [_nines(prev), _nines(frac)]
+            ys += [v / 1e6, v / 1e6]
             prev = frac
-        inner.append(
-            f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
-            f'points="{" ".join(points)}"/>'
-        )
-        inner.append(
-            f'<text x="{_PAD_L + 10}" y="{_PAD_T + 15 + 14 * i}" fill="{color}">'
-            f"{html.escape(label)}</text>"
-        )
-    return _svg_frame(inner, "percentile", "latency")
+        x_max = max(x_max, math.ceil(max(xs)))
+        ax.plot(xs, ys, color=color, linewidth=1.5, label=label)
+    ticks = list(range(int(x_max) + 1))
+    ax.set_xticks(
+        ticks, ["0%" if k == 0 else f"{100 - 10 ** (2 - k):.{max(0, k - 2)}f}%" for k in ticks]
+    )
+    ax.set_xlim(0, x_max)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency (ms)")
+    ax.grid(color="#eee")
+    ax.legend(loc="upper left")
+    try:
+        return _svg(fig)
+    finally:
+        plt.close(fig)
 
 
 def timeline_svg(r: Result) -> str:
     """Requests and errors per second of the measurement."""
+    plt = _pyplot()
     rows = r.timeline or [[0, 0]]
-    n = len(rows)
-    y_max = max(max(a, b) for a, b in rows) * 1.1 or 1
-    plot_w, plot_h = _W - _PAD_L - _PAD_R, _H - _PAD_T - _PAD_B
-    inner: list[str] = []
-    for k in range(5):
-        y = _PAD_T + plot_h * (1 - k / 4)
-        inner.append(
-            f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{y_max * k / 4:,.0f}</text>'
-        )
-    step = max(1, n // 10)
-    for s in range(0, n, step):
-        x = _PAD_L + (s + 0.5) / n * plot_w
-        inner.append(f'<text x="{x:.1f}" y="{_H - _PAD_B + 14}" text-anchor="middle">{s}</text>')
-    for col, color, label in ((0, "#1f77b4", "requests/s"), (1, "#d62728", "errors/s")):
-        pts = " ".join(
-            f"{_PAD_L + (s + 0.5) / n * plot_w:.1f},{_PAD_T + plot_h * (1 - row[col] / y_max):.1f}"
-            for s, row in enumerate(rows)
-        )
-        inner.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')
-        inner.append(
-            f'<text x="{_PAD_L + 10}" y="{_PAD_T + 15 + 14 * col}" fill="{color}">{label}</text>'
-        )
-    return _svg_frame(inner, "second of the measurement", "per second")
+    fig, ax = plt.subplots(figsize=(7.2, 3.2))
+    seconds = list(range(len(rows)))
+    ax.plot(seconds, [row[0] for row in rows], color="#1f77b4", linewidth=1.5, label="requests/s")
+    ax.plot(seconds, [row[1] for row in rows], color="#d62728", linewidth=1.5, label="errors/s")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("second of the measurement")
+    ax.set_ylabel("per second")
+    ax.grid(color="#eee")
+    ax.legend(loc="upper left")
+    try:
+        return _svg(fig)
+    finally:
+        plt.close(fig)
 
 
 def render_html(r: Result) -> str:
