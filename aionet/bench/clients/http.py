@@ -28,10 +28,16 @@ __all__ = ["HttpTarget", "parse_expect"]
 
 
 class _HttpSession(FutureProtocol):
-    def __init__(self, requests: Iterator[tuple[bytes, bool]], accepted: frozenset[int]) -> None:
+    def __init__(
+        self,
+        requests: Iterator[tuple[bytes, bool]],
+        accepted: frozenset[int],
+        keepalive: bool = True,
+    ) -> None:
         super().__init__()
         self.requests = requests
         self.accepted = accepted
+        self.keepalive = keepalive  # False: we sent "Connection: close"
         self.parser = httptools.HttpResponseParser(self)
         self.head_only = False
         self.status = 0
@@ -49,7 +55,7 @@ class _HttpSession(FutureProtocol):
             self._complete()
 
     def _complete(self) -> None:
-        if not self.keep_alive:
+        if not (self.keep_alive and self.keepalive):  # never reuse what we asked to close
             self.open = False
         if self.status in self.accepted:
             self.done()
@@ -201,10 +207,14 @@ class HttpTarget(Target):
 
     async def connect(self) -> _HttpSession:
         requests = itertools.cycle(self.encoded)
-        accepted = self.accepted
+        accepted, keepalive = self.accepted, self.keepalive
         sni = getattr(self._args, "sni", None)
         return await open_protocol(
-            lambda: _HttpSession(requests, accepted), self.host, self.port, self.tls, sni
+            lambda: _HttpSession(requests, accepted, keepalive),
+            self.host,
+            self.port,
+            self.tls,
+            sni,
         )
 
     def describe(self) -> dict[str, Any]:
