@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -42,6 +43,7 @@ class _HttpSession(FutureProtocol):
         self.head_only = False
         self.status = 0
         self.keep_alive = True
+        self.received_ns = 0  # when the bytes being parsed arrived
 
     # httptools callbacks
     def on_headers_complete(self) -> None:
@@ -58,11 +60,13 @@ class _HttpSession(FutureProtocol):
         if not (self.keep_alive and self.keepalive):  # never reuse what we asked to close
             self.open = False
         if self.status in self.accepted:
-            self.done()
+            # the response was complete when its last bytes arrived; parsing them is ours
+            self.done(self.received_ns)
         else:
             self.fail(BenchError(f"status {self.status}"))
 
     def data_received(self, data: bytes) -> None:
+        self.received_ns = time.perf_counter_ns()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -71,6 +75,7 @@ class _HttpSession(FutureProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.waiter is not None:  # a body delimited by the close completes here
+            self.received_ns = time.perf_counter_ns()
             with contextlib.suppress(httptools.HttpParserError):
                 self.parser.feed_data(b"")
         super().connection_lost(exc)
@@ -82,7 +87,7 @@ class _HttpSession(FutureProtocol):
         if head:  # the parser cannot know a HEAD response has no body: one parser per response
             self.parser = httptools.HttpResponseParser(self)
         waiter = self.new_waiter()
-        self.transport.write(data)
+        self.send(data)
         await waiter
         return 1
 
