@@ -14,6 +14,14 @@ Load models:
   (``Result.uncorrected``).
 
 A watchdog aborts requests that outlive ``timeout``; the next request opens a new session.
+
+Where the clock runs: sessions stamp a request's send time just before the write
+(``Session.sent_ns``) and its end when the bytes that complete the reply are received
+(``Session.done_ns``), so building the request and parsing the reply (client work, slower in
+Python than in C) are not counted as latency. wrk starts its clock just before the write too
+(and stops it when its parser has the whole response); h2load starts it when the request is
+queued for the write.
+
 Warm-up requests are performed but not recorded. ``-n`` counts recorded requests (successes
 and errors); ``-d`` is the measured time after the warm-up.
 """
@@ -196,7 +204,7 @@ class WorkerRun:
                         sent = clock()
                 self._timed_out[slot] = False
                 self._inflight[slot] = sent
-                session.done_ns = None
+                session.sent_ns = session.done_ns = None
                 try:
                     n = await session.request()
                 except asyncio.CancelledError:
@@ -216,7 +224,10 @@ class WorkerRun:
                     continue
                 now = clock()
                 self._inflight[slot] = 0
-                actual = session.sent_ns or sent
+                # From the write to the arrival of the reply's last bytes, as stamped by the
+                # session; without a connection per request (whose connect counts, as with
+                # ab), the stamps taken here around request() are only the fallback.
+                actual = sent if target.connect_per_request else session.sent_ns or sent
                 end = session.done_ns or now
                 # Open model: if this connection was still busy with an earlier request when
                 # this one was due, the wait is the server's doing and counts (coordinated

@@ -49,11 +49,14 @@ class Session(ABC):
     #: False once the peer closed or the protocol says the session cannot carry more requests;
     #: the runner then opens a new session for the next request.
     open: bool = True
-    #: Set by sessions whose requests were sent before ``request()`` was called (streaming):
-    #: the send time (``perf_counter_ns``) of the request that just completed.
+    #: The send time (``perf_counter_ns``) of the request that just completed, stamped just
+    #: before its write (or earlier, when streaming sent it before ``request()`` was called).
+    #: Reset by the runner before each ``request()``; unset, the runner's stamp before
+    #: ``request()`` is used.
     sent_ns: int | None = None
     #: Set by sessions that see the reply in a protocol callback: when it completed
-    #: (``perf_counter_ns``), so the task wake-up after it is not counted as latency.
+    #: (``perf_counter_ns``; when its last bytes arrived), so the task wake-up after it and
+    #: the parsing are not counted as latency.
     done_ns: int | None = None
 
     @abstractmethod

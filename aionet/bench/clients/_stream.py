@@ -40,8 +40,15 @@ class FutureProtocol(asyncio.Protocol, Session):
         waiter = self.waiter = asyncio.get_running_loop().create_future()
         return waiter
 
-    def done(self) -> None:
-        self.done_ns = time.perf_counter_ns()
+    def send(self, data: bytes) -> None:
+        """Write a request, its send time (``sent_ns``) stamped just before the write, so the
+        client's own work before it (building the request, a future) is not latency."""
+        self.sent_ns = time.perf_counter_ns()
+        self.transport.write(data)
+
+    def done(self, at: int | None = None) -> None:
+        """The pending request completed, ``at`` (``perf_counter_ns``; default now)."""
+        self.done_ns = time.perf_counter_ns() if at is None else at
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

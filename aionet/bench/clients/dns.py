@@ -85,6 +85,7 @@ class _UdpDns(asyncio.DatagramProtocol, Session):
         assert self.transport is not None
         self.qid, wire = self.queries.next()
         waiter = self.waiter = asyncio.get_running_loop().create_future()
+        self.sent_ns = time.perf_counter_ns()
         self.transport.sendto(wire)
         _check(await waiter, self.qid, self.accepted)
         return 1
@@ -116,7 +117,7 @@ class _TcpDns(FutureProtocol):
     async def request(self) -> int:
         waiter = self.new_waiter()
         self.qid, wire = self.queries.next()
-        self.transport.write(_ID.pack(len(wire)) + wire)
+        self.send(_ID.pack(len(wire)) + wire)
         await waiter
         _check(self.reply, self.qid, self.accepted)
         return 1

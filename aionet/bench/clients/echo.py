@@ -37,7 +37,7 @@ class _PingPong(FutureProtocol):
 
     async def request(self) -> int:
         waiter = self.new_waiter()
-        self.transport.write(self.payload)
+        self.send(self.payload)
         await waiter
         return self.depth
 

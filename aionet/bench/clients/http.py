@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -28,14 +29,21 @@ __all__ = ["HttpTarget", "parse_expect"]
 
 
 class _HttpSession(FutureProtocol):
-    def __init__(self, requests: Iterator[tuple[bytes, bool]], accepted: frozenset[int]) -> None:
+    def __init__(
+        self,
+        requests: Iterator[tuple[bytes, bool]],
+        accepted: frozenset[int],
+        keepalive: bool = True,
+    ) -> None:
         super().__init__()
         self.requests = requests
         self.accepted = accepted
+        self.keepalive = keepalive  # False: we sent "Connection: close"
         self.parser = httptools.HttpResponseParser(self)
         self.head_only = False
         self.status = 0
         self.keep_alive = True
+        self.received_ns = 0  # when the bytes being parsed arrived
 
     # httptools callbacks
     def on_headers_complete(self) -> None:
@@ -49,14 +57,16 @@ class _HttpSession(FutureProtocol):
             self._complete()
 
     def _complete(self) -> None:
-        if not self.keep_alive:
+        if not (self.keep_alive and self.keepalive):  # never reuse what we asked to close
             self.open = False
         if self.status in self.accepted:
-            self.done()
+            # the response was complete when its last bytes arrived; parsing them is ours
+            self.done(self.received_ns)
         else:
             self.fail(BenchError(f"status {self.status}"))
 
     def data_received(self, data: bytes) -> None:
+        self.received_ns = time.perf_counter_ns()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -65,6 +75,7 @@ class _HttpSession(FutureProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.waiter is not None:  # a body delimited by the close completes here
+            self.received_ns = time.perf_counter_ns()
             with contextlib.suppress(httptools.HttpParserError):
                 self.parser.feed_data(b"")
         super().connection_lost(exc)
@@ -76,7 +87,7 @@ class _HttpSession(FutureProtocol):
         if head:  # the parser cannot know a HEAD response has no body: one parser per response
             self.parser = httptools.HttpResponseParser(self)
         waiter = self.new_waiter()
-        self.transport.write(data)
+        self.send(data)
         await waiter
         return 1
 
@@ -201,10 +212,14 @@ class HttpTarget(Target):
 
     async def connect(self) -> _HttpSession:
         requests = itertools.cycle(self.encoded)
-        accepted = self.accepted
+        accepted, keepalive = self.accepted, self.keepalive
         sni = getattr(self._args, "sni", None)
         return await open_protocol(
-            lambda: _HttpSession(requests, accepted), self.host, self.port, self.tls, sni
+            lambda: _HttpSession(requests, accepted, keepalive),
+            self.host,
+            self.port,
+            self.tls,
+            sni,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class _UdpSession(asyncio.DatagramProtocol, Session):
         assert self.transport is not None
         self.seq += 1
         waiter = self.waiter = asyncio.get_running_loop().create_future()
+        self.sent_ns = time.perf_counter_ns()
         self.transport.sendto(_SEQ.pack(self.seq) + self.padding)
         try:
             await waiter
