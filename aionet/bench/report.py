@@ -254,6 +254,19 @@ def _svg(figure: Any) -> str:
     return text[text.index("<svg") :]
 
 
+def _finish(plt: Any, fig: Any, ax: Any, x_label: str, y_label: str) -> str:
+    """Labels, grid and legend of a plot, then the figure as inline SVG (and closed)."""
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(color="#eee")
+    ax.legend(loc="upper left")
+    try:
+        return _svg(fig)
+    finally:
+        plt.close(fig)
+
+
 def _nines(fraction: float) -> float:
     """x position on the percentile axis: log10(1 / (1 - p)), capped at 6 nines."""
     return min(6.0, math.log10(1 / max(1e-6, 1 - fraction)))
@@ -280,15 +293,7 @@ def percentile_svg(series: list[tuple[str, str, Histogram]]) -> str:
         ticks, ["0%" if k == 0 else f"{100 - 10 ** (2 - k):.{max(0, k - 2)}f}%" for k in ticks]
     )
     ax.set_xlim(0, x_max)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("latency (ms)")
-    ax.grid(color="#eee")
-    ax.legend(loc="upper left")
-    try:
-        return _svg(fig)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, ax, "percentile", "latency (ms)")
 
 
 def timeline_svg(r: Result) -> str:
@@ -299,15 +304,7 @@ def timeline_svg(r: Result) -> str:
     seconds = list(range(len(rows)))
     ax.plot(seconds, [row[0] for row in rows], color="#1f77b4", linewidth=1.5, label="requests/s")
     ax.plot(seconds, [row[1] for row in rows], color="#d62728", linewidth=1.5, label="errors/s")
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("second of the measurement")
-    ax.set_ylabel("per second")
-    ax.grid(color="#eee")
-    ax.legend(loc="upper left")
-    try:
-        return _svg(fig)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, ax, "second of the measurement", "per second")
 
 
 def render_html(r: Result) -> str:

@@ -105,6 +105,21 @@ def labels(**pairs: str) -> Labels:
     return tuple(pairs.items())
 
 
+#: Per-listener samples from the connection manager's counters: kind and help text.
+_LISTENER_METRICS: dict[str, tuple[Kind, str]] = {
+    "aionet_connections_open": ("gauge", "Live connections."),
+    "aionet_connections_accepted": ("counter", "Connections admitted."),
+    "aionet_connections_closed": ("counter", "Connections closed."),
+    "aionet_connections_idle_closed": ("counter", "Connections closed by the idle timeout."),
+    "aionet_received_bytes": ("counter", "Bytes received."),
+    "aionet_sent_bytes": ("counter", "Bytes sent."),
+    "aionet_datagrams_received": ("counter", "Datagrams received."),
+    "aionet_datagrams_sent": ("counter", "Datagrams sent."),
+    "aionet_handler_errors": ("counter", "Unhandled handler exceptions."),
+    "aionet_tls_handshake_failures": ("counter", "Failed TLS handshakes."),
+}
+
+
 def server_samples(server: Server) -> list[Sample]:
     """Every sample of this process: connections, bytes, refusals, auth, handlers, state."""
     out: list[Sample] = []
@@ -118,22 +133,22 @@ def server_samples(server: Server) -> list[Sample]:
     for name, slot in manager.slots.items():
         st = slot.stats
         lb = labels(listener=name)
-        add(Sample("aionet_connections_open", "gauge", "Live connections.", lb, slot.count))
-        add(
-            Sample(
-                "aionet_connections_accepted", "counter", "Connections admitted.", lb, st.accepted
-            )
-        )
-        add(Sample("aionet_connections_closed", "counter", "Connections closed.", lb, st.closed))
-        add(
-            Sample(
-                "aionet_connections_idle_closed",
-                "counter",
-                "Connections closed by the idle timeout.",
-                lb,
-                st.idle_closed,
-            )
-        )
+        bytes_in, bytes_out = live_bytes.get(name, (0, 0))
+        values = {
+            "aionet_connections_open": slot.count,
+            "aionet_connections_accepted": st.accepted,
+            "aionet_connections_closed": st.closed,
+            "aionet_connections_idle_closed": st.idle_closed,
+            "aionet_received_bytes": st.bytes_in + bytes_in,
+            "aionet_sent_bytes": st.bytes_out + bytes_out,
+            "aionet_datagrams_received": st.datagrams_in,
+            "aionet_datagrams_sent": st.datagrams_out,
+            "aionet_handler_errors": st.handler_errors,
+            "aionet_tls_handshake_failures": st.tls_failures,
+        }
+        for metric, value in values.items():
+            kind, help_text = _LISTENER_METRICS[metric]
+            add(Sample(metric, kind, help_text, lb, value))
         for reason, count in sorted(st.refused.items()):
             add(
                 Sample(
@@ -144,37 +159,6 @@ def server_samples(server: Server) -> list[Sample]:
                     count,
                 )
             )
-        bytes_in, bytes_out = live_bytes.get(name, (0, 0))
-        add(
-            Sample(
-                "aionet_received_bytes", "counter", "Bytes received.", lb, st.bytes_in + bytes_in
-            )
-        )
-        add(Sample("aionet_sent_bytes", "counter", "Bytes sent.", lb, st.bytes_out + bytes_out))
-        add(
-            Sample(
-                "aionet_datagrams_received", "counter", "Datagrams received.", lb, st.datagrams_in
-            )
-        )
-        add(Sample("aionet_datagrams_sent", "counter", "Datagrams sent.", lb, st.datagrams_out))
-        add(
-            Sample(
-                "aionet_handler_errors",
-                "counter",
-                "Unhandled handler exceptions.",
-                lb,
-                st.handler_errors,
-            )
-        )
-        add(
-            Sample(
-                "aionet_tls_handshake_failures",
-                "counter",
-                "Failed TLS handshakes.",
-                lb,
-                st.tls_failures,
-            )
-        )
     for name, handler in server.handlers.items():
         for sample in handler.metrics():
             add(sample if ("listener", name) in sample.labels else _with_listener(sample, name))

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..target import BenchError, Session
 from ._connect import shielded_connect
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable
 
-__all__ = ["LineSession", "connect_streams"]
+__all__ = ["LineSession", "connect_streams", "open_session"]
 
 STREAM_LIMIT = 1 << 20  # longest reply line we accept
 
@@ -30,6 +31,28 @@ async def connect_streams(
             limit=STREAM_LIMIT,
         )
     )
+
+
+S = TypeVar("S", bound="LineSession")
+
+
+async def open_session(
+    make: Callable[[asyncio.StreamReader, asyncio.StreamWriter], S],
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    sni: str | None,
+) -> S:
+    """Connect, build the session with ``make`` and run its ``handshake()`` (greeting, login,
+    TLS upgrade); a failed handshake aborts the connection."""
+    reader, writer = await connect_streams(host, port, tls, sni)
+    session = make(reader, writer)
+    try:
+        await session.handshake()
+    except BaseException:
+        session.abort()
+        raise
+    return session
 
 
 class LineSession(Session):
@@ -67,6 +90,9 @@ class LineSession(Session):
 
     async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str) -> None:
         await self.writer.start_tls(ctx, server_hostname=server_hostname)
+
+    async def handshake(self) -> None:
+        """What a new connection does before its first request (greeting, login...)."""
 
     def abort(self) -> None:
         self.open = False

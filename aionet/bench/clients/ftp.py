@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
 from ._connect import shielded_connect
-from ._lines import LineSession, connect_streams
+from ._lines import LineSession, open_session
 
 if TYPE_CHECKING:
     import argparse
@@ -148,14 +148,9 @@ class FtpTarget(Target):
             self.tls = client_tls_context(self._args)
 
     async def connect(self) -> _FtpSession:
-        reader, writer = await connect_streams(self.host, self.port, None, self.sni)
-        session = _FtpSession(self, reader, writer)
-        try:
-            await session.handshake()
-        except BaseException:
-            session.abort()
-            raise
-        return session
+        return await open_session(
+            lambda r, w: _FtpSession(self, r, w), self.host, self.port, None, self.sni
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

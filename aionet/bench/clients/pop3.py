@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
-from ._lines import LineSession, connect_streams
+from ._lines import LineSession, open_session
 
 if TYPE_CHECKING:
     import argparse
@@ -104,16 +104,13 @@ class Pop3Target(Target):
             self.tls = client_tls_context(self._args)
 
     async def connect(self) -> _Pop3Session:
-        reader, writer = await connect_streams(
-            self.host, self.port, self.tls if self.implicit else None, self.sni
+        return await open_session(
+            lambda r, w: _Pop3Session(self, r, w),
+            self.host,
+            self.port,
+            self.tls if self.implicit else None,
+            self.sni,
         )
-        session = _Pop3Session(self, reader, writer)
-        try:
-            await session.handshake()
-        except BaseException:
-            session.abort()
-            raise
-        return session
 
     def describe(self) -> dict[str, Any]:
         return {

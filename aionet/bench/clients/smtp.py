@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
-from ._lines import LineSession, connect_streams
+from ._lines import LineSession, open_session
 
 if TYPE_CHECKING:
     import argparse
@@ -123,16 +123,13 @@ class SmtpTarget(Target):
             self.tls = client_tls_context(self._args)
 
     async def connect(self) -> _SmtpSession:
-        reader, writer = await connect_streams(
-            self.host, self.port, self.tls if self.implicit else None, self.sni
+        return await open_session(
+            lambda r, w: _SmtpSession(self, r, w),
+            self.host,
+            self.port,
+            self.tls if self.implicit else None,
+            self.sni,
         )
-        session = _SmtpSession(self, reader, writer)
-        try:
-            await session.handshake()
-        except BaseException:
-            session.abort()
-            raise
-        return session
 
     def describe(self) -> dict[str, Any]:
         return {
