@@ -86,7 +86,7 @@ listeners:
   - name: ftp
     protocol: ftp
     bind: 127.0.0.1:{port}
-    options: {{fsync: {str(fsync).lower()}}}
+    options: {{fsync: {str(fsync).lower()}, auth_without_tls: true}}
 """)
         argv = [PY, "-m", "aionet", "run", "-c", str(config), "--log-level", "warning"]
         return Setup(argv, root, f"ftp://bench:bench@127.0.0.1:{port}/")

@@ -17,7 +17,6 @@ SSLContext, never configures logging and never reads the YAML; it receives valid
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass, field
@@ -25,8 +24,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from .starttls import ClearTextLogin, upgrade
+
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    import asyncio
+    from collections.abc import Awaitable, Iterable
     from pathlib import Path
 
     from structlog.typing import FilteringBoundLogger
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from .connections import ConnectionRecord
     from .metrics import Sample
     from .server import Server
+    from .starttls import PlaintextBuffer
     from .tls import TlsStore
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "DatagramHandler",
     "Handler",
     "HandlerOptions",
+    "InBandTlsOptions",
     "ProtocolHandler",
     "Services",
     "StreamHandler",
@@ -53,6 +57,19 @@ class HandlerOptions(BaseModel):
     """Base of every handler's ``Options``: frozen, unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InBandTlsOptions(HandlerOptions):
+    """Options every protocol with an in-band TLS upgrade shares, with one meaning each.
+
+    ``starttls``: the ``tls.certificates`` entry the upgrade (STARTTLS, STLS, AUTH TLS) uses;
+    no upgrade is offered without one. ``auth_without_tls``: whether a password login may be
+    sent before TLS: ``false`` (the default), ``true``, or ``"loopback"`` (only for clients on
+    this host: 127.0.0.0/8, ::1, unix sockets). See ``aionet.core.starttls``.
+    """
+
+    starttls: str | None = None
+    auth_without_tls: ClearTextLogin = False
 
 
 @dataclass(frozen=True)
@@ -232,8 +249,18 @@ class Connection:
             "peercert": ssl_object.getpeercert(),
         }
 
-    async def start_tls(self, context: ssl.SSLContext, *, timeout: float = 10.0) -> None:
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        timeout: float = 10.0,
+        buffers: Iterable[PlaintextBuffer] = (),
+    ) -> None:
         """Upgrade the stream to TLS in place (STARTTLS-style), the handshake under ``timeout``.
+
+        Every plaintext byte received before the handshake is discarded first: whatever waits
+        in ``conn.reader`` and in ``buffers`` (the protocol machine's own input buffer, if it
+        keeps one). See ``aionet.core.starttls.upgrade``, the one path every protocol uses.
 
         Raises:
             ssl.SSLError, ConnectionError, TimeoutError: the handshake failed; the caller
@@ -243,16 +270,16 @@ class Connection:
         await writer.drain()
         transport = writer.transport
         protocol: Any = transport.get_protocol()
-        loop = asyncio.get_running_loop()
-        # StreamWriter.start_tls would guess the client side for streams the core built.
-        new = await loop.start_tls(
-            transport, protocol, context, server_side=True, ssl_handshake_timeout=timeout
+        new = await upgrade(
+            transport,
+            protocol,
+            context,
+            buffers=(self.reader, *buffers),
+            timeout=timeout,
+            log=self.log,
         )
-        if new is None:
-            raise ConnectionError("connection closed during the TLS handshake")
         writer._transport = new  # type: ignore[attr-defined]
         protocol._replace_writer(writer)
-        self._record.transport = new  # the core closes and aborts the TLS transport from now on
 
     async def aclose(self) -> None:
         """Close gracefully: flush what was written, then close. Always closes."""

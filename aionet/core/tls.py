@@ -13,7 +13,6 @@ rejected and the old certificate stays.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import os
@@ -40,7 +39,6 @@ __all__ = [
     "TlsError",
     "TlsStore",
     "peer_identity",
-    "start_tls_protocol",
 ]
 
 log = structlog.get_logger("aionet.tls")
@@ -230,36 +228,3 @@ def peer_identity(ssl_object: Any) -> dict[str, Any] | None:
         "common_name": subject.get("commonName"),
         "san": [value for _, value in cert.get("subjectAltName", ())],
     }
-
-
-async def start_tls_protocol(
-    protocol: asyncio.BaseProtocol,
-    transport: asyncio.BaseTransport,
-    context: ssl.SSLContext,
-    *,
-    timeout: float = 10.0,
-) -> asyncio.Transport:
-    """STARTTLS for a ``ProtocolHandler``'s protocol: upgrade ``transport`` in place.
-
-    The protocol object stays the same (the core keeps tracking it) and from now on the core
-    closes and aborts the returned TLS transport. Decrypted data may reach ``data_received``
-    before this returns: write replies to the returned transport, so hold them until then.
-    ``Connection.start_tls`` is the same for stream handlers.
-
-    Raises:
-        ssl.SSLError, ConnectionError, TimeoutError: the handshake failed.
-    """
-    loop = asyncio.get_running_loop()
-    new = await loop.start_tls(
-        transport,  # type: ignore[arg-type]
-        protocol,
-        context,
-        server_side=True,
-        ssl_handshake_timeout=timeout,
-    )
-    if new is None:
-        raise ConnectionError("connection closed during the TLS handshake")
-    record = getattr(protocol, "_aionet_rec", None)
-    if record is not None:
-        record.transport = new
-    return new

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import aioftp
 
 from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket, same_ip
-from .accounts import FtpUser, PortalUserManager, permission_of
+from ..core.starttls import ClearTextLogin, clear_text_login_allowed
+from .accounts import ANONYMOUS_NAMES, FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
 
@@ -54,6 +55,7 @@ class SessionConfig:
     banner: str = "aionet FTP server ready."
     starttls: ssl.SSLContext | None = None
     require_tls: bool = False
+    auth_without_tls: ClearTextLogin = False
     require_session_reuse: bool = False
     passive_address: str | None = None
     data_timeout: float = 30.0
@@ -360,25 +362,37 @@ def _mtime(ts: float) -> str:
 # -- login and session ----------------------------------------------------------------------
 
 
+def _clear_login_refused(s: FtpSession, name: str) -> bool:
+    """Whether a login as ``name`` must wait for AUTH TLS: always with ``require_tls``; else
+    unless ``auth_without_tls`` allows this client (anonymous sends no secret: exempt)."""
+    if s.tls_context is not None:
+        return False
+    if s.config.require_tls:
+        return True
+    if s.config.users.anonymous and name.lower() in ANONYMOUS_NAMES:
+        return False
+    return not clear_text_login_allowed(s.config.auth_without_tls, s.conn.peer)
+
+
 async def cmd_user(s: FtpSession, arg: str) -> None:
-    if s.config.require_tls and s.tls_context is None:
-        raise Refused("534", "Policy requires TLS: use AUTH TLS first.")
     if s.user is not None:
         raise Refused("530", "Can't change to another user.")
     name = arg.strip()
     if not name:
         raise Refused("501", "USER needs a name.")
+    if _clear_login_refused(s, name):
+        raise Refused("534", "Policy requires TLS: use AUTH TLS first.")
     _state, _user, info = await s.config.users.get_user(name)
     s.pending = s.config.users.user_for(name, s.peer_ip)
     s.reply("331", info)
 
 
 async def cmd_pass(s: FtpSession, arg: str) -> None:
-    if s.config.require_tls and s.tls_context is None:
-        raise Refused("530", "Policy requires TLS: use AUTH TLS first.")
     if s.user is not None:
         raise Refused("230", "Already logged in.")
     pending, s.pending = s.pending, None
+    if _clear_login_refused(s, (pending.login or "") if pending is not None else ""):
+        raise Refused("530", "Policy requires TLS: use AUTH TLS first.")
     if pending is None:
         raise Refused("503", "Login with USER first.")
     if not await s.config.users.authenticate(pending, arg):

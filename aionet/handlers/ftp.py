@@ -6,7 +6,10 @@ Options (``listener.options``)::
     passive_address: 203.0.113.7     # the IPv4 address announced by PASV (NAT, containers)
     data_timeout: 30s                # a data connection must arrive within this time
     starttls: default                # offer AUTH TLS with this certificate (tls.certificates)
-    require_tls: false               # refuse USER/PASS (534/530) before AUTH TLS, PROT C (534)
+    auth_without_tls: false          # USER/PASS before AUTH TLS: true, or "loopback" (only from
+                                     # this host); refused with 534/530 otherwise (anonymous is
+                                     # exempt: it sends no secret) — as SMTP and POP3
+    require_tls: false               # also refuse anonymous before AUTH TLS, and PROT C (534)
     require_session_reuse: false     # refuse TLS data connections not resuming the control's
     active: false                    # allow PORT/EPRT (only ever to the client's own address)
     anonymous: false                 # "anonymous"/"ftp" log in with any password, read-only
@@ -32,7 +35,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from ..config.types import Duration, Size
-from ..core.handler import Connection, HandlerOptions, StreamHandler
+from ..core.handler import Connection, HandlerOptions, InBandTlsOptions, StreamHandler
 from ..core.metrics import Sample
 from ..core.passive import PassivePorts, parse_port_range, worker_share
 from ..errors import StartupError
@@ -58,11 +61,10 @@ class PathRuleSpec(HandlerOptions):
         return PathRule(self.path, self.read, self.write)
 
 
-class FtpOptions(HandlerOptions):
+class FtpOptions(InBandTlsOptions):
     passive_ports: str = "0"
     passive_address: str | None = None
     data_timeout: Duration = Field(default=30.0, gt=0)
-    starttls: str | None = None
     require_tls: bool = False
     require_session_reuse: bool = False
     active: bool = False
@@ -165,6 +167,7 @@ class FtpHandler(StreamHandler):
             banner=options.banner,
             starttls=starttls,
             require_tls=options.require_tls,
+            auth_without_tls=options.auth_without_tls,
             require_session_reuse=options.require_session_reuse,
             passive_address=options.passive_address,
             data_timeout=options.data_timeout,

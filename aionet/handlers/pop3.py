@@ -19,13 +19,13 @@ QUIT ends the TRANSACTION state. The driver does only I/O: every reply comes fro
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from ..auth.portal import Credentials
-from ..core.acl import is_loopback
-from ..core.handler import HandlerOptions, StreamHandler
+from ..core.handler import HandlerOptions, InBandTlsOptions, StreamHandler
+from ..core.starttls import clear_text_login_allowed
 from ..proto.pop3 import (
     NEED_DATA,
     PAUSED,
@@ -52,12 +52,10 @@ __all__ = ["Pop3Handler", "Pop3Options"]
 READ_SIZE = 64 * 1024
 
 
-class Pop3Options(HandlerOptions):
+class Pop3Options(InBandTlsOptions):
     """``listener.options`` of a ``pop3`` listener (see the module docstring)."""
 
     domain: str = "localhost"
-    starttls: str | None = None
-    auth_without_tls: bool | Literal["loopback"] = False
     max_line: int = Field(default=255, ge=64, le=64 * 1024)
     max_bad_commands: int = Field(default=10, ge=1)
     max_auth_failures: int = Field(default=3, ge=1)
@@ -82,8 +80,7 @@ class _Session:
             greeting=opts.greeting,
             tls=conn.tls is not None,
             stls=handler.tls_context is not None,
-            plaintext_auth=opts.auth_without_tls is True
-            or (opts.auth_without_tls == "loopback" and is_loopback(conn.peer)),
+            plaintext_auth=clear_text_login_allowed(opts.auth_without_tls, conn.peer),
             max_line=opts.max_line,
             max_bad=opts.max_bad_commands,
             max_auth_failures=opts.max_auth_failures,
@@ -128,7 +125,7 @@ class _Session:
         elif isinstance(event, StartTls):
             assert self.handler.tls_context is not None
             try:
-                await self.conn.start_tls(self.handler.tls_context)
+                await self.conn.start_tls(self.handler.tls_context, buffers=(machine,))
             except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
                 self.conn.log.info("pop3_stls_failed", error=repr(exc))
                 return False

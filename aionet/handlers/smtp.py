@@ -24,8 +24,9 @@ authenticated as a user with the ``relay`` role, into the outbound Maildir
 message is fsynced into every recipient's Maildir (``aionet.storage.maildir``).
 
 The wrapping: ``AionetSMTP`` subclasses aiosmtpd's ``SMTP`` only where aionet must differ —
-STARTTLS goes through the core's ``start_tls_protocol`` (so the connection manager keeps
-tracking the upgraded transport), implicit TLS counts as TLS, AUTH PLAIN/LOGIN check the
+STARTTLS goes through the core's one upgrade path, ``core.starttls.upgrade`` (plaintext
+pipelined after the verb is discarded; the connection manager keeps tracking the upgraded
+transport), implicit TLS counts as TLS, AUTH PLAIN/LOGIN check the
 shared portal asynchronously, every reply carries an enhanced status code, and a draining
 server answers ``421`` at the next command. Policy and delivery are the aiosmtpd hooks of
 ``SmtpHooks``.
@@ -48,18 +49,17 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from pydantic import Field, field_validator
 
 from ..auth.portal import Credentials
 from ..config.types import Duration, Size
-from ..core.acl import is_loopback
-from ..core.handler import HandlerOptions, ProtocolHandler
+from ..core.handler import HandlerOptions, InBandTlsOptions, ProtocolHandler
 from ..core.metrics import Sample
 from ..core.registry import import_from_string
-from ..core.tls import start_tls_protocol
+from ..core.starttls import clear_text_login_allowed, upgrade
 from ..errors import RegistryError
 from ..storage.maildir import DeliveryError, Maildir, MailStore
 
@@ -158,13 +158,11 @@ _ID_PREFIX = secrets.token_hex(4)
 _ids = itertools.count(1)
 
 
-class SmtpOptions(HandlerOptions):
+class SmtpOptions(InBandTlsOptions):
     """``listener.options`` of an ``smtp`` listener (see the module docstring)."""
 
     hostname: str = Field(default_factory=socket.gethostname, min_length=1)
     domains: list[str] = Field(default_factory=lambda: ["localhost"], min_length=1)
-    starttls: str | None = None
-    auth_without_tls: bool | Literal["loopback"] = False
     require_auth: bool = False
     require_tls: bool = False
     max_message_size: Size = Field(default=32 * 1024 * 1024, gt=0)
@@ -456,8 +454,9 @@ class AionetSMTP(SMTP):
         if rec is not None:
             self.log = rec.bind_log()
         self._aionet.sessions.add(self)
-        if self._aionet.options.auth_without_tls == "loopback":
-            self._auth_require_tls = not is_loopback(self.peer)
+        self._auth_require_tls = not clear_text_login_allowed(
+            self._aionet.options.auth_without_tls, self.peer
+        )
         if transport.get_extra_info("ssl_object") is not None:  # implicit TLS (listener tls:)
             self._tls_protocol = transport  # type: ignore[assignment]
             assert self.session is not None
@@ -553,10 +552,16 @@ class AionetSMTP(SMTP):
             await self.push("503 5.5.1 Already under TLS")
             return
         await self.push("220 2.0.0 Ready to start TLS")
-        self._reader._buffer.clear()  # type: ignore[attr-defined]  # no plaintext injection
         assert self.transport is not None
         try:
-            new = await start_tls_protocol(self, self.transport, self.tls_context, timeout=10.0)
+            new = await upgrade(
+                self.transport,
+                self,
+                self.tls_context,
+                buffers=(self._reader,),
+                timeout=10.0,
+                log=self.log,
+            )
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             self.log.info("smtp_starttls_failed", error=repr(exc))
             if self.transport is not None:

@@ -348,7 +348,8 @@ class Pop3Machine:
             self._send(ERR, "STLS not available")
             return
         self._send(OK, "Begin TLS negotiation")
-        self._buffer.clear()  # RFC 2595 4: nothing sent before the handshake is kept
+        # RFC 2595 4: nothing sent before the handshake is kept. The driver's upgrade path
+        # discards (and logs) the buffer through discard_input(); tls_started() clears it too.
         self._events.append(StartTls())
         self._waiting = "tls"
 
@@ -460,8 +461,16 @@ class Pop3Machine:
         self._send(ERR, "[IN-USE] mailbox is locked by another session")
         self._close()
 
+    def discard_input(self) -> int:
+        """Drop every received byte not yet processed (plaintext before a TLS handshake)."""
+        size = len(self._buffer)
+        self._buffer.clear()
+        self._discarding = False
+        return size
+
     def tls_started(self) -> None:
         self._resume("tls")
+        self.discard_input()
         self.tls = True
         self.username = None
 

@@ -74,6 +74,8 @@ def site(tmp_path: Path) -> Site:
 
 
 def config(site: Site, *, tls: str | None = None, bind: str = "127.0.0.1:0", **options: Any) -> Any:
+    # Most tests log in with plain ftplib; the clear-text policy has tests of its own.
+    options.setdefault("auth_without_tls", True)
     listener: dict[str, Any] = {"name": "ftp", "protocol": "ftp", "bind": bind, "options": options}
     if tls:
         listener["tls"] = tls
@@ -481,10 +483,48 @@ async def test_explicit_ftps_ftplib_prot_p(site: Site) -> None:
             plain = ftplib.FTP()
             plain.connect(*addr)
             assert code(plain, "PROT P") == "503"  # no TLS yet
-            plain.login("alice", PW)  # require_tls is off: a plain login works
+            plain.login("alice", PW)  # auth_without_tls: true here: a plain login works
             plain.quit()
 
         await asyncio.to_thread(run)
+
+
+async def test_clear_text_logins_wait_for_auth_tls_by_default(site: Site) -> None:
+    """auth_without_tls has SMTP's and POP3's meaning and default (false): no password goes
+    out before AUTH TLS; anonymous (no secret) is exempt; after AUTH TLS the login works."""
+    async with ftp(site, starttls="main", auth_without_tls=False, anonymous=True) as addr:
+
+        def run() -> None:
+            f = ftplib.FTP()
+            f.connect(*addr)
+            assert code(f, "USER alice") == "534"
+            assert code(f, f"PASS {PW}") == "530"
+            f.login("anonymous", "guest@")  # no secret: allowed in the clear, as vsftpd
+            f.quit()
+            t = ftplib.FTP_TLS(context=client_context(site))
+            t.connect(*addr)
+            t.auth()
+            t.login("alice", PW)
+            t.quit()
+
+        await asyncio.to_thread(run)
+
+
+@pytest.mark.parametrize(("policy", "allowed"), [(True, True), ("loopback", True), (False, False)])
+async def test_clear_text_login_policy_matches_the_mail_protocols(
+    site: Site, policy: bool | str, allowed: bool
+) -> None:
+    async with ftp(site, starttls="main", auth_without_tls=policy) as addr:
+
+        def run() -> str:
+            f = ftplib.FTP()
+            f.connect(*addr)
+            try:
+                return code(f, "USER alice")
+            finally:
+                f.close()
+
+        assert (await asyncio.to_thread(run)) == ("331" if allowed else "534")
 
 
 async def test_require_tls_refuses_login_before_auth_tls(site: Site) -> None:

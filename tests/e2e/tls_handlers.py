@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from aionet import Connection, ProtocolHandler, StreamHandler
-from aionet.core.tls import peer_identity, start_tls_protocol
+from aionet.core.starttls import upgrade
+from aionet.core.tls import peer_identity
 
 
 class WhoAmI(StreamHandler):
@@ -50,7 +51,7 @@ class _UpgradingEchoProtocol(asyncio.Protocol):
         self.transport: Any = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.upgrading:  # decrypted data can arrive before start_tls_protocol returns
+        if self.upgrading:  # decrypted data can arrive before upgrade() returns
             self.early.append(data)
             return
         if data.strip() == b"STARTTLS":
@@ -63,7 +64,7 @@ class _UpgradingEchoProtocol(asyncio.Protocol):
     async def _upgrade(self) -> None:
         assert self.handler.services.tls is not None
         ctx = self.handler.services.tls.context("alpha")
-        self.transport = await start_tls_protocol(self, self.transport, ctx)
+        self.transport = await upgrade(self.transport, self, ctx)
         self.tls, self.upgrading = True, False
         for data in self.early:
             self.data_received(data)

@@ -81,6 +81,18 @@ def test_stls_discards_plaintext_sent_before_the_handshake() -> None:
     assert said(talk(m, b"STLS\r\n")).startswith(b"-ERR")
 
 
+def test_plaintext_waiting_for_the_handshake_is_counted_by_discard_input() -> None:
+    m = Pop3Machine(stls=True)
+    drain(m)
+    talk(m, b"STLS\r\nUSER injected\r\n")
+    m.receive_data(b"PASS more\r\n")  # arrived while the reply was being flushed
+    assert drain(m) == [PAUSED]  # nothing runs while the upgrade is pending
+    assert m.discard_input() == len(b"USER injected\r\nPASS more\r\n")
+    assert m.discard_input() == 0
+    m.tls_started()
+    assert drain(m) == [NEED_DATA]
+
+
 def test_transaction_commands() -> None:
     m = logged_in()
     assert said(talk(m, b"STAT\r\n")) == b"+OK 2 200\r\n"

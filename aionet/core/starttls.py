@@ -1,0 +1,112 @@
+"""The one in-band TLS upgrade and the clear-text login policy every protocol shares.
+
+Every protocol that upgrades a plain connection to TLS in band (SMTP ``STARTTLS``, POP3
+``STLS``, FTP ``AUTH TLS``, IMAP ``STARTTLS`` next) goes through :func:`upgrade`, for stream
+handlers and protocol handlers alike. It is the fix for the CVE-2011-0411 class of bugs
+(command injection across STARTTLS): a man in the middle pipelines plaintext commands after the
+upgrade verb, and a server that keeps them runs them as if the client had sent them under
+TLS. RFC 3207 §4.2, RFC 2595 §4 and RFC 4217 §4 all say the same: nothing received before the
+handshake survives it.
+
+Where plaintext can wait when the upgrade starts:
+
+* in the protocol's own state machine (its line buffer) — the caller passes it in ``buffers``
+  (anything with ``discard_input() -> int``);
+* in the ``asyncio.StreamReader`` the driver reads from — passed in ``buffers`` too (a stream
+  handler's reader always is);
+* in the transport — never: a transport hands every chunk to its protocol at once, and
+  ``loop.start_tls`` pauses reading before its first await, so every byte that arrives after
+  the discard is fed to the TLS layer (where plaintext only fails the handshake).
+
+The discard and the pause happen in one synchronous step, with no await between them, so no
+byte can slip in between. What was discarded is logged once (``starttls_plaintext_discarded``
+at warning level, as Postfix warns about "improper command pipelining after STARTTLS").
+
+The clear-text login policy (``auth_without_tls``) has one meaning and one default everywhere:
+``false`` (logins only under TLS), ``true``, or ``"loopback"`` (only from 127.0.0.0/8, ::1 and
+unix sockets, Dovecot's rule). :class:`InBandTlsOptions` declares it with ``starttls`` so every
+protocol's options inherit both (it lives beside ``HandlerOptions`` in ``core.handler``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from .acl import is_loopback
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Iterable
+
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = [
+    "ClearTextLogin",
+    "PlaintextBuffer",
+    "clear_text_login_allowed",
+    "upgrade",
+]
+
+#: ``auth_without_tls``: whether a login may be sent before TLS protects it.
+ClearTextLogin = bool | Literal["loopback"]
+
+
+def clear_text_login_allowed(policy: ClearTextLogin, peer: object) -> bool:
+    """Whether ``policy`` lets ``peer`` log in on a connection that is not under TLS."""
+    return policy is True or (policy == "loopback" and is_loopback(peer))
+
+
+class PlaintextBuffer(Protocol):
+    """A place where received plaintext can wait: a protocol machine's input buffer."""
+
+    def discard_input(self) -> int:
+        """Drop every byte received and not yet processed; return how many."""
+
+
+def _discard(buffer: PlaintextBuffer | asyncio.StreamReader) -> int:
+    if isinstance(buffer, asyncio.StreamReader):
+        pending: bytearray = buffer._buffer  # type: ignore[attr-defined]
+        size = len(pending)
+        pending.clear()
+        return size
+    return buffer.discard_input()
+
+
+async def upgrade(
+    transport: asyncio.BaseTransport,
+    protocol: asyncio.BaseProtocol,
+    context: ssl.SSLContext,
+    *,
+    buffers: Iterable[PlaintextBuffer | asyncio.StreamReader] = (),
+    timeout: float = 10.0,
+    log: FilteringBoundLogger | None = None,
+) -> asyncio.Transport:
+    """Upgrade ``transport`` to TLS in place (server side), first discarding every plaintext
+    byte in ``buffers``. The protocol object stays the same (the connection manager keeps
+    tracking it), and the core closes and aborts the returned TLS transport from now on.
+
+    Call it right after the "go ahead" reply has been flushed; decrypted data may reach
+    ``protocol.data_received`` before this returns.
+
+    Raises:
+        ssl.SSLError, ConnectionError, TimeoutError: the handshake failed; end the session.
+    """
+    loop = asyncio.get_running_loop()
+    # No await from here until loop.start_tls has paused reading: nothing can arrive unseen.
+    discarded = sum(_discard(buffer) for buffer in buffers)
+    if discarded and log is not None:
+        log.warning("starttls_plaintext_discarded", bytes=discarded)
+    new = await loop.start_tls(
+        transport,  # type: ignore[arg-type]
+        protocol,
+        context,
+        server_side=True,
+        ssl_handshake_timeout=timeout,
+    )
+    if new is None:
+        raise ConnectionError("connection closed during the TLS handshake")
+    record: Any = getattr(protocol, "_aionet_rec", None)
+    if record is not None:
+        record.transport = new
+    return new
