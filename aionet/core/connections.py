@@ -9,6 +9,12 @@ Costs on the hot path are kept to what the numbers need: admission is a few inte
 and a dict insert in ``connection_made``; per read, a protocol adds to two integers and copies a
 float (``clock.now``, a coarse clock the sweep advances, instead of a syscall or a timer per
 connection); release is a dict delete in ``connection_lost``.
+
+A connection counts against every cap from ``accept()``: on a TLS or PROXY listener, where a
+handshake or a header can take seconds, the listener takes a ``Reservation`` at accept (the
+same counters a live connection holds) and ``admit`` turns it into the record, so silent
+clients cannot hold more sockets than the caps allow. A plain listener admits in
+``connection_made``, in the same loop iteration as the accept.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "ConnectionRecord",
     "ListenerSlot",
     "ListenerStats",
+    "Reservation",
     "StreamProtocol",
     "Tracked",
     "track",
@@ -224,8 +231,12 @@ class ListenerSlot:
     def admit(self, transport: asyncio.BaseTransport, peer: Any = None) -> ConnectionRecord | None:
         """Admit the connection and return its record, or refuse it (reply, close) → None.
 
-        ``peer`` overrides the socket's peer address (the client a trusted PROXY header named).
+        ``peer`` overrides the socket's peer address (the client a trusted PROXY header named),
+        or is the ``Reservation`` the listener took at accept (then the caps were checked and
+        counted already).
         """
+        if isinstance(peer, Reservation):
+            return self.manager.claim(peer, transport)
         if peer is None:
             peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else None
@@ -280,6 +291,8 @@ class ConnectionManager:
         self.limits = limits
         self.clock = Clock()
         self.live: dict[int, ConnectionRecord] = {}
+        #: Connections accepted and counted but not yet live (TLS handshake, PROXY header).
+        self.reserved = 0
         self.per_ip: dict[str, int] = {}
         self.slots: dict[str, ListenerSlot] = {}
         self.draining = False
@@ -305,7 +318,7 @@ class ConnectionManager:
         if self.draining:
             return "shutting_down"
         limit = self.limits.max_connections
-        if limit is not None and len(self.live) >= limit:
+        if limit is not None and len(self.live) + self.reserved >= limit:
             return "max_connections"
         if slot.max_connections is not None and slot.count >= slot.max_connections:
             return "listener_max_connections"
@@ -320,34 +333,69 @@ class ConnectionManager:
     def add(
         self, slot: ListenerSlot, transport: asyncio.BaseTransport, peer: Any, ip: str | None
     ) -> ConnectionRecord:
-        rec = ConnectionRecord(next(self._ids), slot, transport, peer, ip)
-        self.live[rec.id] = rec
+        self._count(slot, ip)
+        return self._live(slot, transport, peer, ip)
+
+    def _count(self, slot: ListenerSlot, ip: str | None) -> None:
         slot.count += 1
-        slot.stats.accepted += 1
         if ip is not None:
             self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
             if slot.max_per_ip is not None:
                 slot.per_ip[ip] = slot.per_ip.get(ip, 0) + 1
+
+    def _uncount(self, slot: ListenerSlot, ip: str | None) -> None:
+        slot.count -= 1
+        if slot.emptied is not None and not slot.count:
+            slot.emptied.set()
+        if ip is not None:
+            _decrement(self.per_ip, ip)
+            if slot.max_per_ip is not None:
+                _decrement(slot.per_ip, ip)
+
+    def _live(
+        self, slot: ListenerSlot, transport: asyncio.BaseTransport, peer: Any, ip: str | None
+    ) -> ConnectionRecord:
+        rec = ConnectionRecord(next(self._ids), slot, transport, peer, ip)
+        self.live[rec.id] = rec
+        slot.stats.accepted += 1
         if slot.log_opened:
             slot.log.debug("connection_opened", conn_id=rec.id, peer=format_peer(peer))
         return rec
+
+    def reserve(self, slot: ListenerSlot, ip: str | None) -> Reservation | str:
+        """At accept: count a connection that is not live yet against every cap, or the reason
+        to refuse it."""
+        reason = self.check(slot, ip)
+        if reason is not None:
+            return reason
+        self._count(slot, ip)
+        self.reserved += 1
+        return Reservation(slot, ip)
+
+    def claim(
+        self, reservation: Reservation, transport: asyncio.BaseTransport
+    ) -> ConnectionRecord | None:
+        """The reserved connection is up (``connection_made``): its record, already counted.
+        Refused (closed without a word) when the server began draining meanwhile."""
+        slot, ip = reservation.slot, reservation.ip
+        reservation.held = False  # its counts become the record's
+        self.reserved -= 1
+        if self.draining:
+            self._uncount(slot, ip)
+            slot.refuse(transport, reservation.peer, "shutting_down")
+            return None
+        peer = reservation.peer or transport.get_extra_info("peername")
+        return self._live(slot, transport, peer, ip)
 
     def remove(self, rec: ConnectionRecord) -> None:
         if self.live.pop(rec.id, None) is None:
             return
         slot = rec.slot
-        slot.count -= 1
-        if slot.emptied is not None and not slot.count:
-            slot.emptied.set()
+        self._uncount(slot, rec.ip)
         stats = slot.stats
         stats.closed += 1
         stats.bytes_in += rec.bytes_in
         stats.bytes_out += rec.bytes_out
-        ip = rec.ip
-        if ip is not None:
-            _decrement(self.per_ip, ip)
-            if slot.max_per_ip is not None:
-                _decrement(slot.per_ip, ip)
         if slot.log_closed:
             slot.log.info(
                 "connection_closed",
@@ -437,6 +485,41 @@ class ConnectionManager:
                 for name, slot in self.slots.items()
             },
         }
+
+
+class Reservation:
+    """A connection accepted and counted against the caps but not live yet (its TLS handshake
+    or PROXY header is under way). ``release()`` gives the counts back, once."""
+
+    __slots__ = ("held", "ip", "peer", "slot")
+
+    def __init__(self, slot: ListenerSlot, ip: str | None) -> None:
+        self.slot = slot
+        self.ip = ip
+        #: The client a trusted PROXY header named (None: the socket's peer).
+        self.peer: Any = None
+        self.held = True
+
+    def move_to(self, peer: Any) -> str | None:
+        """A PROXY header named the real client: count it instead of the proxy's address, or
+        return the reason to refuse it (the reservation is then released)."""
+        manager = self.slot.manager
+        ip = peer[0] if isinstance(peer, tuple) else None
+        self.release()
+        reason = manager.check(self.slot, ip)
+        if reason is not None:
+            return reason
+        manager._count(self.slot, ip)
+        manager.reserved += 1
+        self.ip, self.peer, self.held = ip, peer, True
+        return None
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            manager = self.slot.manager
+            manager.reserved -= 1
+            manager._uncount(self.slot, self.ip)
 
 
 def _decrement(counts: dict[str, int], key: str) -> None:

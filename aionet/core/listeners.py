@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import errno
+import functools
 import inspect
 import os
 import socket
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..errors import StartupError
 from ..proto.proxy import ProxyHeader, ProxyProtocolError, parse_proxy_header
 from .acl import trusted
-from .connections import StreamProtocol, format_peer, track
+from .connections import Reservation, StreamProtocol, format_peer, track
 from .handler import DatagramHandler, ProtocolHandler, StreamHandler
 
 if TYPE_CHECKING:
@@ -191,6 +193,7 @@ class _AcceptLoop:
         self.family, self.kind = sock.family, sock.type
         self.tcp = sock.family != socket.AF_UNIX
         self.security_checks = False
+        self.reserving = False
         self.retarget(factory)
         self.pending: set[asyncio.Task[Any]] = set()
         self._paused: asyncio.TimerHandle | None = None
@@ -202,6 +205,8 @@ class _AcceptLoop:
         self.factory = factory
         security = self.listener.security
         self.security_checks = security.proxies is not None or security.access is not None
+        # Where a handshake or a header can take seconds, count the connection from accept.
+        self.reserving = security.proxies is not None or security.tls is not None
 
     def start(self) -> None:
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -231,8 +236,10 @@ class _AcceptLoop:
             conn = socket.socket(family, kind, 0, fd)
             if self.security_checks:
                 self._check(conn, _addr)
+            elif self.reserving:
+                self._reserve(conn, _addr, _addr)
             else:
-                self._hand_over(conn, None)
+                self._hand_over(conn)
 
     def _check(self, conn: socket.socket, addr: Any) -> None:
         """Access control and PROXY header before any byte reaches a protocol."""
@@ -242,45 +249,81 @@ class _AcceptLoop:
             if ip is not None and not trusted(ip, security.proxies):
                 self._deny(conn, addr, "untrusted_proxy")
                 return
-            self._spawn(self._read_proxy(conn, addr))
+            # The proxy is trusted: its own address counts against no per-IP cap; the client
+            # the header names does, from the moment it is known.
+            reservation = self._reserve(conn, addr, None, hand_over=False)
+            if reservation is not None:
+                self._spawn(self._read_proxy(conn, addr, reservation))
             return
         reason = security.access.check(ip) if security.access and ip else None
         if reason is not None:
             self._deny(conn, addr, reason)
+        elif self.reserving:
+            self._reserve(conn, addr, addr)
         else:
-            self._hand_over(conn, None)
+            self._hand_over(conn)
 
-    async def _read_proxy(self, conn: socket.socket, addr: Any) -> None:
+    def _reserve(
+        self, conn: socket.socket, addr: Any, counted: Any, *, hand_over: bool = True
+    ) -> Reservation | None:
+        """Count the connection against every cap now (``counted``: the address whose per-IP
+        caps apply), or refuse it at once; then hand it over unless told otherwise."""
+        slot = self.listener.slot
+        ip = counted[0] if isinstance(counted, tuple) else None
+        reservation = slot.manager.reserve(slot, ip)
+        if isinstance(reservation, str):
+            self._deny(conn, addr, reservation, reply=self.listener.security.tls is None)
+            return None
+        if hand_over:
+            self._hand_over(conn, reservation)
+        return reservation
+
+    async def _read_proxy(self, conn: socket.socket, addr: Any, reservation: Reservation) -> None:
         security = self.listener.security
         try:
             async with asyncio.timeout(security.proxy_timeout):
                 header = await _read_proxy_header(self.loop, conn)
         except (TimeoutError, ProxyProtocolError, OSError) as exc:
+            reservation.release()
             self._deny(conn, addr, "proxy_header", error=str(exc) or type(exc).__name__)
             return
+        except BaseException:  # cancelled with the listener
+            reservation.release()
+            conn.close()
+            raise
         peer = addr if header.local or header.source is None else header.source
         reason = security.access.check(peer[0]) if security.access and peer else None
+        if reason is None and not header.local:
+            reason = reservation.move_to(peer)
         if reason is not None:
-            self._deny(conn, peer, reason)
+            reservation.release()
+            self._deny(conn, peer, reason, reply=security.tls is None)
             return
         # A fresh descriptor: the one we waited on may still be registered with the loop's
         # poller (uvloop closes its poll handle lazily), which would make the transport's own
         # registration fail with EBUSY.
         fresh = conn.dup()
         conn.close()
-        self._hand_over(fresh, None if header.local else peer)
+        self._hand_over(fresh, reservation)
 
-    def _deny(self, conn: socket.socket, addr: Any, reason: str, **extra: Any) -> None:
+    def _deny(
+        self, conn: socket.socket, addr: Any, reason: str, *, reply: bool = False, **extra: Any
+    ) -> None:
+        """Refuse at accept: count, log, and close (after the handler's refusal line when
+        ``reply`` and the connection is plain text)."""
         slot = self.listener.slot
         slot.stats.refused[reason] += 1
         slot.log.info("connection_refused", peer=format_peer(addr), reason=reason, **extra)
+        if reply and slot.refusal:
+            with contextlib.suppress(OSError):
+                conn.send(slot.refusal, socket.MSG_DONTWAIT)
         conn.close()
 
-    def _hand_over(self, conn: socket.socket, peer: Any) -> None:
+    def _hand_over(self, conn: socket.socket, reservation: Reservation | None = None) -> None:
         conn.setblocking(False)
         if self.tcp:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        factory = self.factory if peer is None else _with_peer(self.factory, peer)
+        factory = self.factory if reservation is None else _reserved(self.factory, reservation)
         tls = self.listener.security.tls
         if tls is None:
             coro = self.loop.connect_accepted_socket(factory, conn)
@@ -288,15 +331,20 @@ class _AcceptLoop:
             coro = self.loop.connect_accepted_socket(
                 factory, conn, ssl=tls.context, ssl_handshake_timeout=tls.handshake_timeout
             )
-        self._spawn(coro, conn)
+        self._spawn(coro, reservation)
 
-    def _spawn(self, coro: Any, conn: socket.socket | None = None) -> None:
+    def _spawn(self, coro: Any, reservation: Reservation | None = None) -> None:
         task = self.loop.create_task(coro)
         self.pending.add(task)
-        task.add_done_callback(self._handed)
+        if reservation is None:
+            task.add_done_callback(self._handed)
+        else:
+            task.add_done_callback(functools.partial(self._handed, reservation=reservation))
 
-    def _handed(self, task: asyncio.Task[Any]) -> None:
+    def _handed(self, task: asyncio.Task[Any], reservation: Reservation | None = None) -> None:
         self.pending.discard(task)
+        if reservation is not None:  # a handshake that failed before connection_made
+            reservation.release()  # gives the counts back (a no-op once claimed)
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
@@ -440,14 +488,16 @@ class DatagramListener(Listener):
         self._cleanup_unix()
 
 
-def _with_peer(
-    factory: Callable[[], asyncio.BaseProtocol], peer: Any
+def _reserved(
+    factory: Callable[[], asyncio.BaseProtocol], reservation: Reservation
 ) -> Callable[[], asyncio.BaseProtocol]:
-    """A factory whose protocols report ``peer`` (from a PROXY header) as their client."""
+    """A factory whose protocol claims ``reservation`` when it is admitted (its
+    ``connection_made`` passes ``_aionet_peer`` to ``ListenerSlot.admit``); the reservation
+    carries the client a PROXY header named, if any."""
 
     def make() -> asyncio.BaseProtocol:
         protocol = factory()
-        protocol._aionet_peer = peer  # type: ignore[attr-defined]
+        protocol._aionet_peer = reservation  # type: ignore[attr-defined]
         return protocol
 
     return make
