@@ -18,6 +18,7 @@ from .core.handler import Connection as Connection
 from .core.handler import DatagramHandler as DatagramHandler
 from .core.handler import Handler as Handler
 from .core.handler import HandlerOptions as HandlerOptions
+from .core.handler import InBandTlsOptions as InBandTlsOptions
 from .core.handler import ProtocolHandler as ProtocolHandler
 from .core.handler import Services as Services
 from .core.handler import StreamHandler as StreamHandler
@@ -25,6 +26,7 @@ from .core.registry import register as register
 from .core.server import Server as Server
 from .errors import AionetError as AionetError
 from .errors import ConfigError as ConfigError
+from .errors import LineTooLong as LineTooLong
 from .errors import ProtocolError as ProtocolError
 from .errors import StartupError as StartupError
 
@@ -38,6 +40,8 @@ __all__ = [
     "DatagramHandler",
     "Handler",
     "HandlerOptions",
+    "InBandTlsOptions",
+    "LineTooLong",
     "ProtocolError",
     "ProtocolHandler",
     "Server",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
+from ..errors import LineTooLong
 from .handler import Connection
 
 if TYPE_CHECKING:
@@ -276,6 +277,8 @@ class ListenerSlot:
             await handler.handle(conn)
         except asyncio.CancelledError:
             pass  # aborted by the core (drain deadline, idle grace); the finally closes
+        except LineTooLong as exc:  # the client's fault, not the handler's
+            conn.log.info("line_too_long", limit=exc.limit)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             conn.log.debug("connection_error", error=repr(exc))
         except Exception as exc:
@@ -702,11 +705,29 @@ class _CountingWriter(asyncio.StreamWriter):
             self.write(chunk)
 
 
+class LineReader(asyncio.StreamReader):
+    """``conn.reader``: asyncio's StreamReader whose over-long lines raise ``LineTooLong``."""
+
+    async def readline(self) -> bytes:
+        try:
+            return await super().readline()
+        except ValueError as exc:  # asyncio's readline: "chunk exceed the limit"
+            raise LineTooLong(self._limit) from exc  # type: ignore[attr-defined]
+
+    async def readuntil(self, separator: Any = b"\n") -> bytes:
+        try:
+            return await super().readuntil(separator)
+        except asyncio.LimitOverrunError as exc:
+            if isinstance(exc, LineTooLong):
+                raise
+            raise LineTooLong(self._limit, exc.consumed) from exc  # type: ignore[attr-defined]
+
+
 class _StreamProtocolBase(asyncio.StreamReaderProtocol):
     """The protocol behind every ``StreamHandler`` connection: streams plus one task."""
 
     def __init__(self, slot: ListenerSlot, handler: StreamHandler, loop: asyncio.AbstractEventLoop):
-        reader = asyncio.StreamReader(limit=handler.stream_limit, loop=loop)
+        reader = LineReader(limit=handler.stream_limit, loop=loop)
         super().__init__(reader, loop=loop)
         self._aionet_slot = slot
         self._aionet_rec: ConnectionRecord | None = None
