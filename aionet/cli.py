@@ -99,7 +99,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--name", default="token", help="a name for the operator's benefit")
     token.add_argument("--role", choices=("viewer", "admin"), default="viewer")
+
+    lockouts = sub.add_parser(
+        "lockouts", help="list or clear auth lock-outs of a running daemon (its admin listener)"
+    )
+    lockouts.add_argument("action", choices=("list", "clear"))
+    lockouts.add_argument(
+        "--admin",
+        default=os.environ.get("AIONET_ADMIN", "http://127.0.0.1:9090"),
+        help="the admin listener's URL (default: $AIONET_ADMIN or http://127.0.0.1:9090)",
+    )
+    lockouts.add_argument(
+        "--token",
+        default=os.environ.get("AIONET_TOKEN"),
+        help="a bearer token (default: $AIONET_TOKEN); clear needs an admin one",
+    )
+    lockouts.add_argument("--network", help="clear: only this client address (IPv6: its /64)")
+    lockouts.add_argument("--user", help="clear: only this user name")
     return parser
+
+
+def cmd_lockouts(args: argparse.Namespace) -> int:
+    """``aionet lockouts list|clear``: ``GET /lockouts`` / ``POST /lockouts/clear``."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if args.action == "list":
+        request = urllib.request.Request(args.admin.rstrip("/") + "/lockouts")
+    else:
+        query = {k: v for k, v in (("network", args.network), ("user", args.user)) if v}
+        url = args.admin.rstrip("/") + "/lockouts/clear?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, method="POST", data=b"")
+    if args.token:
+        request.add_header("Authorization", f"Bearer {args.token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            sys.stdout.write(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        print(f"aionet: {args.admin}: {exc.code} {exc.read().decode().strip()}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"aionet: cannot reach the admin listener {args.admin}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _env_flag(name: str) -> bool:
@@ -122,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "users": cmd_users,
         "cert": cmd_cert,
         "token": cmd_token,
+        "lockouts": cmd_lockouts,
     }
     try:
         return commands[args.command](args)
@@ -234,6 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _serve(config: Config, path: str | None = None, daemon: Daemon | None = None) -> int:
     from .core.server import Server
     from .core.supervisor import (
+        PeerLockouts,
         PeerSamples,
         report_ready,
         watch_parent,
@@ -259,6 +304,7 @@ async def _serve(config: Config, path: str | None = None, daemon: Daemon | None 
         server.worker = (info.index, info.count)
         if any(lc.protocol == "admin" for lc in config.listeners):
             server.peer_samples = peers = PeerSamples(server, info)
+            server.peer_lockouts = PeerLockouts(server, info)
 
         orphan_watch = asyncio.get_running_loop().create_task(watch_parent(server))
 

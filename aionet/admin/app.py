@@ -6,11 +6,20 @@
     GET  /connections   the live table as JSON, ?listener=NAME filters  (viewer or admin)
     POST /reload        re-read the config file, as SIGHUP does         (admin)
     POST /drain         stop being ready, ask sessions to finish        (admin)
+    GET  /lockouts      auth lock-outs and failures being counted (JSON) (viewer or admin)
+    POST /lockouts/clear  clear them: ?network=ADDR and/or ?user=NAME, or all  (admin)
 
 Credentials: ``Authorization: Bearer TOKEN`` where the SHA-256 of TOKEN is listed under the
 listener's ``tokens`` (tokens are random, so a fast hash is the right one: nothing to
 brute-force), or ``Authorization: Basic`` with a user of the shared user store whose roles
 include ``admin`` or ``viewer`` (through the auth portal, throttled like every protocol).
+
+Cross-site requests: a browser resends cached Basic credentials to any page's form, so a
+state-changing request (POST) needs more than them: a bearer token (browsers never attach one
+on their own), or Basic plus the header ``X-Aionet-Request: 1`` (a cross-site page cannot set
+it without a CORS preflight, which this endpoint never grants). Any request a browser marks
+cross-site (``Sec-Fetch-Site: cross-site``, or an ``Origin`` naming another host) is refused
+with 403.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ class AdminApp:
             "/connections": ("GET", self.connections, READ_ROLES),
             "/reload": ("POST", self.reload, WRITE_ROLES),
             "/drain": ("POST", self.drain, WRITE_ROLES),
+            "/lockouts": ("GET", self.lockouts, READ_ROLES),
+            "/lockouts/clear": ("POST", self.clear_lockouts, WRITE_ROLES),
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -75,7 +86,9 @@ class AdminApp:
             )
             return
         if roles is not None:
-            refusal = await self._authorize(scope, roles)
+            refusal = _cross_site(scope, write=method == "POST") or await self._authorize(
+                scope, roles
+            )
             if refusal is not None:
                 await _send(send, *refusal)
                 return
@@ -181,6 +194,49 @@ class AdminApp:
     async def drain(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
         await self.server.begin_drain()
         return 202, b'{"draining": true}\n', [(b"content-type", b"application/json")]
+
+    async def lockouts(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        portal = self.server.portal
+        if portal is None:
+            return 404, b"no auth.users_file: no lock-outs\n", []
+        here = {"pid": os.getpid(), **portal.lockouts()}
+        peers = self.server.peer_lockouts
+        if peers is not None:  # with --workers: each keeps its own tables
+            here["worker"] = self.server.worker[0]
+            here["other_workers"] = peers.others()
+        body = json.dumps(here, indent=1)
+        return 200, body.encode() + b"\n", [(b"content-type", b"application/json")]
+
+    async def clear_lockouts(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        portal = self.server.portal
+        if portal is None:
+            return 404, b"no auth.users_file: no lock-outs\n", []
+        query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+        network = query.get("network", [None])[0]
+        user = query.get("user", [None])[0]
+        cleared = self.server.clear_lockouts(network=network, user=user)
+        body = json.dumps({"cleared": cleared, "network": network, "user": user})
+        return 200, body.encode() + b"\n", [(b"content-type", b"application/json")]
+
+
+def _cross_site(
+    scope: dict[str, Any], *, write: bool
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+    """A 403 for a request a browser sent from another site, or a POST that carries only the
+    credentials a browser attaches by itself (cached Basic auth); else None."""
+    site = _header(scope, b"sec-fetch-site")
+    origin = _header(scope, b"origin")
+    host = _header(scope, b"host")
+    foreign_origin = origin is not None and (
+        origin == "null" or host is None or origin.split("://", 1)[-1] != host
+    )
+    if site == "cross-site" or foreign_origin:
+        return 403, b"cross-site request refused\n", []
+    if write:
+        scheme = (_header(scope, b"authorization") or "").partition(" ")[0].lower()
+        if scheme == "basic" and _header(scope, b"x-aionet-request") is None:
+            return 403, b"POST with Basic credentials needs the header X-Aionet-Request: 1\n", []
+    return None
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -6,19 +6,28 @@ SMTP AUTH, POP3 USER/PASS, FTP login and the admin endpoint all call
 Throttling rules (thresholds in ``ThrottleConfig``):
 
 * Failures are counted per peer network (an IPv4 address, an IPv6 /64) and per user name,
-  independently, over a sliding ``window``.
-* A failed reply is delayed by the larger of the two counts' back-off: nothing for the first
+  independently, over a sliding ``window``. A client without an address (a unix socket) is
+  counted under the pair (``local``, name) instead of a network.
+* A failed reply is delayed by the larger of the counts' back-off: nothing for the first
   ``free_failures``, then ``base_delay`` doubling up to ``max_delay`` (0, 0, 0.5, 1, 2, 4, ...).
-* ``max_failures`` failures within the window lock that network or that name out for
-  ``lockout``: an attempt then gets None after ``max_delay`` without its password being checked.
-  Refused attempts do not extend the lock-out, and a lock-out starts the count afresh.
+* **Lock-outs apply only to what an attacker controls**: ``max_failures`` failures within the
+  window lock that *network* (or that local pair) out for ``lockout``: an attempt from there
+  then gets None after ``max_delay`` without its password being checked. Refused attempts do
+  not extend the lock-out, and a lock-out starts the count afresh.
+* The per-name count never locks anyone out — anyone who knows the name ``admin`` could
+  otherwise keep the real admin out from everywhere. It only delays the *failed* replies for
+  that name (at most ``max_delay``), slowing a distributed guess; a right password from a
+  network that has not been failing is accepted at once.
 * A success forgives exactly the failures of that (user, network) pair in both tables: a user's
   own typos from their own network are forgotten, while another name's failures from the same
   network (password spraying) and the name's failures from elsewhere (a distributed guess) stay.
-* Attempts are serialized per network and per name, so parallel connections cannot get more
-  than ``max_failures`` guesses checked before the lock-out applies.
+* Attempts are serialized per network (not per name: a flood of guesses for one name from
+  elsewhere must not queue the real user behind it), so parallel connections from one network
+  cannot get more than ``max_failures`` guesses checked before its lock-out applies.
 * Each table holds at most ``max_entries`` keys: expired ones are dropped first, then the least
   recently failed, so spraying random names or addresses cannot grow memory without bound.
+* Operators see and clear lock-outs: ``Portal.lockouts()`` / ``Portal.clear()``, served by the
+  admin endpoint (``GET /lockouts``, ``POST /lockouts/clear``) and ``aionet lockouts``.
 """
 
 from __future__ import annotations
@@ -121,18 +130,41 @@ class _Table:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def entries(self, now: float) -> list[tuple[str, int, float]]:
+        """(key, failures in the window, seconds of lock-out left) of every live entry."""
+        out = []
+        for key in list(self._entries):
+            entry = self._live(key, now)
+            if entry is not None:
+                out.append((key, len(entry.failures), max(0.0, entry.locked_until - now)))
+        return out
+
+    def names(self, key: str, now: float) -> set[str]:
+        """The other keys ``key``'s failures in the window were paired with."""
+        entry = self._live(key, now)
+        return {other for _, other in entry.failures} if entry is not None else set()
+
+    def clear(self, key: str | None = None) -> int:
+        """Forget ``key`` (every key when None); returns how many entries went."""
+        if key is None:
+            count = len(self._entries)
+            self._entries.clear()
+            return count
+        return 1 if self._entries.pop(key, None) is not None else 0
+
     def lock_left(self, key: str, now: float) -> float:
         """Seconds left of ``key``'s lock-out (0 when it is not locked out)."""
         entry = self._live(key, now)
         return max(0.0, entry.locked_until - now) if entry is not None else 0.0
 
-    def fail(self, key: str, other: str, now: float) -> tuple[int, bool]:
-        """Record a failure; returns the failures in the window and whether a lock-out began."""
+    def fail(self, key: str, other: str, now: float, *, lock: bool = True) -> tuple[int, bool]:
+        """Record a failure; returns the failures in the window and whether a lock-out began
+        (never without ``lock``: the count then only feeds the reply delay)."""
         entry = self._live(key, now) or self._insert(key, now)
         entry.failures.append((now, other))
         self._entries.move_to_end(key)
         count = len(entry.failures)
-        if count < self._config.max_failures:
+        if not lock or count < self._config.max_failures:
             return count, False
         entry.locked_until = now + self._config.lockout
         entry.failures.clear()
@@ -181,8 +213,16 @@ class _Failure:
     locked: tuple[str, ...]  # the scopes ("ip", "user") whose lock-out this failure started
 
 
+def scope_key(user: str, ip: str | None) -> str:
+    """The key a lock-out applies to: the network, or (``local``, name) without an address."""
+    return ip if ip is not None else f"local:{user}"
+
+
 class Throttle:
-    """Per-network and per-name failure tables; time is passed in, never read.
+    """The failure tables; time is passed in, never read.
+
+    ``by_ip`` (networks, and (local, name) pairs for clients without an address) locks out;
+    ``by_user`` (names, across networks) only delays failed replies.
 
     Args:
         config: the thresholds.
@@ -194,25 +234,60 @@ class Throttle:
         self.by_user = _Table(config)
 
     def lock_left(self, user: str, ip: str | None, now: float) -> float:
-        """Seconds left of the longest lock-out applying to this name or network (0: none)."""
-        by_ip = self.by_ip.lock_left(ip, now) if ip is not None else 0.0
-        return max(by_ip, self.by_user.lock_left(user, now))
+        """Seconds left of the lock-out applying to this network (or local pair); 0: none."""
+        return self.by_ip.lock_left(scope_key(user, ip), now)
 
     def failure(self, user: str, ip: str | None, now: float) -> _Failure:
         """Record a failed attempt of ``user`` from ``ip``."""
-        count, user_locked = self.by_user.fail(user, ip or "", now)
-        locked: tuple[str, ...] = ("user",) if user_locked else ()
-        if ip is not None:
-            ip_count, ip_locked = self.by_ip.fail(ip, user, now)
-            count = max(count, ip_count)
-            locked += ("ip",) if ip_locked else ()
-        return _Failure(count, self.config.delay(count), locked)
+        names = self.by_ip.names(scope_key(user, ip), now) | {user}
+        name_count, _ = self.by_user.fail(user, ip or "", now, lock=False)
+        count, locked = self.by_ip.fail(scope_key(user, ip), user, now)
+        scope = ("ip" if ip is not None else "local_user",) if locked else ()
+        if locked:  # the lock-out pays for these: their name-wide counts start afresh too
+            for name in names:
+                self.by_user.forgive(name, ip or "", now)
+        return _Failure(count, self.config.delay(max(count, name_count)), scope)
 
     def success(self, user: str, ip: str | None, now: float) -> None:
         """Forgive the failures of this (user, network) pair in both tables."""
         self.by_user.forgive(user, ip or "", now)
-        if ip is not None:
-            self.by_ip.forgive(ip, user, now)
+        self.by_ip.forgive(scope_key(user, ip), user, now)
+
+    def lockouts(self, now: float) -> list[dict[str, object]]:
+        """Every live lock-out: its scope (``network``, or ``local_user`` for a unix-socket
+        client's name), key and seconds left."""
+        out: list[dict[str, object]] = []
+        for key, _failures, left in self.by_ip.entries(now):
+            if left > 0:
+                local = key.startswith("local:")
+                out.append(
+                    {
+                        "scope": "local_user" if local else "network",
+                        "key": key.removeprefix("local:") if local else key,
+                        "seconds_left": round(left, 1),
+                    }
+                )
+        return out
+
+    def failing(self, now: float) -> dict[str, dict[str, int]]:
+        """Failures in the window per network and per name (what delays replies)."""
+        return {
+            "networks": {k: n for k, n, _ in self.by_ip.entries(now) if n},
+            "names": {k: n for k, n, _ in self.by_user.entries(now) if n},
+        }
+
+    def clear(self, *, network: str | None = None, user: str | None = None) -> int:
+        """Forget failures and lock-outs: of ``network`` (a peer address or its /64 key), of
+        ``user`` (its name-wide count and its local pair), or of everything when neither is
+        given. Returns how many entries went."""
+        if network is None and user is None:
+            return self.by_ip.clear() + self.by_user.clear()
+        cleared = 0
+        if network is not None:
+            cleared += self.by_ip.clear(network_key(network))
+        if user is not None:
+            cleared += self.by_user.clear(user) + self.by_ip.clear(scope_key(user, None))
+        return cleared
 
 
 class _KeyedLocks:
@@ -307,6 +382,17 @@ class Portal:
         self._sleep = sleep
         self._locks = _KeyedLocks()
 
+    def lockouts(self) -> dict[str, object]:
+        """What an operator needs to see: live lock-outs and the failures being counted."""
+        now = self._clock()
+        return {"lockouts": self.throttle.lockouts(now), "failing": self.throttle.failing(now)}
+
+    def clear(self, *, network: str | None = None, user: str | None = None) -> int:
+        """Clear lock-outs and failures (see ``Throttle.clear``); logged."""
+        cleared = self.throttle.clear(network=network, user=user)
+        log.warning("auth_lockouts_cleared", network=network, user=user, entries=cleared)
+        return cleared
+
     async def authenticate(
         self, credentials: Credentials, protocol: str, peer_ip: str | None
     ) -> User | None:
@@ -321,10 +407,7 @@ class Portal:
         attempt = _Attempt(
             protocol, peer_ip, credentials.username[:_MAX_KEY_LEN], network_key(peer_ip)
         )
-        keys = [f"user:{attempt.user_key}"]
-        if attempt.ip_key is not None:
-            keys.insert(0, f"ip:{attempt.ip_key}")  # networks before names: one global order
-        async with self._locks.hold(*keys):
+        async with self._locks.hold(scope_key(attempt.user_key, attempt.ip_key)):
             user, delay = await self._decide(credentials, attempt)
         if delay > 0:
             await self._sleep(delay)

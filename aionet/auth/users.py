@@ -274,7 +274,9 @@ def parse_users(text: str, file: str) -> UsersFile:
 
 def _read_users(path: Path, *, missing_ok: bool) -> UsersFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            _check_mode(path, os.fstat(f.fileno()).st_mode)
+            text = f.read().decode("utf-8")
     except FileNotFoundError:
         if missing_ok:
             return UsersFile()
@@ -283,6 +285,21 @@ def _read_users(path: Path, *, missing_ok: bool) -> UsersFile:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise _unreadable(path, reason) from None
     return parse_users(text, str(path))
+
+
+def _check_mode(path: Path, mode: int) -> None:
+    """As sshd treats keys: a users file others may write is refused (anyone on the host could
+    add an admin); one that group or others may read or group may write is loaded with a
+    warning (the hashes can be attacked offline)."""
+    if mode & 0o002:
+        raise _unreadable(path, f"writable by others (mode {mode & 0o777:04o}); chmod 600 it")
+    if mode & 0o077:
+        log.warning(
+            "users_file_permissions",
+            path=str(path),
+            mode=f"{mode & 0o777:04o}",
+            advice="readable or writable beyond its owner: chmod 600",
+        )
 
 
 def _unreadable(path: Path, reason: str) -> ConfigError:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from ..config.models import Config, ListenerConfig
     from .metrics import Sample
+    from .supervisor import PeerLockouts
 
 __all__ = ["Server"]
 
@@ -93,6 +94,8 @@ class Server:
         self.config_transform: Callable[[Config], Config] | None = None
         #: Other workers' metric samples, added to this process's by ``/metrics``.
         self.peer_samples: Callable[[], list[Sample]] | None = None
+        #: With ``--workers``: tells the other workers to clear lock-outs too (and lists theirs).
+        self.peer_lockouts: PeerLockouts | None = None
         #: Reloads by result (applied / failed), for the metrics.
         self.reload_counts: dict[str, int] = {}
         #: Set by ``begin_drain()`` (``POST /drain``) and at shutdown: /readyz answers 503.
@@ -336,6 +339,13 @@ class Server:
     def ready_for_traffic(self) -> bool:
         """Every listener bound and started, and no drain asked for (``/readyz``)."""
         return self.state == "running" and not self.drain_requested
+
+    def clear_lockouts(self, *, network: str | None = None, user: str | None = None) -> int:
+        """Clear auth lock-outs here, and in every other worker (``POST /lockouts/clear``)."""
+        cleared = self.portal.clear(network=network, user=user) if self.portal else 0
+        if self.peer_lockouts is not None:
+            self.peer_lockouts.request_clear(network, user)
+        return cleared
 
     async def begin_drain(self) -> None:
         """Stop being ready and ask every handler to finish its sessions, while still

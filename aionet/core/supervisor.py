@@ -39,7 +39,14 @@ if TYPE_CHECKING:
     from .privileges import Daemon
     from .server import Server
 
-__all__ = ["PeerSamples", "Supervisor", "WorkerInfo", "worker_info", "worker_transform"]
+__all__ = [
+    "PeerLockouts",
+    "PeerSamples",
+    "Supervisor",
+    "WorkerInfo",
+    "worker_info",
+    "worker_transform",
+]
 
 _log = structlog.get_logger("aionet.supervisor")
 
@@ -132,11 +139,16 @@ class PeerSamples:
             await asyncio.sleep(SHARE_INTERVAL)
 
     def publish(self) -> None:
+        portal = self.server.portal
         data = {
             "pid": os.getpid(),
             "time": time.time(),
             "samples": [s.as_json() for s in server_samples(self.server)],
+            "lockouts": portal.lockouts() if portal is not None else None,
         }
+        lockouts = self.server.peer_lockouts
+        if lockouts is not None:
+            lockouts.apply_requests()
         path = self.dir / f"worker-{self.info.index}.json"
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
@@ -155,6 +167,63 @@ class PeerSamples:
             if not _alive(int(data.get("pid", 0))):
                 continue
             out.extend(Sample.from_json(s) for s in data.get("samples", []))
+        return out
+
+
+class PeerLockouts:
+    """Auth lock-outs across workers: each keeps its own tables (a client's attempts land on
+    any of them), so ``POST /lockouts/clear`` in one worker leaves a request file the others
+    apply at their next publish tick (within ``SHARE_INTERVAL``), and ``GET /lockouts`` adds
+    what the others published."""
+
+    #: Clear requests older than this are deleted by whoever sees them.
+    KEEP = 60.0
+
+    def __init__(self, server: Server, info: WorkerInfo) -> None:
+        self.server = server
+        self.info = info
+        self.dir = Path(server.config.server.data_dir) / "run" / "metrics"
+        self.started = time.time()
+        self.applied: set[str] = set()
+
+    def request_clear(self, network: str | None, user: str | None) -> None:
+        name = f"clear-{time.time_ns()}-{os.getpid()}.json"
+        self.applied.add(name)  # this worker has cleared already
+        path = self.dir / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"network": network, "user": user}))
+        os.replace(tmp, path)
+
+    def apply_requests(self) -> None:
+        portal = self.server.portal
+        now = time.time()
+        for path in sorted(self.dir.glob("clear-*.json")):
+            try:
+                age = now - path.stat().st_mtime
+                if age > self.KEEP:
+                    path.unlink()
+                    continue
+                if path.name in self.applied or path.stat().st_mtime < self.started:
+                    continue
+                request = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            self.applied.add(path.name)
+            if portal is not None:
+                portal.clear(network=request.get("network"), user=request.get("user"))
+
+    def others(self) -> list[dict[str, Any]]:
+        """What every other live worker published: its pid and lock-outs."""
+        out = []
+        for i in range(self.info.count):
+            if i == self.info.index:
+                continue
+            try:
+                data = json.loads((self.dir / f"worker-{i}.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if _alive(int(data.get("pid", 0))) and data.get("lockouts") is not None:
+                out.append({"pid": data["pid"], "worker": i, **data["lockouts"]})
         return out
 
 

@@ -29,6 +29,9 @@ __all__ = [
 V1_MAX = 107
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 _V2_FAMILIES = {0x11: (4, 12), 0x12: (4, 12), 0x21: (16, 36), 0x22: (16, 36)}
+#: Every family/transport byte the v2 spec defines (UNSPEC, INET, INET6, UNIX with UNSPEC, STREAM,
+#: DGRAM as it lists them); anything else is undefined and refused (spec §2.2).
+_V2_DEFINED = frozenset({0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32})
 
 
 class ProxyProtocolError(ProtocolError):
@@ -100,6 +103,8 @@ def _v2(data: bytes, max_v2: int) -> ProxyHeader | None:
         raise ProxyProtocolError(f"PROXY v2 header over {max_v2} bytes")
     if len(data) < length:
         return None
+    if command == 1 and family not in _V2_DEFINED:  # LOCAL ignores the family (spec §2.2)
+        raise ProxyProtocolError(f"undefined PROXY v2 address family 0x{family:02x}")
     if command == 0 or family not in _V2_FAMILIES:  # LOCAL, or UNSPEC/UNIX: keep the socket's
         return ProxyHeader(length, local=True)
     width, needed = _V2_FAMILIES[family]

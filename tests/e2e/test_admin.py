@@ -134,7 +134,18 @@ async def test_admin_auth(tmp_path: Path) -> None:
             assert (await client.get("/reload")).status_code == 405
             assert (await client.get("/nope")).status_code == 404
             assert not server.drain_requested
-            assert (await client.post("/drain", auth=("olga", "s3cret-pass"))).status_code == 202
+            # Cached Basic credentials alone cannot change state (a cross-site form would
+            # carry them): a POST needs a bearer token or the X-Aionet-Request header.
+            olga = ("olga", "s3cret-pass")
+            assert (await client.post("/drain", auth=olga)).status_code == 403
+            cross = {"X-Aionet-Request": "1", "Origin": "http://evil.example"}
+            assert (await client.post("/drain", auth=olga, headers=cross)).status_code == 403
+            site = {"X-Aionet-Request": "1", "Sec-Fetch-Site": "cross-site"}
+            assert (await client.post("/drain", auth=olga, headers=site)).status_code == 403
+            assert (await client.get("/metrics", auth=olga, headers=site)).status_code == 403
+            assert not server.drain_requested
+            same = {"X-Aionet-Request": "1", "Origin": admin, "Sec-Fetch-Site": "same-origin"}
+            assert (await client.post("/drain", auth=olga, headers=same)).status_code == 202
             assert server.drain_requested
 
 

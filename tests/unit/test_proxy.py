@@ -95,12 +95,21 @@ def test_v2_unix_family_keeps_the_socket_peer() -> None:
         (0x22, 0x11, 12, "command"),
         (0x21, 0x11, 4, "too short"),
         (0x21, 0x11, 5000, "over 4096 bytes"),
+        (0x21, 0x41, 12, "undefined PROXY v2 address family 0x41"),  # family 4: undefined
+        (0x21, 0x13, 12, "undefined PROXY v2 address family 0x13"),  # transport 3: undefined
+        (0x21, 0xF1, 12, "undefined"),
+        (0x21, 0x01, 12, "undefined"),  # UNSPEC family with a transport
     ],
 )
 def test_v2_errors(ver_cmd: int, family: int, size: int, message: str) -> None:
     data = V2_SIGNATURE + bytes([ver_cmd, family]) + struct.pack("!H", size) + b"\x00" * size
     with pytest.raises(ProxyProtocolError, match=message):
         parse_proxy_header(data)
+
+
+def test_v2_local_ignores_the_family() -> None:
+    data = V2_SIGNATURE + bytes([0x20, 0x41]) + struct.pack("!H", 0)
+    assert parse_proxy_header(data) == ProxyHeader(len(data), local=True)
 
 
 def test_v1_builder_round_trip() -> None:

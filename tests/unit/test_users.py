@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.low_level import hash_secret
+from structlog.testing import capture_logs
 
 from aionet.auth import cli as users_cli
 from aionet.auth.users import (
@@ -577,3 +578,27 @@ def test_cli_ctrl_c_at_the_prompt_exits_1_without_a_traceback(
     assert code == 1
     assert capsys.readouterr().err == "\naionet: aborted\n"
     assert not path.exists()
+
+
+def test_a_users_file_others_may_write_is_refused(path: Path) -> None:
+    UserStore(path, hasher=CHEAP).add("alice", "pw")
+    path.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by others"):
+        UserStore.load(path)
+    path.chmod(0o602)
+    with pytest.raises(ConfigError, match=r"mode 0602\); chmod 600"):
+        UserStore.load(path)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o644])
+def test_a_users_file_group_or_others_may_read_loads_with_a_warning(path: Path, mode: int) -> None:
+    UserStore(path, hasher=CHEAP).add("alice", "pw")
+    path.chmod(mode)
+    with capture_logs() as logs:
+        assert "alice" in UserStore.load(path).snapshot
+    warned = [e for e in logs if e["event"] == "users_file_permissions"]
+    assert len(warned) == 1 and warned[0]["mode"] == f"{mode:04o}"
+    path.chmod(0o600)
+    with capture_logs() as logs:
+        UserStore.load(path)
+    assert not [e for e in logs if e["event"] == "users_file_permissions"]
