@@ -7,7 +7,9 @@ transfer has finished, as with vsftpd. Replies are written whole, by one ``write
 a transfer's ``226`` and a command's reply never interleave.
 
 Each command is ``async def cmd_xxx(self, arg) -> None`` in ``COMMANDS``; refusals raise
-``Refused(code, message)``, which the loop turns into the reply (the session goes on).
+``Refused(code, message)``, which the loop turns into the reply (the session goes on). A command
+whose argument is mandatory carries the ``@needs_argument`` guard: bare, it is answered ``501``
+and does nothing (RFC 959 §4.2.1).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import ssl
 import stat as stat_mod
 import time
 from dataclasses import dataclass, field
+from functools import wraps
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioftp
 
@@ -319,6 +322,32 @@ class FtpSession:
         return user.quota - _usage(user.base_path) + replaced
 
 
+_R = TypeVar("_R")
+
+
+def needs_argument(
+    what: str,
+) -> Callable[
+    [Callable[[FtpSession, str], Awaitable[_R]]], Callable[[FtpSession, str], Awaitable[_R]]
+]:
+    """Guard for a command whose argument is mandatory: bare (nothing, or only spaces) it is
+    answered ``501`` and the command does not run. Without it a bare ``DELE``/``RMD``/``RNFR``
+    would act on the current directory."""
+
+    def guard(
+        command: Callable[[FtpSession, str], Awaitable[_R]],
+    ) -> Callable[[FtpSession, str], Awaitable[_R]]:
+        @wraps(command)
+        async def guarded(s: FtpSession, arg: str) -> _R:
+            if not arg.strip():
+                raise Refused("501", f"Syntax error in parameters or arguments: {what} needed.")
+            return await command(s, arg)
+
+        return guarded
+
+    return guard
+
+
 def _close_result(task: asyncio.Task[socket.socket]) -> None:
     if not task.cancelled() and task.exception() is None:
         task.result().close()
@@ -548,9 +577,8 @@ async def cmd_cdup(s: FtpSession, arg: str) -> None:
     await cmd_cwd(s, "..")
 
 
+@needs_argument("a directory name")
 async def cmd_mkd(s: FtpSession, arg: str) -> None:
-    if not arg.strip():
-        raise Refused("501", "MKD needs a name.")
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
     if real.exists() or real.is_symlink():
@@ -559,6 +587,7 @@ async def cmd_mkd(s: FtpSession, arg: str) -> None:
     s.reply("257", f"{_quote(virtual)} created")
 
 
+@needs_argument("a directory name")
 async def cmd_rmd(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     if virtual == PurePosixPath("/"):
@@ -570,6 +599,7 @@ async def cmd_rmd(s: FtpSession, arg: str) -> None:
     s.reply("250", "Remove directory operation successful.")
 
 
+@needs_argument("a file name")
 async def cmd_dele(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
@@ -579,6 +609,7 @@ async def cmd_dele(s: FtpSession, arg: str) -> None:
     s.reply("250", "Delete operation successful.")
 
 
+@needs_argument("a path name")
 async def cmd_rnfr(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
@@ -588,6 +619,7 @@ async def cmd_rnfr(s: FtpSession, arg: str) -> None:
     s.reply("350", "Ready for RNTO.")
 
 
+@needs_argument("a path name")
 async def cmd_rnto(s: FtpSession, arg: str) -> None:
     s.logged_in()
     source, s.rename_from = s.rename_from, None
@@ -604,6 +636,7 @@ async def cmd_rnto(s: FtpSession, arg: str) -> None:
 # -- file facts -----------------------------------------------------------------------------
 
 
+@needs_argument("a file name")
 async def cmd_size(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, read=True)
@@ -612,6 +645,7 @@ async def cmd_size(s: FtpSession, arg: str) -> None:
     s.reply("213", str(real.stat().st_size))
 
 
+@needs_argument("a file name")
 async def cmd_mdtm(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, read=True)
@@ -863,6 +897,7 @@ async def cmd_abor(s: FtpSession, arg: str) -> None:
 # -- transfers ------------------------------------------------------------------------------
 
 
+@needs_argument("a file name")
 async def cmd_retr(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, read=True)
@@ -909,17 +944,17 @@ async def cmd_retr(s: FtpSession, arg: str) -> None:
     s._start(work, lambda: os.close(fd))
 
 
+@needs_argument("a file name")
 async def cmd_stor(s: FtpSession, arg: str) -> None:
     await _store(s, arg, append=False)
 
 
+@needs_argument("a file name")
 async def cmd_appe(s: FtpSession, arg: str) -> None:
     await _store(s, arg, append=True)
 
 
 async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
-    if not arg.strip():
-        raise Refused("501", "STOR needs a file name.")
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
     if not real.parent.is_dir():

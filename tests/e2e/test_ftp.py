@@ -247,6 +247,42 @@ async def test_mlsd_mlst_facts_and_small_commands(site: Site) -> None:
         assert (root / "f.bin").read_bytes() == b"12345"
 
 
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its content (None for a directory)."""
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+async def test_bare_path_commands_answer_501_and_change_nothing(site: Site) -> None:
+    root = site.root("alice")
+    (root / "empty").mkdir(parents=True)
+    (root / "sub").mkdir()
+    (root / "sub" / "file").write_bytes(b"content")
+    before = _tree(root)
+    async with ftp(site) as addr:
+
+        def run() -> None:
+            f = login(addr)
+            for cwd in ("/empty", "/sub", "/"):  # once, the bare RMD would remove /empty
+                f.cwd(cwd)
+                for verb in ("RETR", "STOR", "APPE", "DELE", "SIZE", "MDTM", "RNFR", "RMD",
+                             "MKD", "XRMD", "XMKD"):  # fmt: skip
+                    assert code(f, verb) == "501", (cwd, verb)
+                    assert code(f, verb + "   ") == "501", (cwd, verb)  # spaces only
+                assert code(f, "RNFR /sub/file") == "350"
+                assert code(f, "RNTO") == "501", cwd  # a bare RNTO would rename onto the cwd
+                assert code(f, "RNTO x") == "503", cwd  # and the RNFR is spent
+                assert f.pwd() == cwd
+            assert code(f, "CWD") == "250" and f.pwd() == "/"  # bare CWD: the home, kept
+            assert code(f, "NOOP") == "200"
+            f.quit()
+
+        await asyncio.to_thread(run)
+    assert _tree(root) == before
+
+
 # -- the jail ---------------------------------------------------------------------------------
 
 
