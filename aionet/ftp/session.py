@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioftp
 
-from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket, same_ip
+from ..core.passive import (
+    PassiveCapped,
+    PassiveExhausted,
+    PassivePorts,
+    PassiveSocket,
+    same_ip,
+)
 from .accounts import FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
@@ -784,10 +790,15 @@ async def cmd_mlsd(s: FtpSession, arg: str) -> None:
 
 
 def _open_passive(s: FtpSession) -> PassiveSocket:
-    s.logged_in()
+    user = s.logged_in()
     s._drop_data()
+    owner = user.account.name if user.account is not None else None  # anonymous: per address
+    pool = s.config.passive
     try:
-        passive = s.config.passive.open(s.local_ip, s.peer_ip, timeout=s.config.data_timeout)
+        passive = pool.open(s.local_ip, s.peer_ip, timeout=s.config.data_timeout, user=owner)
+    except PassiveCapped:
+        s.log.warning("ftp_passive_capped", user=owner, per_ip=pool.per_ip, per_user=pool.per_user)
+        raise Refused("425", "Too many passive connections from you, try again later.") from None
     except PassiveExhausted:
         s.log.warning("ftp_passive_exhausted", **s.config.passive.stats())
         raise Refused("425", "No passive port available, try again later.") from None

@@ -4,6 +4,10 @@ Options (``listener.options``)::
 
     passive_ports: "30000-30100"     # the PASV/EPSV range ("0": ephemeral ports, the default)
     passive_address: 203.0.113.7     # the IPv4 address announced by PASV (NAT, containers)
+    passive_per_ip: null             # passive sockets one client address may hold at once
+    passive_per_user: null           # ... one user (anonymous: per address only); null: a
+                                     # quarter of the pool, at least 2 (core/passive.py)
+    max_passive: 1024                # the pool's size when passive_ports is "0"
     data_timeout: 30s                # a data connection must arrive within this time
     starttls: default                # offer AUTH TLS with this certificate (tls.certificates)
     require_tls: false               # refuse USER/PASS (534/530) before AUTH TLS, PROT C (534)
@@ -75,6 +79,8 @@ class FtpOptions(HandlerOptions):
     fsync: bool = False
     banner: str = "aionet FTP server ready."
     max_passive: int = Field(default=1024, ge=1)
+    passive_per_ip: int | None = Field(default=None, ge=1)
+    passive_per_user: int | None = Field(default=None, ge=1)
 
     @field_validator("passive_ports")
     @classmethod
@@ -133,6 +139,13 @@ class FtpHandler(StreamHandler):
                 (),
                 pool["exhausted"],
             ),
+            Sample(
+                "aionet_ftp_passive_capped",
+                "counter",
+                "PASV/EPSV refused with 425: the client's address or user holds its share.",
+                (),
+                pool["capped"],
+            ),
         ]
 
     async def start(self) -> None:
@@ -161,6 +174,8 @@ class FtpHandler(StreamHandler):
             passive=PassivePorts(
                 worker_share(parse_port_range(options.passive_ports), *services.worker),
                 limit=options.max_passive,
+                per_ip=options.passive_per_ip,
+                per_user=options.passive_per_user,
             ),
             banner=options.banner,
             starttls=starttls,

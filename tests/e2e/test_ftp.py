@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -679,6 +680,59 @@ async def test_passive_range_exhaustion_425_and_recovery(site: Site) -> None:
             c.quit()
 
         await asyncio.to_thread(run)
+
+
+def login_from(addr: tuple[str, int], source: str, user: str = "alice") -> ftplib.FTP:
+    """A session whose control and data connections come from ``source`` (a loopback alias)."""
+    f = ftplib.FTP(source_address=(source, 0))
+    f.connect(*addr, timeout=15)
+    f.login(user, PW)
+    return f
+
+
+async def test_passive_caps_per_address_and_per_user(site: Site) -> None:
+    ports = _free_range(8)
+    cfg = config(site, passive_ports=ports, passive_per_ip=3, passive_per_user=4)
+    async with serve(cfg, data_dir=site.data) as server:
+        addr = server.address("ftp")[:2]
+        handler = server.handlers["ftp"]
+
+        def samples() -> dict[str, float]:
+            return {m.name: m.value for m in handler.metrics()}
+
+        def run() -> None:
+            greedy = [login_from(addr, "127.0.0.1") for _ in range(4)]
+            assert [code(g, "EPSV") for g in greedy] == ["229", "229", "229", "425"]  # per address
+            assert code(greedy[3], "PASV") == "425"
+            bob_here = login_from(addr, "127.0.0.1", "bob")
+            assert code(bob_here, "EPSV") == "425"  # the address is at its cap, whoever asks
+            elsewhere = [login_from(addr, "127.0.0.2") for _ in range(2)]
+            assert [code(g, "EPSV") for g in elsewhere] == ["229", "425"]  # alice: per user
+            bob = login_from(addr, "127.0.0.3", "bob")  # another user, another address: served
+            assert put(bob, "b.bin", b"bob").startswith("226")
+            assert get(bob, "b.bin") == b"bob"
+            assert samples()["aionet_ftp_passive_open"] == 4
+            assert samples()["aionet_ftp_passive_capped"] == 4
+            assert samples()["aionet_ftp_passive_exhausted"] == 0  # the pool was never empty
+            assert code(greedy[0], "EPSV") == "229"  # a new EPSV replaces the session's own
+            greedy[0].quit()  # its passive socket closes with the session: a slot is free
+            assert code(greedy[3], "EPSV") == "229"
+            assert code(greedy[1], "ABOR") == "225"  # ABOR drops the waiting passive socket
+            assert put(greedy[2], "g.bin", b"greedy").startswith("226")  # a transfer frees its
+            assert put(greedy[1], "h.bin", b"greedy").startswith("226")  # socket when done
+            for f in [*greedy[1:], *elsewhere, bob, bob_here]:
+                f.quit()
+            deadline = time.monotonic() + 5  # a cancelled accept closes its socket a step later
+            while samples()["aionet_ftp_passive_open"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert samples()["aionet_ftp_passive_open"] == 0
+            again = [login_from(addr, "127.0.0.1") for _ in range(3)]  # nothing leaked
+            assert [code(g, "EPSV") for g in again] == ["229", "229", "229"]
+            for f in again:
+                f.quit()
+
+        await asyncio.to_thread(run)
+    assert (site.root("alice") / "g.bin").read_bytes() == b"greedy"
 
 
 async def test_active_mode_only_to_the_client(site: Site) -> None:
