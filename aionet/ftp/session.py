@@ -41,13 +41,15 @@ from ..core.passive import (
 from .accounts import FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
+from .quota import QuotaLedger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ..core.handler import Connection
+    from .quota import Reservation
 
-__all__ = ["COMMANDS", "FtpSession", "SessionConfig"]
+__all__ = ["COMMANDS", "QUOTAS", "FtpSession", "SessionConfig", "needs_argument", "usage"]
 
 MAX_LINE = 4096
 _IAC = re.compile(rb"\xff[\xf0-\xfe]?")
@@ -71,6 +73,8 @@ class SessionConfig:
     fsync: bool = False
     draining: bool = False
     sessions: set[FtpSession] = field(default_factory=set)
+    #: Quota usage per home (on disk + reserved by uploads in flight); see ftp/quota.py.
+    quotas: QuotaLedger = field(default_factory=lambda: QuotaLedger(usage))
     #: For /metrics: data bytes each way and transfers completed (226).
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -321,11 +325,17 @@ class FtpSession:
     def touch(self, n_in: int = 0, n_out: int = 0) -> None:
         self.conn.touch(n_in, n_out)
 
-    def quota_left(self, replaced: int) -> int | None:
+    async def reserve_quota(self, credit: int, start: int) -> Reservation | None:
+        """A reservation for an upload replacing ``credit`` bytes (None: no quota).
+
+        Raises:
+            QuotaExceeded: the user is over the quota already.
+        """
         user = self.logged_in()
         if user.quota is None:
             return None
-        return user.quota - _usage(user.base_path) + replaced
+        root = self.jail().root
+        return await self.config.quotas.reserve(root, user.quota, credit=credit, start=start)
 
 
 _R = TypeVar("_R")
@@ -375,13 +385,22 @@ def _errname(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "")
 
 
-def _usage(root: Path) -> int:
+def usage(root: Path) -> int:
+    """Bytes on disk under ``root``, but for the temporary files of uploads in flight (the
+    quota ledger counts those as reserved)."""
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
+            if name.startswith(_TEMP_PREFIX):
+                continue
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
     return total
+
+
+#: One ledger for the process: every FTP listener (and, during a reload, the old and the new
+#: handler) may write into the same homes.
+QUOTAS = QuotaLedger(usage)
 
 
 def _quote(path: PurePosixPath) -> str:
@@ -978,11 +997,13 @@ async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
     keep = existing if append else offset
     if keep > existing:
         raise Refused("554", "Restart offset beyond the end of the file.")
-    left = await asyncio.to_thread(s.quota_left, existing)  # walks the user's tree
-    if left is not None and keep > left:
-        raise _QuotaExceeded()
-    upload = _Upload(real, keep, left, s.config.fsync)
-    upload.open()
+    reservation = await s.reserve_quota(existing, keep)  # may walk the home, off the loop
+    upload = _Upload(real, keep, reservation, s.config.fsync)
+    try:
+        upload.open()
+    except BaseException:
+        upload.discard()
+        raise
 
     def sink(chunk: memoryview) -> None:
         upload.write(chunk)
@@ -1018,22 +1039,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _QuotaExceeded(Refused):
-    def __init__(self) -> None:
-        super().__init__("552", "Quota exceeded: transfer aborted.")
-
-
 class _Upload:
     """A temporary file beside the target, renamed into place only when complete."""
 
-    def __init__(self, target: Path, keep: int, quota_left: int | None, fsync: bool) -> None:
+    def __init__(
+        self, target: Path, keep: int, reservation: Reservation | None, fsync: bool
+    ) -> None:
         self.target = target
         self.keep = keep
-        self.quota_left = quota_left
+        self.reservation = reservation  # None: no quota
         self.fsync = fsync
         self.temp: Path | None = None
         self.fd = -1
-        self.received = 0
         self.size = 0
 
     def open(self) -> None:
@@ -1054,24 +1071,36 @@ class _Upload:
         self.size = self.keep
 
     def write(self, chunk: memoryview) -> None:
-        n = len(chunk)
-        self.received += n
-        self.size += n
-        if self.quota_left is not None and self.size > self.quota_left:
-            raise _QuotaExceeded
+        self.size += len(chunk)
+        if self.reservation is not None:
+            self.reservation.grow(self.size)  # QuotaExceeded: nothing of this chunk is written
         while chunk:
             written = os.write(self.fd, chunk)
             chunk = chunk[written:]
 
     def commit(self) -> None:
-        """Rename the complete temporary file over the target."""
+        """Rename the complete temporary file over the target.
+
+        Raises:
+            QuotaExceeded: the file replaced shrank or vanished meanwhile, and the upload no
+                longer fits (nothing is renamed).
+        """
         assert self.temp is not None
+        if self.reservation is not None:
+            try:
+                st = os.lstat(self.target)
+                replaced = 0 if stat_mod.S_ISDIR(st.st_mode) else st.st_size
+            except FileNotFoundError:
+                replaced = 0
+            self.reservation.commit(self.size, replaced)  # counted on disk from here on
         os.close(self.fd)
         self.fd = -1
         os.replace(self.temp, self.target)
         self.temp = None
 
     def discard(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -19,7 +19,8 @@ Options (``listener.options``)::
       - {path: /pub, read: true, write: false}
       - {path: /incoming, read: false, write: true}
     roles: {staff: [{path: /pub, write: true}]}   # per-role rules, before the global ones
-    quota: 1GiB                      # default per-user quota (users' settings.ftp_quota wins)
+    quota: 1GiB                      # default per-user quota (users' settings.ftp_quota wins),
+                                     # across all of a user's sessions (ftp/quota.py)
     homes_outside_data_dir: false    # allow settings.home outside data_dir
     fsync: false                     # true: fsync an upload (and its directory) around the rename
     banner: aionet FTP server ready.
@@ -41,7 +42,7 @@ from ..core.metrics import Sample
 from ..core.passive import PassivePorts, parse_port_range, worker_share
 from ..errors import StartupError
 from ..ftp.accounts import PathRule, PortalUserManager
-from ..ftp.session import FtpSession, SessionConfig
+from ..ftp.session import QUOTAS, FtpSession, SessionConfig
 
 __all__ = ["FtpHandler", "FtpOptions"]
 
@@ -185,6 +186,7 @@ class FtpHandler(StreamHandler):
             data_timeout=options.data_timeout,
             active=options.active,
             fsync=options.fsync,
+            quotas=QUOTAS,
         )
 
     async def handle(self, conn: Connection) -> None:

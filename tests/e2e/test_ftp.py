@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -426,6 +427,96 @@ async def test_quota_552_and_nothing_left(site: Site) -> None:
     root = site.root("quinn")
     assert sorted(p.name for p in root.iterdir()) == ["a"]
     assert (root / "a").stat().st_size == 90_000
+
+
+def store_code(
+    f: ftplib.FTP,
+    cmd: str,
+    data: bytes,
+    start: threading.Barrier | None = None,
+    rest: int | None = None,
+) -> str:
+    """Send ``data`` for ``cmd`` (STOR/APPE, after REST ``rest``), waiting at ``start`` once the
+    transfer is open; the reply code, also when the server cuts the data connection (552)."""
+    try:
+        conn = f.transfercmd(cmd, rest)
+    except ftplib.Error as exc:
+        if start is not None:
+            start.abort()
+        return str(exc)[:3]
+    try:
+        if start is not None:
+            start.wait(timeout=15)
+        for i in range(0, len(data), 256 * 1024):
+            conn.sendall(data[i : i + 256 * 1024])
+    except OSError:
+        pass  # reset by the server: the reply says why
+    finally:
+        conn.close()
+    try:
+        return f.voidresp()[:3]
+    except ftplib.Error as exc:
+        return str(exc)[:3]
+
+
+async def test_quota_holds_across_concurrent_sessions(site: Site) -> None:
+    quota = 5 * 1024 * 1024
+    root = site.root("alice")
+    blobs = [os.urandom(4_000_000) for _ in range(4)]
+    async with ftp(site, quota="5MiB") as addr:
+
+        def run() -> list[str]:
+            sessions = [login(addr) for _ in blobs]
+            start = threading.Barrier(len(blobs))
+            with ThreadPoolExecutor(len(blobs)) as pool:
+                codes = list(
+                    pool.map(
+                        lambda i: store_code(sessions[i], f"STOR f{i}", blobs[i], start),
+                        range(len(blobs)),
+                    )
+                )
+            f = sessions[0]
+            stored = sum(len(blobs[i]) for i, c in enumerate(codes) if c == "226")
+            # nothing is left reserved: exactly what is left fits, one byte more does not
+            assert store_code(f, "STOR rest", b"r" * (quota - stored)) == "226"
+            assert store_code(f, "APPE rest", b"+") == "552"
+            assert store_code(f, "STOR one", b"1") == "552"
+            assert store_code(f, "STOR rest", b"r" * (quota - stored)) == "226"  # replacing: same
+            for g in sessions:
+                g.quit()
+            return codes
+
+        codes = await asyncio.to_thread(run)
+    assert sorted(set(codes)) == ["226", "552"], codes  # some fit, the rest were refused
+    names = sorted(p.name for p in root.iterdir())
+    assert names == sorted(["rest", *(f"f{i}" for i, c in enumerate(codes) if c == "226")])
+    for i, c in enumerate(codes):
+        if c == "226":
+            assert (root / f"f{i}").read_bytes() == blobs[i]
+    assert sum(p.stat().st_size for p in root.iterdir()) == quota
+
+
+async def test_quota_appe_and_rest_are_charged_their_growth(site: Site) -> None:
+    root = site.root("quinn")  # settings.ftp_quota: 100000
+    root.mkdir(parents=True)
+    (root / "log").write_bytes(b"a" * 40_000)
+    async with ftp(site) as addr:
+
+        def run() -> None:
+            f, g = login(addr, "quinn"), login(addr, "quinn")
+            assert store_code(f, "APPE log", b"b" * 30_000) == "226"  # 70000
+            # REST: keep 10000, send 50000: the file shrinks to 60000
+            assert store_code(f, "STOR log", b"c" * 50_000, rest=10_000) == "226"
+            assert store_code(g, "STOR other", b"d" * 40_000) == "226"  # 100000: full
+            assert store_code(g, "APPE other", b"e") == "552"
+            assert store_code(f, "APPE log", b"f") == "552"
+            f.quit()
+            g.quit()
+
+        await asyncio.to_thread(run)
+    assert sorted(p.name for p in root.iterdir()) == ["log", "other"]
+    assert (root / "log").read_bytes() == b"a" * 10_000 + b"c" * 50_000
+    assert (root / "other").read_bytes() == b"d" * 40_000
 
 
 # -- integrity of uploads -------------------------------------------------------------------
