@@ -48,10 +48,15 @@ __all__ = [
 class PassiveExhausted(Exception):
     """No passive port is free (every port of the range is in use, or ``limit`` is reached)."""
 
+    #: True for ``PassiveCapped``: the pool has ports, but not for this client.
+    capped = False
+
 
 class PassiveCapped(PassiveExhausted):
     """The client's address or user already holds its share of the pool (``per_ip``,
     ``per_user``); other clients may still get ports."""
+
+    capped = True
 
 
 def fair_share(limit: int) -> int:

@@ -31,13 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioftp
 
-from ..core.passive import (
-    PassiveCapped,
-    PassiveExhausted,
-    PassivePorts,
-    PassiveSocket,
-    same_ip,
-)
+from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket, same_ip
 from .accounts import FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
@@ -815,10 +809,12 @@ def _open_passive(s: FtpSession) -> PassiveSocket:
     pool = s.config.passive
     try:
         passive = pool.open(s.local_ip, s.peer_ip, timeout=s.config.data_timeout, user=owner)
-    except PassiveCapped:
-        s.log.warning("ftp_passive_capped", user=owner, per_ip=pool.per_ip, per_user=pool.per_user)
-        raise Refused("425", "Too many passive connections from you, try again later.") from None
-    except PassiveExhausted:
+    except PassiveExhausted as exc:
+        if exc.capped:  # this client's share is taken, not the pool
+            s.log.warning(
+                "ftp_passive_capped", user=owner, per_ip=pool.per_ip, per_user=pool.per_user
+            )
+            raise Refused("425", "Too many passive connections from you, try later.") from None
         s.log.warning("ftp_passive_exhausted", **s.config.passive.stats())
         raise Refused("425", "No passive port available, try again later.") from None
     s.passive = passive
