@@ -6,6 +6,10 @@ handler asks a ``PassivePorts`` pool for one instead of binding it itself, so th
 * **bounded** — at most one per port of the configured range (``"30000-30100"``), or at most
   ``limit`` ephemeral ports when no range is configured; an exhausted pool raises
   ``PassiveExhausted`` (FTP answers ``425``) and recovers as soon as a socket is closed;
+* **shared fairly** — one client address holds at most ``per_ip`` of them, one user at most
+  ``per_user`` (by default a quarter of the pool each, at least 2), so one party cannot starve
+  the others: the party at its cap gets ``PassiveCapped`` (also ``425``), the others still get
+  ports. A socket stops counting against its owners as soon as ``close()`` is called;
 * **peer-checked** — ``PassiveSocket.accept()`` only takes a connection from the control
   connection's address; any other peer is closed at once (no data-port hijacking);
 * **timed** — ``accept()`` gives up after ``timeout`` seconds;
@@ -29,9 +33,12 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "PassiveCapped",
     "PassiveExhausted",
     "PassivePorts",
     "PassiveSocket",
+    "fair_share",
+    "ip_key",
     "parse_port_range",
     "same_ip",
     "worker_share",
@@ -40,6 +47,23 @@ __all__ = [
 
 class PassiveExhausted(Exception):
     """No passive port is free (every port of the range is in use, or ``limit`` is reached)."""
+
+    #: True for ``PassiveCapped``: the pool has ports, but not for this client.
+    capped = False
+
+
+class PassiveCapped(PassiveExhausted):
+    """The client's address or user already holds its share of the pool (``per_ip``,
+    ``per_user``); other clients may still get ports."""
+
+    capped = True
+
+
+def fair_share(limit: int) -> int:
+    """The default per-address and per-user cap for a pool of ``limit`` sockets: a quarter of
+    it (so it takes four parties to starve the pool), at least 2 (a client listing while it
+    transfers), never more than the pool."""
+    return min(limit, max(2, limit // 4))
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -68,6 +92,7 @@ class _Stats:
     rejected_peers: int = 0
     timeouts: int = 0
     exhausted: int = 0
+    capped: int = 0
 
 
 def worker_share(ports: tuple[int, int], index: int, count: int) -> tuple[int, int]:
@@ -96,13 +121,27 @@ class PassivePorts:
     Args:
         ports: ``(low, high)`` inclusive, or ``(0, 0)`` for ephemeral ports.
         limit: the most sockets open at once with ephemeral ports (a range bounds itself).
+        per_ip: the most one client address holds at once (None: ``fair_share(limit)``).
+        per_user: the most one user holds at once (None: ``fair_share(limit)``).
     """
 
-    def __init__(self, ports: tuple[int, int] = (0, 0), *, limit: int = 1024) -> None:
+    def __init__(
+        self,
+        ports: tuple[int, int] = (0, 0),
+        *,
+        limit: int = 1024,
+        per_ip: int | None = None,
+        per_user: int | None = None,
+    ) -> None:
         self.low, self.high = ports
         self.limit = limit if self.low == 0 else self.high - self.low + 1
+        share = fair_share(self.limit)
+        self.per_ip = min(self.limit, share if per_ip is None else per_ip)
+        self.per_user = min(self.limit, share if per_user is None else per_user)
         self._next = self.low
         self._open: set[PassiveSocket] = set()
+        self._by_ip: dict[str, int] = {}
+        self._by_user: dict[str, int] = {}
         self._stats = _Stats()
 
     def __len__(self) -> int:
@@ -111,18 +150,32 @@ class PassivePorts:
     def stats(self) -> dict[str, int]:
         return {"open": len(self._open), "limit": self.limit, **self._stats.__dict__}
 
-    def open(self, host: str, peer_ip: str, *, timeout: float) -> PassiveSocket:
-        """Listen on ``host`` (the control connection's local address) for ``peer_ip`` only.
+    def open(
+        self, host: str, peer_ip: str, *, timeout: float, user: str | None = None
+    ) -> PassiveSocket:
+        """Listen on ``host`` (the control connection's local address) for ``peer_ip`` only,
+        counted against ``peer_ip`` and ``user`` (None: not counted per user).
 
         Raises:
+            PassiveCapped: ``peer_ip`` or ``user`` already holds its share.
             PassiveExhausted: no port is free.
         """
         if len(self._open) >= self.limit:
             self._stats.exhausted += 1
             raise PassiveExhausted("no free passive port")
+        ip = ip_key(peer_ip)
+        if self._by_ip.get(ip, 0) >= self.per_ip or (
+            user is not None and self._by_user.get(user, 0) >= self.per_user
+        ):
+            self._stats.capped += 1
+            raise PassiveCapped("this client already holds its share of passive ports")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = self._bind(family, host)
         passive = PassiveSocket(self, sock, peer_ip, timeout)
+        passive._owners = (ip, user)
+        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+        if user is not None:
+            self._by_user[user] = self._by_user.get(user, 0) + 1
         self._open.add(passive)
         self._stats.opened += 1
         return passive
@@ -140,11 +193,41 @@ class PassivePorts:
         raise PassiveExhausted("no free passive port")
 
     def _release(self, passive: PassiveSocket) -> None:
+        self._disown(passive)
         self._open.discard(passive)
+
+    def _disown(self, passive: PassiveSocket) -> None:
+        """Stop counting ``passive`` against its address and user (idempotent)."""
+        owners, passive._owners = passive._owners, None
+        if owners is not None:
+            ip, user = owners
+            _decrement(self._by_ip, ip)
+            if user is not None:
+                _decrement(self._by_user, user)
 
     def close_all(self) -> None:
         for passive in list(self._open):
             passive.close()
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
+def ip_key(ip: str) -> str:
+    """The address a client is counted by: an IPv4-mapped IPv6 address counts as its IPv4
+    address, and a scope (``%eth0``) is dropped."""
+    try:
+        address = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
 
 
 def _listen(family: int, host: str, port: int) -> socket.socket:
@@ -182,6 +265,7 @@ class PassiveSocket:
         self.peer_ip = peer_ip
         self.timeout = timeout
         self._task: asyncio.Task[Any] | None = None
+        self._owners: tuple[str, str | None] | None = None  # (address, user) the pool counts
         self.address: tuple[Any, ...] = sock.getsockname()
 
     @property
@@ -244,7 +328,10 @@ class PassiveSocket:
 
     def close(self) -> None:
         """Stop listening and return the port to the pool (idempotent). A pending ``accept()``
-        is cancelled and closes the socket itself once the loop has let go of it."""
+        is cancelled and closes the socket itself once the loop has let go of it; the socket
+        stops counting against its address and user at once (a client replacing its PASV at
+        its cap is not refused)."""
+        self._pool._disown(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             return

@@ -7,7 +7,9 @@ transfer has finished, as with vsftpd. Replies are written whole, by one ``write
 a transfer's ``226`` and a command's reply never interleave.
 
 Each command is ``async def cmd_xxx(self, arg) -> None`` in ``COMMANDS``; refusals raise
-``Refused(code, message)``, which the loop turns into the reply (the session goes on).
+``Refused(code, message)``, which the loop turns into the reply (the session goes on). A command
+whose argument is mandatory carries the ``@needs_argument`` guard: bare, it is answered ``501``
+and does nothing (RFC 959 §4.2.1).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import ssl
 import stat as stat_mod
 import time
 from dataclasses import dataclass, field
+from functools import wraps
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioftp
 
@@ -33,13 +36,15 @@ from ..core.starttls import ClearTextLogin, clear_text_login_allowed
 from .accounts import ANONYMOUS_NAMES, FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
+from .quota import QuotaLedger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ..core.handler import Connection
+    from .quota import Reservation
 
-__all__ = ["COMMANDS", "FtpSession", "SessionConfig"]
+__all__ = ["COMMANDS", "QUOTAS", "FtpSession", "SessionConfig", "needs_argument", "usage"]
 
 MAX_LINE = 4096
 _IAC = re.compile(rb"\xff[\xf0-\xfe]?")
@@ -64,6 +69,8 @@ class SessionConfig:
     fsync: bool = False
     draining: bool = False
     sessions: set[FtpSession] = field(default_factory=set)
+    #: Quota usage per home (on disk + reserved by uploads in flight); see ftp/quota.py.
+    quotas: QuotaLedger = field(default_factory=lambda: QuotaLedger(usage))
     #: For /metrics: data bytes each way and transfers completed (226).
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -314,11 +321,43 @@ class FtpSession:
     def touch(self, n_in: int = 0, n_out: int = 0) -> None:
         self.conn.touch(n_in, n_out)
 
-    def quota_left(self, replaced: int) -> int | None:
+    async def reserve_quota(self, credit: int, start: int) -> Reservation | None:
+        """A reservation for an upload replacing ``credit`` bytes (None: no quota).
+
+        Raises:
+            QuotaExceeded: the user is over the quota already.
+        """
         user = self.logged_in()
         if user.quota is None:
             return None
-        return user.quota - _usage(user.base_path) + replaced
+        root = self.jail().root
+        return await self.config.quotas.reserve(root, user.quota, credit=credit, start=start)
+
+
+_R = TypeVar("_R")
+
+
+def needs_argument(
+    what: str,
+) -> Callable[
+    [Callable[[FtpSession, str], Awaitable[_R]]], Callable[[FtpSession, str], Awaitable[_R]]
+]:
+    """Guard for a command whose argument is mandatory: bare (nothing, or only spaces) it is
+    answered ``501`` and the command does not run. Without it a bare ``DELE``/``RMD``/``RNFR``
+    would act on the current directory."""
+
+    def guard(
+        command: Callable[[FtpSession, str], Awaitable[_R]],
+    ) -> Callable[[FtpSession, str], Awaitable[_R]]:
+        @wraps(command)
+        async def guarded(s: FtpSession, arg: str) -> _R:
+            if not arg.strip():
+                raise Refused("501", f"Syntax error in parameters or arguments: {what} needed.")
+            return await command(s, arg)
+
+        return guarded
+
+    return guard
 
 
 def _close_result(task: asyncio.Task[socket.socket]) -> None:
@@ -342,13 +381,22 @@ def _errname(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "")
 
 
-def _usage(root: Path) -> int:
+def usage(root: Path) -> int:
+    """Bytes on disk under ``root``, but for the temporary files of uploads in flight (the
+    quota ledger counts those as reserved)."""
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
+            if name.startswith(_TEMP_PREFIX):
+                continue
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
     return total
+
+
+#: One ledger for the process: every FTP listener (and, during a reload, the old and the new
+#: handler) may write into the same homes.
+QUOTAS = QuotaLedger(usage)
 
 
 def _quote(path: PurePosixPath) -> str:
@@ -562,9 +610,8 @@ async def cmd_cdup(s: FtpSession, arg: str) -> None:
     await cmd_cwd(s, "..")
 
 
+@needs_argument("a directory name")
 async def cmd_mkd(s: FtpSession, arg: str) -> None:
-    if not arg.strip():
-        raise Refused("501", "MKD needs a name.")
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
     if real.exists() or real.is_symlink():
@@ -573,6 +620,7 @@ async def cmd_mkd(s: FtpSession, arg: str) -> None:
     s.reply("257", f"{_quote(virtual)} created")
 
 
+@needs_argument("a directory name")
 async def cmd_rmd(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     if virtual == PurePosixPath("/"):
@@ -584,6 +632,7 @@ async def cmd_rmd(s: FtpSession, arg: str) -> None:
     s.reply("250", "Remove directory operation successful.")
 
 
+@needs_argument("a file name")
 async def cmd_dele(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
@@ -593,6 +642,7 @@ async def cmd_dele(s: FtpSession, arg: str) -> None:
     s.reply("250", "Delete operation successful.")
 
 
+@needs_argument("a path name")
 async def cmd_rnfr(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
@@ -602,6 +652,7 @@ async def cmd_rnfr(s: FtpSession, arg: str) -> None:
     s.reply("350", "Ready for RNTO.")
 
 
+@needs_argument("a path name")
 async def cmd_rnto(s: FtpSession, arg: str) -> None:
     s.logged_in()
     source, s.rename_from = s.rename_from, None
@@ -618,6 +669,7 @@ async def cmd_rnto(s: FtpSession, arg: str) -> None:
 # -- file facts -----------------------------------------------------------------------------
 
 
+@needs_argument("a file name")
 async def cmd_size(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, read=True)
@@ -626,6 +678,7 @@ async def cmd_size(s: FtpSession, arg: str) -> None:
     s.reply("213", str(real.stat().st_size))
 
 
+@needs_argument("a file name")
 async def cmd_mdtm(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, read=True)
@@ -764,11 +817,18 @@ async def cmd_mlsd(s: FtpSession, arg: str) -> None:
 
 
 def _open_passive(s: FtpSession) -> PassiveSocket:
-    s.logged_in()
+    user = s.logged_in()
     s._drop_data()
+    owner = user.account.name if user.account is not None else None  # anonymous: per address
+    pool = s.config.passive
     try:
-        passive = s.config.passive.open(s.local_ip, s.peer_ip, timeout=s.config.data_timeout)
-    except PassiveExhausted:
+        passive = pool.open(s.local_ip, s.peer_ip, timeout=s.config.data_timeout, user=owner)
+    except PassiveExhausted as exc:
+        if exc.capped:  # this client's share is taken, not the pool
+            s.log.warning(
+                "ftp_passive_capped", user=owner, per_ip=pool.per_ip, per_user=pool.per_user
+            )
+            raise Refused("425", "Too many passive connections from you, try later.") from None
         s.log.warning("ftp_passive_exhausted", **s.config.passive.stats())
         raise Refused("425", "No passive port available, try again later.") from None
     s.passive = passive
@@ -877,6 +937,7 @@ async def cmd_abor(s: FtpSession, arg: str) -> None:
 # -- transfers ------------------------------------------------------------------------------
 
 
+@needs_argument("a file name")
 async def cmd_retr(s: FtpSession, arg: str) -> None:
     real, virtual = s.resolve(arg)
     s.check(virtual, read=True)
@@ -923,17 +984,17 @@ async def cmd_retr(s: FtpSession, arg: str) -> None:
     s._start(work, lambda: os.close(fd))
 
 
+@needs_argument("a file name")
 async def cmd_stor(s: FtpSession, arg: str) -> None:
     await _store(s, arg, append=False)
 
 
+@needs_argument("a file name")
 async def cmd_appe(s: FtpSession, arg: str) -> None:
     await _store(s, arg, append=True)
 
 
 async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
-    if not arg.strip():
-        raise Refused("501", "STOR needs a file name.")
     real, virtual = s.resolve(arg)
     s.check(virtual, write=True)
     if not real.parent.is_dir():
@@ -946,11 +1007,13 @@ async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
     keep = existing if append else offset
     if keep > existing:
         raise Refused("554", "Restart offset beyond the end of the file.")
-    left = await asyncio.to_thread(s.quota_left, existing)  # walks the user's tree
-    if left is not None and keep > left:
-        raise _QuotaExceeded()
-    upload = _Upload(real, keep, left, s.config.fsync)
-    upload.open()
+    reservation = await s.reserve_quota(existing, keep)  # may walk the home, off the loop
+    upload = _Upload(real, keep, reservation, s.config.fsync)
+    try:
+        upload.open()
+    except BaseException:
+        upload.discard()
+        raise
 
     def sink(chunk: memoryview) -> None:
         upload.write(chunk)
@@ -986,22 +1049,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _QuotaExceeded(Refused):
-    def __init__(self) -> None:
-        super().__init__("552", "Quota exceeded: transfer aborted.")
-
-
 class _Upload:
     """A temporary file beside the target, renamed into place only when complete."""
 
-    def __init__(self, target: Path, keep: int, quota_left: int | None, fsync: bool) -> None:
+    def __init__(
+        self, target: Path, keep: int, reservation: Reservation | None, fsync: bool
+    ) -> None:
         self.target = target
         self.keep = keep
-        self.quota_left = quota_left
+        self.reservation = reservation  # None: no quota
         self.fsync = fsync
         self.temp: Path | None = None
         self.fd = -1
-        self.received = 0
         self.size = 0
 
     def open(self) -> None:
@@ -1022,24 +1081,36 @@ class _Upload:
         self.size = self.keep
 
     def write(self, chunk: memoryview) -> None:
-        n = len(chunk)
-        self.received += n
-        self.size += n
-        if self.quota_left is not None and self.size > self.quota_left:
-            raise _QuotaExceeded
+        self.size += len(chunk)
+        if self.reservation is not None:
+            self.reservation.grow(self.size)  # QuotaExceeded: nothing of this chunk is written
         while chunk:
             written = os.write(self.fd, chunk)
             chunk = chunk[written:]
 
     def commit(self) -> None:
-        """Rename the complete temporary file over the target."""
+        """Rename the complete temporary file over the target.
+
+        Raises:
+            QuotaExceeded: the file replaced shrank or vanished meanwhile, and the upload no
+                longer fits (nothing is renamed).
+        """
         assert self.temp is not None
+        if self.reservation is not None:
+            try:
+                st = os.lstat(self.target)
+                replaced = 0 if stat_mod.S_ISDIR(st.st_mode) else st.st_size
+            except FileNotFoundError:
+                replaced = 0
+            self.reservation.commit(self.size, replaced)  # counted on disk from here on
         os.close(self.fd)
         self.fd = -1
         os.replace(self.temp, self.target)
         self.temp = None
 
     def discard(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

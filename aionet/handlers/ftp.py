@@ -4,6 +4,10 @@ Options (``listener.options``)::
 
     passive_ports: "30000-30100"     # the PASV/EPSV range ("0": ephemeral ports, the default)
     passive_address: 203.0.113.7     # the IPv4 address announced by PASV (NAT, containers)
+    passive_per_ip: null             # passive sockets one client address may hold at once
+    passive_per_user: null           # ... one user (anonymous: per address only); null: a
+                                     # quarter of the pool, at least 2 (core/passive.py)
+    max_passive: 1024                # the pool's size when passive_ports is "0"
     data_timeout: 30s                # a data connection must arrive within this time
     starttls: default                # offer AUTH TLS with this certificate (tls.certificates)
     auth_without_tls: false          # USER/PASS before AUTH TLS: true, or "loopback" (only from
@@ -18,7 +22,8 @@ Options (``listener.options``)::
       - {path: /pub, read: true, write: false}
       - {path: /incoming, read: false, write: true}
     roles: {staff: [{path: /pub, write: true}]}   # per-role rules, before the global ones
-    quota: 1GiB                      # default per-user quota (users' settings.ftp_quota wins)
+    quota: 1GiB                      # default per-user quota (users' settings.ftp_quota wins),
+                                     # across all of a user's sessions (ftp/quota.py)
     homes_outside_data_dir: false    # allow settings.home outside data_dir
     fsync: false                     # true: fsync an upload (and its directory) around the rename
     banner: aionet FTP server ready.
@@ -40,7 +45,7 @@ from ..core.metrics import Sample
 from ..core.passive import PassivePorts, parse_port_range, worker_share
 from ..errors import StartupError
 from ..ftp.accounts import PathRule, PortalUserManager
-from ..ftp.session import FtpSession, SessionConfig
+from ..ftp.session import QUOTAS, FtpSession, SessionConfig
 
 __all__ = ["FtpHandler", "FtpOptions"]
 
@@ -77,6 +82,8 @@ class FtpOptions(InBandTlsOptions):
     fsync: bool = False
     banner: str = "aionet FTP server ready."
     max_passive: int = Field(default=1024, ge=1)
+    passive_per_ip: int | None = Field(default=None, ge=1)
+    passive_per_user: int | None = Field(default=None, ge=1)
 
     @field_validator("passive_ports")
     @classmethod
@@ -135,6 +142,13 @@ class FtpHandler(StreamHandler):
                 (),
                 pool["exhausted"],
             ),
+            Sample(
+                "aionet_ftp_passive_capped",
+                "counter",
+                "PASV/EPSV refused with 425: the client's address or user holds its share.",
+                (),
+                pool["capped"],
+            ),
         ]
 
     async def start(self) -> None:
@@ -163,6 +177,8 @@ class FtpHandler(StreamHandler):
             passive=PassivePorts(
                 worker_share(parse_port_range(options.passive_ports), *services.worker),
                 limit=options.max_passive,
+                per_ip=options.passive_per_ip,
+                per_user=options.passive_per_user,
             ),
             banner=options.banner,
             starttls=starttls,
@@ -173,6 +189,7 @@ class FtpHandler(StreamHandler):
             data_timeout=options.data_timeout,
             active=options.active,
             fsync=options.fsync,
+            quotas=QUOTAS,
         )
 
     async def handle(self, conn: Connection) -> None:

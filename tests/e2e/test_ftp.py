@@ -16,6 +16,8 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -249,6 +251,42 @@ async def test_mlsd_mlst_facts_and_small_commands(site: Site) -> None:
         assert (root / "f.bin").read_bytes() == b"12345"
 
 
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its content (None for a directory)."""
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+async def test_bare_path_commands_answer_501_and_change_nothing(site: Site) -> None:
+    root = site.root("alice")
+    (root / "empty").mkdir(parents=True)
+    (root / "sub").mkdir()
+    (root / "sub" / "file").write_bytes(b"content")
+    before = _tree(root)
+    async with ftp(site) as addr:
+
+        def run() -> None:
+            f = login(addr)
+            for cwd in ("/empty", "/sub", "/"):  # once, the bare RMD would remove /empty
+                f.cwd(cwd)
+                for verb in ("RETR", "STOR", "APPE", "DELE", "SIZE", "MDTM", "RNFR", "RMD",
+                             "MKD", "XRMD", "XMKD"):  # fmt: skip
+                    assert code(f, verb) == "501", (cwd, verb)
+                    assert code(f, verb + "   ") == "501", (cwd, verb)  # spaces only
+                assert code(f, "RNFR /sub/file") == "350"
+                assert code(f, "RNTO") == "501", cwd  # a bare RNTO would rename onto the cwd
+                assert code(f, "RNTO x") == "503", cwd  # and the RNFR is spent
+                assert f.pwd() == cwd
+            assert code(f, "CWD") == "250" and f.pwd() == "/"  # bare CWD: the home, kept
+            assert code(f, "NOOP") == "200"
+            f.quit()
+
+        await asyncio.to_thread(run)
+    assert _tree(root) == before
+
+
 # -- the jail ---------------------------------------------------------------------------------
 
 
@@ -391,6 +429,96 @@ async def test_quota_552_and_nothing_left(site: Site) -> None:
     root = site.root("quinn")
     assert sorted(p.name for p in root.iterdir()) == ["a"]
     assert (root / "a").stat().st_size == 90_000
+
+
+def store_code(
+    f: ftplib.FTP,
+    cmd: str,
+    data: bytes,
+    start: threading.Barrier | None = None,
+    rest: int | None = None,
+) -> str:
+    """Send ``data`` for ``cmd`` (STOR/APPE, after REST ``rest``), waiting at ``start`` once the
+    transfer is open; the reply code, also when the server cuts the data connection (552)."""
+    try:
+        conn = f.transfercmd(cmd, rest)
+    except ftplib.Error as exc:
+        if start is not None:
+            start.abort()
+        return str(exc)[:3]
+    try:
+        if start is not None:
+            start.wait(timeout=15)
+        for i in range(0, len(data), 256 * 1024):
+            conn.sendall(data[i : i + 256 * 1024])
+    except OSError:
+        pass  # reset by the server: the reply says why
+    finally:
+        conn.close()
+    try:
+        return f.voidresp()[:3]
+    except ftplib.Error as exc:
+        return str(exc)[:3]
+
+
+async def test_quota_holds_across_concurrent_sessions(site: Site) -> None:
+    quota = 5 * 1024 * 1024
+    root = site.root("alice")
+    blobs = [os.urandom(4_000_000) for _ in range(4)]
+    async with ftp(site, quota="5MiB") as addr:
+
+        def run() -> list[str]:
+            sessions = [login(addr) for _ in blobs]
+            start = threading.Barrier(len(blobs))
+            with ThreadPoolExecutor(len(blobs)) as pool:
+                codes = list(
+                    pool.map(
+                        lambda i: store_code(sessions[i], f"STOR f{i}", blobs[i], start),
+                        range(len(blobs)),
+                    )
+                )
+            f = sessions[0]
+            stored = sum(len(blobs[i]) for i, c in enumerate(codes) if c == "226")
+            # nothing is left reserved: exactly what is left fits, one byte more does not
+            assert store_code(f, "STOR rest", b"r" * (quota - stored)) == "226"
+            assert store_code(f, "APPE rest", b"+") == "552"
+            assert store_code(f, "STOR one", b"1") == "552"
+            assert store_code(f, "STOR rest", b"r" * (quota - stored)) == "226"  # replacing: same
+            for g in sessions:
+                g.quit()
+            return codes
+
+        codes = await asyncio.to_thread(run)
+    assert sorted(set(codes)) == ["226", "552"], codes  # some fit, the rest were refused
+    names = sorted(p.name for p in root.iterdir())
+    assert names == sorted(["rest", *(f"f{i}" for i, c in enumerate(codes) if c == "226")])
+    for i, c in enumerate(codes):
+        if c == "226":
+            assert (root / f"f{i}").read_bytes() == blobs[i]
+    assert sum(p.stat().st_size for p in root.iterdir()) == quota
+
+
+async def test_quota_appe_and_rest_are_charged_their_growth(site: Site) -> None:
+    root = site.root("quinn")  # settings.ftp_quota: 100000
+    root.mkdir(parents=True)
+    (root / "log").write_bytes(b"a" * 40_000)
+    async with ftp(site) as addr:
+
+        def run() -> None:
+            f, g = login(addr, "quinn"), login(addr, "quinn")
+            assert store_code(f, "APPE log", b"b" * 30_000) == "226"  # 70000
+            # REST: keep 10000, send 50000: the file shrinks to 60000
+            assert store_code(f, "STOR log", b"c" * 50_000, rest=10_000) == "226"
+            assert store_code(g, "STOR other", b"d" * 40_000) == "226"  # 100000: full
+            assert store_code(g, "APPE other", b"e") == "552"
+            assert store_code(f, "APPE log", b"f") == "552"
+            f.quit()
+            g.quit()
+
+        await asyncio.to_thread(run)
+    assert sorted(p.name for p in root.iterdir()) == ["log", "other"]
+    assert (root / "log").read_bytes() == b"a" * 10_000 + b"c" * 50_000
+    assert (root / "other").read_bytes() == b"d" * 40_000
 
 
 # -- integrity of uploads -------------------------------------------------------------------
@@ -683,6 +811,59 @@ async def test_passive_range_exhaustion_425_and_recovery(site: Site) -> None:
             c.quit()
 
         await asyncio.to_thread(run)
+
+
+def login_from(addr: tuple[str, int], source: str, user: str = "alice") -> ftplib.FTP:
+    """A session whose control and data connections come from ``source`` (a loopback alias)."""
+    f = ftplib.FTP(source_address=(source, 0))
+    f.connect(*addr, timeout=15)
+    f.login(user, PW)
+    return f
+
+
+async def test_passive_caps_per_address_and_per_user(site: Site) -> None:
+    ports = _free_range(8)
+    cfg = config(site, passive_ports=ports, passive_per_ip=3, passive_per_user=4)
+    async with serve(cfg, data_dir=site.data) as server:
+        addr = server.address("ftp")[:2]
+        handler = server.handlers["ftp"]
+
+        def samples() -> dict[str, float]:
+            return {m.name: m.value for m in handler.metrics()}
+
+        def run() -> None:
+            greedy = [login_from(addr, "127.0.0.1") for _ in range(4)]
+            assert [code(g, "EPSV") for g in greedy] == ["229", "229", "229", "425"]  # per address
+            assert code(greedy[3], "PASV") == "425"
+            bob_here = login_from(addr, "127.0.0.1", "bob")
+            assert code(bob_here, "EPSV") == "425"  # the address is at its cap, whoever asks
+            elsewhere = [login_from(addr, "127.0.0.2") for _ in range(2)]
+            assert [code(g, "EPSV") for g in elsewhere] == ["229", "425"]  # alice: per user
+            bob = login_from(addr, "127.0.0.3", "bob")  # another user, another address: served
+            assert put(bob, "b.bin", b"bob").startswith("226")
+            assert get(bob, "b.bin") == b"bob"
+            assert samples()["aionet_ftp_passive_open"] == 4
+            assert samples()["aionet_ftp_passive_capped"] == 4
+            assert samples()["aionet_ftp_passive_exhausted"] == 0  # the pool was never empty
+            assert code(greedy[0], "EPSV") == "229"  # a new EPSV replaces the session's own
+            greedy[0].quit()  # its passive socket closes with the session: a slot is free
+            assert code(greedy[3], "EPSV") == "229"
+            assert code(greedy[1], "ABOR") == "225"  # ABOR drops the waiting passive socket
+            assert put(greedy[2], "g.bin", b"greedy").startswith("226")  # a transfer frees its
+            assert put(greedy[1], "h.bin", b"greedy").startswith("226")  # socket when done
+            for f in [*greedy[1:], *elsewhere, bob, bob_here]:
+                f.quit()
+            deadline = time.monotonic() + 5  # a cancelled accept closes its socket a step later
+            while samples()["aionet_ftp_passive_open"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert samples()["aionet_ftp_passive_open"] == 0
+            again = [login_from(addr, "127.0.0.1") for _ in range(3)]  # nothing leaked
+            assert [code(g, "EPSV") for g in again] == ["229", "229", "229"]
+            for f in again:
+                f.quit()
+
+        await asyncio.to_thread(run)
+    assert (site.root("alice") / "g.bin").read_bytes() == b"greedy"
 
 
 async def test_active_mode_only_to_the_client(site: Site) -> None:

@@ -12,7 +12,13 @@ import structlog
 
 from aionet.config.loader import load_config_text
 from aionet.core.handler import Services
-from aionet.core.passive import PassiveExhausted, PassivePorts, parse_port_range
+from aionet.core.passive import (
+    PassiveCapped,
+    PassiveExhausted,
+    PassivePorts,
+    fair_share,
+    parse_port_range,
+)
 from aionet.errors import ConfigError
 from aionet.ftp.accounts import FtpUser, PathRule, PortalUserManager, permission_of
 from aionet.ftp.jail import Jail, Refused
@@ -165,6 +171,43 @@ async def test_pool_is_bounded_and_recovers() -> None:
     assert c.port == a.port
     pool.close_all()
     assert len(pool) == 0 and pool.stats()["exhausted"] == 1
+
+
+def test_default_caps_are_a_quarter_of_the_pool_at_least_2() -> None:
+    assert [fair_share(n) for n in (1, 2, 8, 20, 100, 1024)] == [1, 2, 2, 5, 25, 256]
+    pool = PassivePorts((30000, 30019))  # nothing bound: the caps are arithmetic
+    assert (pool.per_ip, pool.per_user) == (5, 5)
+    pool = PassivePorts((30000, 30002), per_ip=10, per_user=1)  # never more than the pool
+    assert (pool.per_ip, pool.per_user) == (3, 1)
+    assert PassivePorts(limit=1024).per_ip == 256
+
+
+async def test_pool_caps_each_address_and_user_and_counts_them_back() -> None:
+    pool = PassivePorts(per_ip=2, per_user=3)
+    a = pool.open("127.0.0.1", "127.0.0.1", timeout=5, user="alice")
+    b = pool.open("127.0.0.1", "::ffff:127.0.0.1", timeout=5, user="alice")  # the same host
+    with pytest.raises(PassiveCapped):
+        pool.open("127.0.0.1", "127.0.0.1", timeout=5, user="bob")  # address at its cap
+    c = pool.open("127.0.0.1", "127.0.0.2", timeout=5, user="alice")
+    with pytest.raises(PassiveCapped):
+        pool.open("127.0.0.1", "127.0.0.3", timeout=5, user="alice")  # user at its cap
+    anonymous = [pool.open("127.0.0.1", "127.0.0.4", timeout=5) for _ in range(2)]
+    d = pool.open("127.0.0.1", "127.0.0.3", timeout=5, user="bob")  # others are served
+    assert pool.stats()["capped"] == 2 and pool.stats()["exhausted"] == 0 and len(pool) == 6
+    waiting = asyncio.create_task(a.accept())
+    await asyncio.sleep(0.01)
+    a.close()  # counted back at once, while the cancelled accept() still holds the socket
+    e = pool.open("127.0.0.1", "127.0.0.1", timeout=5, user="alice")
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    b.close()
+    b.close()  # idempotent: counted back once
+    f = pool.open("127.0.0.1", "127.0.0.1", timeout=5, user="bob")
+    with pytest.raises(PassiveCapped):
+        pool.open("127.0.0.1", "127.0.0.1", timeout=5, user="bob")
+    pool.close_all()
+    assert len(pool) == 0 and not pool._by_ip and not pool._by_user
+    del c, d, e, f, anonymous
 
 
 async def test_accept_only_the_control_peer_and_time_out() -> None:
