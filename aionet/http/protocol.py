@@ -5,6 +5,11 @@ complete head becomes a ``RequestCycle`` that runs the app in a task. Requests a
 strictly in order: while one is in flight, later pipelined ones wait in a queue, and reading
 pauses when the queue is deep or a request body buffers past its high-water mark.
 
+llhttp parses whatever it is fed in one go, so a read full of pipelined requests is fed only up
+to the head that fills the queue (``_parse`` cuts it after the right ``CRLF CRLF``); the rest of
+that read waits unparsed in ``_backlog`` while reading is paused, and is parsed as the queue
+drains. A connection thus holds at most ``MAX_QUEUE`` + 1 parsed requests and one read.
+
 Refusals follow one path: a check raises ``HttpError`` (``aionet.proto.http``), ``reject()``
 stops parsing, answers the status with ``Connection: close`` — right away, or after the
 responses already owed when requests are in flight — and closes.
@@ -76,6 +81,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_aionet_rec",
         "_aionet_slot",
         "_at_boundary",
+        "_backlog",
         "_begins",
         "_carry",
         "_carry_method",
@@ -103,6 +109,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_te",
         "_upgrade_data",
         "_upgraded",
+        "_upgrading",
         "_url",
         "client",
         "loop",
@@ -132,9 +139,11 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._error: HttpError | None = None  # refusal owed after the queued responses
         self._upgraded: asyncio.BaseProtocol | None = None
         self._upgrade_data = b""
+        self._upgrading = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.write_paused = False
         self._carry = self._carry_method = b""
+        self._backlog = b""  # the unparsed rest of a read, kept while the queue is full
         self._in_message = False
         self._at_boundary = True
         self._begins = 0
@@ -177,10 +186,12 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             if self._upgraded is not None:
                 cast("asyncio.Protocol", self._upgraded).data_received(data)
             return
+        if self._backlog:  # parsing stopped at the queue bound: keep the order
+            self._backlog += data
+            return
         if self._carry:
             data, self._carry = self._carry + data, b""
-        while data:
-            data = self._feed(data)
+        self._parse(data)
 
     def eof_received(self) -> bool | None:
         if self._upgraded is not None:
@@ -201,13 +212,22 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             self.state.protocols.discard(self)
             if self._upgraded is not None:
                 self._upgraded.connection_lost(exc)
-            for cycle in (self._active, *self._queue):
+            self._backlog = b""
+            active, queue = self._active, self._queue
+            if queue or (active is not None and not active.complete):
+                self._log_unanswered(len(queue) + (active is not None and not active.complete))
+            for cycle in (active, *queue):
                 if cycle is not None:
                     cycle.disconnect()
-            self._queue.clear()
+            queue.clear()
             self._wake_writer()
         finally:
             rec.release()
+
+    def _log_unanswered(self, count: int) -> None:
+        """One access-log line for the requests a vanished client left unanswered."""
+        if self.state.access is not None:
+            self.state.access.info("http_requests_unanswered", count=count, peer=self.peer)
 
     def pause_writing(self) -> None:
         if self._upgraded is not None:
@@ -221,6 +241,46 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._wake_writer()
 
     # -- feeding the parser ------------------------------------------------------------------
+
+    def _parse(self, data: bytes) -> None:
+        """Feed ``data`` to the parser, no further than the head that fills the queue.
+
+        A piece fed at once ends after as many ``CRLF CRLF`` as requests may still be queued
+        (a request head ends with one; body bytes may hold more, which only makes the pieces
+        shorter). When the queue is full, the rest is kept in ``_backlog`` (reading is paused)
+        and parsed by ``_parse_backlog`` as responses go out.
+        """
+        pos, end = 0, len(data)
+        while pos < end:
+            room = MAX_QUEUE - len(self._queue) + (self._active is None)
+            if room <= 0:
+                self._backlog = data[pos:]
+                self.pause(PAUSE_QUEUE)
+                return
+            cut = pos
+            for _ in range(room):
+                found = data.find(b"\r\n\r\n", cut)
+                if found < 0:
+                    cut = end
+                    break
+                cut = found + 4
+            rest = self._feed(data if pos == 0 and cut == end else data[pos:cut])
+            if self._halted:
+                if self._upgrading and cut < end:
+                    self._upgrade_data += data[cut:]
+                return
+            if rest:  # a message re-fed after a method rewrite, then the rest of the read
+                data, pos = rest + data[cut:], 0
+                end = len(data)
+            else:
+                pos = cut
+
+    def _parse_backlog(self) -> None:
+        """The queue has room again: parse what was held back, then read again if it all fit."""
+        data, self._backlog = self._backlog, b""
+        self._parse(data)
+        if not self._backlog and len(self._queue) < MAX_QUEUE:
+            self.resume(PAUSE_QUEUE)
 
     def _feed(self, data: bytes) -> bytes:
         """Feed ``data`` to the parser; returns bytes to feed again (after a method rewrite)."""
@@ -445,9 +505,11 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             return
         queue = self._queue
         if queue:
-            if len(queue) <= MAX_QUEUE:
-                self.resume(PAUSE_QUEUE)
             self._start(queue.popleft())
+            if self._backlog:
+                self._parse_backlog()
+            elif len(queue) < MAX_QUEUE:
+                self.resume(PAUSE_QUEUE)
         elif self._error is not None:
             self._refuse(self._error)
         elif self._eof:
@@ -605,6 +667,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         """An upgrade (or CONNECT) request was parsed: it is answered as a plain request, with
         ``Connection: close``, unless ``switch_protocol()`` takes the connection first."""
         self._halt()
+        self._upgrading = True
         self._upgrade_data = leftover
 
     def switch_protocol(self, protocol: asyncio.Protocol, data: bytes = b"") -> None:

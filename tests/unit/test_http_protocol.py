@@ -91,6 +91,29 @@ async def test_a_deep_pipeline_pauses_reading_until_it_drains() -> None:
     assert len(split_responses(transport.take())) == MAX_QUEUE + 2
 
 
+async def test_a_pipelined_flood_is_parsed_no_further_than_the_bound() -> None:
+    release = asyncio.Event()
+
+    async def gated(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await release.wait()
+        await path_app(scope, receive, send)
+
+    proto, transport, _ = connect(gated)
+    flood = b"".join(GET % b"%d" % i for i in range(3000))  # one read, about 100 KB
+    proto.data_received(flood)
+    await settle()
+    assert len(proto._queue) <= MAX_QUEUE + 1  # not 2999: the rest waits unparsed
+    assert len(proto._backlog) < len(flood) and not transport.reading
+    release.set()
+    for _ in range(200):  # the queue drains, the rest of the read is parsed, in order
+        await settle(50)
+        if transport.reading:
+            break
+    assert transport.reading and not proto._backlog
+    bodies = [r.body for r in split_responses(transport.take())]
+    assert bodies == [b"/%d" % i for i in range(3000)]
+
+
 async def echo_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = b""
     more = True
