@@ -15,7 +15,9 @@ stops parsing, answers the status with ``Connection: close`` — right away, or 
 responses already owed when requests are in flight — and closes.
 
 The protocol tracks itself with the connection manager inline (``Tracked``, as ``EchoProtocol``
-does). It owns no timer: the handler's periodic ``HttpState.tick()`` calls ``check_timeouts``.
+does). It owns no timer: the handler's periodic ``HttpState.tick()`` calls ``check_timeouts``,
+which enforces the header, body, keep-alive and send timeouts from timestamps (one stored per
+read) and, for the send timeout, the size of the transport's write buffer at each tick.
 ``switch_protocol()`` is the seam for an upgrade (WebSocket): the connection, still tracked, is
 handed to another protocol object.
 """
@@ -31,6 +33,7 @@ import httptools
 
 from ..core.connections import Tracked, format_peer
 from ..proto.http import (
+    CONTINUE_100,
     HttpError,
     check_transfer_encoding,
     error_response,
@@ -39,7 +42,7 @@ from ..proto.http import (
     parse_content_length,
     sane_request_id,
 )
-from .cycle import RequestCycle
+from .cycle import ClientDisconnected, RequestCycle
 from .state import ASGI_VERSION, EXTENSIONS
 from .target import address, decode_path, split_target
 
@@ -60,6 +63,8 @@ MAX_QUEUE = 8
 LINGER = 2.0
 #: Longest method name passed to the app when llhttp does not know it.
 MAX_METHOD = 32
+#: Bytes per ``loop.sendfile`` call: each completed piece is progress for ``send_timeout``.
+SENDFILE_PIECE = 256 * 1024
 
 _HOST, _TE, _CL, _EXPECT, _REQUEST_ID = range(1, 6)
 _SPECIAL = {
@@ -105,7 +110,11 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_parsing",
         "_paused",
         "_queue",
+        "_read_at",
         "_request_id",
+        "_send_left",
+        "_send_since",
+        "_sendfile",
         "_te",
         "_upgrade_data",
         "_upgraded",
@@ -148,7 +157,9 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._at_boundary = True
         self._begins = 0
         self._head_pending = False
-        self._head_since = self._idle_since = state.now
+        self._head_since = self._idle_since = self._read_at = self._send_since = state.now
+        self._send_left = 0  # write buffer size at the last tick
+        self._sendfile: asyncio.Future[Any] | None = None  # a ``loop.sendfile`` piece in flight
         self._head_bytes = 0
         # Per-message head state, reset by on_message_begin.
         self._method: bytes | None = None
@@ -182,6 +193,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             return
         rec.bytes_in += len(data)
         rec.last_active = rec.clock.now
+        self._read_at = self.state.now
         if self._halted:
             if self._upgraded is not None:
                 cast("asyncio.Protocol", self._upgraded).data_received(data)
@@ -199,6 +211,15 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._eof = True
         if self._lingering:
             return None  # the client saw our reply and closed: close too
+        cycle = self._parsing
+        if cycle is not None and not self._backlog:  # a body that can never be complete
+            self._parsing = None
+            self._halt()
+            cycle.disconnect()
+            if cycle is self._active:
+                return None  # the app sees http.disconnect now; the connection closes
+            with contextlib.suppress(ValueError):
+                self._queue.remove(cycle)
         # A half-closed client still gets the responses it is owed; then we close.
         return True if self._active is not None else None
 
@@ -213,6 +234,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             if self._upgraded is not None:
                 self._upgraded.connection_lost(exc)
             self._backlog = b""
+            if self._sendfile is not None:
+                self._sendfile.cancel()  # an aborted socket never finishes it
             active, queue = self._active, self._queue
             if queue or (active is not None and not active.complete):
                 self._log_unanswered(len(queue) + (active is not None and not active.complete))
@@ -570,19 +593,55 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self.transport.resume_reading()
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the periodic tick: 408 a slow head, close an idle keep-alive connection."""
+        """Called by the periodic tick: abort a connection whose output is stuck, 408 a slow
+        head or body, close an idle keep-alive connection."""
+        limits = self.state.limits
+        if limits.send_timeout and self._send_stalled(now, limits.send_timeout):
+            self._abort("http_send_timeout")
+            return
         if self._halted:
             if self._lingering and now - self._idle_since >= LINGER:
                 self.close()
             return
-        limits = self.state.limits
         if self._head_pending:
             if limits.header_timeout and now - self._head_since >= limits.header_timeout:
                 self.reject(HttpError(408, "request head not complete within header_timeout"))
+        elif self._parsing is not None:
+            if (
+                limits.body_timeout
+                and not self._paused  # we are not reading: not the client's delay
+                and not self._parsing.expect_100  # it waits for our 100 Continue
+                and now - self._read_at >= limits.body_timeout
+            ):
+                self.reject(HttpError(408, "request body stalled longer than body_timeout"))
         elif self._active is None:
             timeout = limits.keepalive_timeout or limits.header_timeout
             if timeout and now - self._idle_since >= timeout:
                 self.close()
+
+    def _send_stalled(self, now: float, timeout: float) -> bool:
+        """Whether output has waited on the client for ``timeout`` without progress.
+
+        Progress is the transport's write buffer shrinking between two ticks (or a
+        ``sendfile`` piece completing); an empty buffer is never stalled.
+        """
+        if self._sendfile is not None:
+            return now - self._send_since >= timeout
+        if self._aionet_rec is None:
+            return False
+        size = self.transport.get_write_buffer_size()
+        last, self._send_left = self._send_left, size
+        if size == 0 or last == 0 or size < last:
+            self._send_since = now
+            return False
+        return now - self._send_since >= timeout
+
+    def _abort(self, event: str) -> None:
+        """Drop the connection and whatever it still buffers (the client is not reading)."""
+        self._halted = True
+        if self._aionet_rec is not None:
+            self.state.log.info(event, peer=self.peer)
+            self.transport.abort()
 
     def drain(self) -> None:
         """Server drain: an idle connection closes after a short grace, a busy one after its
@@ -623,7 +682,13 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         if self._paused & reason:
             self._paused &= ~reason
             if not self._paused and self._aionet_rec is not None:
+                self._read_at = self.state.now  # the body timeout runs from now again
                 self.transport.resume_reading()
+
+    def send_continue(self) -> None:
+        """``100 Continue``: the client sends its body from now (the body timeout runs)."""
+        self._read_at = self.state.now
+        self.write(CONTINUE_100)
 
     def _halt(self) -> None:
         self._halted = True
@@ -645,21 +710,48 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         """Send ``count`` bytes of ``file`` with ``loop.sendfile``; False if unavailable.
 
         Native sendfile needs a plain socket transport of the asyncio loop (not uvloop, not
-        TLS); the caller then falls back to reading the file in chunks.
+        TLS); the caller then falls back to reading the file in chunks. The file goes in
+        pieces of ``SENDFILE_PIECE`` so that ``send_timeout`` sees progress.
+
+        Raises:
+            ClientDisconnected: the connection was lost (or aborted) part way.
         """
         state = self.state
-        rec = self._aionet_rec
-        if not state.sendfile or rec is None:
+        if not state.sendfile or self._aionet_rec is None:
             return False
-        try:
-            await self.loop.sendfile(self.transport, file, offset, count, fallback=False)
-        except NotImplementedError:
-            state.sendfile = False  # this loop has no sendfile at all (uvloop)
-            return False
-        except (asyncio.SendfileNotAvailableError, RuntimeError):
-            return False  # this transport cannot (TLS), or it is closing
-        rec.bytes_out += count
+        start, end = offset, offset + count
+        while offset < end:
+            size = min(SENDFILE_PIECE, end - offset)
+            try:
+                await self._sendfile_piece(file, offset, size)
+            except NotImplementedError:
+                state.sendfile = False  # this loop has no sendfile at all (uvloop)
+                return False
+            except (asyncio.SendfileNotAvailableError, RuntimeError):
+                if offset == start:  # nothing sent yet: the caller reads the file instead
+                    return False  # this transport cannot (TLS), or it is closing
+                raise ClientDisconnected("the client disconnected") from None
+            offset += size
         return True
+
+    async def _sendfile_piece(self, file: Any, offset: int, size: int) -> None:
+        rec = self._aionet_rec
+        if rec is None:
+            raise ClientDisconnected("the client disconnected")
+        self._send_since = self.state.now
+        piece = self._sendfile = asyncio.ensure_future(
+            self.loop.sendfile(self.transport, file, offset, size, fallback=False)
+        )
+        try:
+            await piece
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our own task is being cancelled
+            raise ClientDisconnected("the client disconnected") from None
+        finally:
+            self._sendfile = None
+        rec.bytes_out += size
 
     # -- upgrades ------------------------------------------------------------------------------
 
