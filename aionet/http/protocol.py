@@ -90,12 +90,14 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_begins",
         "_carry",
         "_carry_method",
+        "_chunk_start",
         "_cl",
         "_drain_waiter",
         "_eof",
         "_error",
         "_expect",
         "_feed_size",
+        "_framing",
         "_halted",
         "_head_bytes",
         "_head_pending",
@@ -166,6 +168,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._feed_size = 0
+        self._framing = 0  # chunk extensions and trailers of the body being parsed, in bytes
+        self._chunk_start = -1  # body bytes before the open chunk (-1: between chunks)
         self._host_count = 0
         self._te: bytes | None = None
         self._cl: bytes | None = None
@@ -308,6 +312,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
     def _feed(self, data: bytes) -> bytes:
         """Feed ``data`` to the parser; returns bytes to feed again (after a method rewrite)."""
         pending = self._head_pending
+        cycle = self._parsing  # a body under way when this read began
+        before = cycle.received if cycle is not None else 0
         self._feed_size = len(data)
         self._at_boundary = not self._in_message
         self._begins = 0
@@ -327,7 +333,24 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         else:
             if self._head_pending:
                 self._count_head_bytes(data, pending)
+            elif cycle is not None and cycle is self._parsing:
+                self._count_framing(cycle, len(data) - (cycle.received - before))
         return b""
+
+    def _count_framing(self, cycle: RequestCycle, extra: int) -> None:
+        """Bound what a chunked body carries besides its data, as the head is bounded.
+
+        ``extra`` is the bytes of a read that fell wholly inside the body and were not body
+        data: chunk-size lines and their extensions, trailers. The chunks' own framing is
+        credited back by ``on_chunk_complete``, so only extensions and trailers add up (the
+        reads where the body begins or ends are not counted: at most a read more).
+        """
+        self._framing += extra
+        if self._framing > self._max_head:
+            if self._chunk_start == cycle.received:  # after the last chunk's size line
+                self.reject(HttpError(431, "request trailers larger than max_header_size"))
+            else:
+                self.reject(HttpError(400, "chunk extensions larger than max_header_size"))
 
     def _count_head_bytes(self, data: bytes, continued: bool) -> None:
         """Bound a head that spans reads (the part llhttp buffers before calling back).
@@ -395,6 +418,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._head_pending = True
         self._head_since = self.state.now
         self._head_bytes = 0
+        self._framing = 0
         self._url = b""
         self._headers = []
         self._host_count = 0
@@ -405,6 +429,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head_pending:
+            return  # a trailer field: not part of the request's headers (bounded as framing)
         key = name.lower()
         self._headers.append((key, value))
         kind = _SPECIAL.get(key)
@@ -500,6 +526,17 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         cycle = self._parsing
         if cycle is not None:
             cycle.feed(body)
+
+    def on_chunk_header(self) -> None:
+        cycle = self._parsing
+        if cycle is not None:
+            self._chunk_start = cycle.received
+
+    def on_chunk_complete(self) -> None:
+        cycle = self._parsing
+        if cycle is not None:  # credit the chunk's own framing: size line, CRLF after data
+            self._framing -= len(b"%x" % (cycle.received - self._chunk_start)) + 4
+        self._chunk_start = -1
 
     def on_message_complete(self) -> None:
         self._in_message = False

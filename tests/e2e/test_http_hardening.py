@@ -230,3 +230,93 @@ async def test_a_half_close_mid_body_disconnects_the_app_and_closes(tmp_path: Pa
             assert await wait_closed(
                 server, 2, seen=True
             )  # not left in CLOSE-WAIT until the idle sweep
+
+
+# -- item 11: hostile static paths, chunk extensions and trailers ---------------------------
+
+
+def static_site(tmp_path: Path) -> Path:
+    public = tmp_path / "public"
+    (public / "evil.example").mkdir(parents=True)
+    (public / "evil.example" / "index.html").write_text("<p>a directory named like a host</p>")
+    return public
+
+
+async def one_exchange(server: Any, request: bytes) -> tuple[bytes, bool]:
+    with raw_client(*server.address("web")) as sock:
+        await asyncio.get_running_loop().sock_sendall(sock, request)
+        return await recv_until_closed(sock, 5)
+
+
+async def test_a_segment_longer_than_the_filesystem_allows_is_404_without_traceback(
+    tmp_path: Path,
+) -> None:
+    config = http_config(static_dir=str(static_site(tmp_path)))
+    with capture_logs() as logs:
+        async with serve(config, data_dir=tmp_path) as server:
+            for target in (b"/" + b"a" * 300, b"/evil.example/" + b"b" * 1000 + b"/c"):
+                request = b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % target
+                data, _ = await one_exchange(server, request)
+                assert split_responses(data)[0].status == 404
+    assert not [e for e in logs if e["event"] == "http_app_error" or "exc_info" in e]
+
+
+async def test_a_directory_redirect_is_never_protocol_relative(tmp_path: Path) -> None:
+    config = http_config(static_dir=str(static_site(tmp_path)))
+    async with serve(config, data_dir=tmp_path) as server:
+        for target, status, location in (
+            (b"/evil.example", 301, "/evil.example/"),
+            (b"//evil.example", 301, "/evil.example/"),
+            (b"///evil.example", 301, "/evil.example/"),
+            (b"//evil.example?x=1", 301, "/evil.example/?x=1"),
+            (b"/\\evil.example", 400, None),
+            (b"/%5Cevil.example", 400, None),
+            (b"/%2Fevil.example", 400, None),
+        ):
+            request = b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % target
+            data, _ = await one_exchange(server, request)
+            [response] = split_responses(data)
+            assert (response.status, response.headers.get("location")) == (status, location)
+
+
+CHUNKED_POST = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def send_in_pieces(server: Any, pieces: list[bytes]) -> tuple[bytes, bool]:
+    """Send ``pieces`` one by one (each its own read, as from a slow client); the server may
+    cut us off part way."""
+    loop = asyncio.get_running_loop()
+    with raw_client(*server.address("web")) as sock:
+        with contextlib.suppress(ConnectionError):
+            for piece in pieces:
+                await loop.sock_sendall(sock, piece)
+                await asyncio.sleep(0.002)
+        return await recv_until_closed(sock, 5)
+
+
+async def test_chunk_extensions_are_bounded_like_the_head(tmp_path: Path) -> None:
+    config = http_config(app=f"{RAW}:records_body", max_header_size="2KiB")
+    reset_state()
+    async with serve(config, data_dir=tmp_path) as server:
+        flood = [b"1;ext=" + b"a" * 8192] + [b"a" * 8192] * 100 + [b"\r\nx\r\n0\r\n\r\n"]
+        data, closed = await send_in_pieces(server, [CHUNKED_POST, *flood])
+        assert split_responses(data)[0].status == 400 and closed
+
+
+async def test_trailers_are_bounded_like_the_head(tmp_path: Path) -> None:
+    config = http_config(app=f"{RAW}:records_body", max_header_size="2KiB")
+    reset_state()
+    async with serve(config, data_dir=tmp_path) as server:
+        trailer = [b"1\r\nx\r\n0\r\nX-Trailer: "] + [b"a" * 8192] * 100 + [b"\r\n\r\n"]
+        data, closed = await send_in_pieces(server, [CHUNKED_POST, *trailer])
+        assert split_responses(data)[0].status == 431 and closed
+
+
+async def test_many_small_chunks_and_a_small_trailer_are_fine(tmp_path: Path) -> None:
+    config = http_config(app=f"{RAW}:records_body", max_header_size="2KiB", keepalive_timeout="60s")
+    reset_state()
+    async with serve(config, data_dir=tmp_path) as server:
+        chunks = [b"1\r\nx\r\n" * 500] * 6 + [b"a;n=v\r\n" + b"y" * 10 + b"\r\n0\r\nX-T: 1\r\n\r\n"]
+        data, closed = await send_in_pieces(server, [CHUNKED_POST, *chunks])
+        [response] = split_responses(data)
+        assert (response.status, response.body, closed) == (200, b"3010", False)

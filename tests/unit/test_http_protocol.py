@@ -362,6 +362,23 @@ async def test_a_half_close_mid_body_disconnects_the_app_at_once() -> None:
     assert seen == ["http.disconnect"]
 
 
+async def test_trailer_fields_do_not_join_the_request_headers() -> None:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await echo_body(scope, receive, send)
+        seen.append(list(scope["headers"]))
+
+    proto, transport, _ = connect(app)
+    proto.data_received(
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nHost: evil\r\nX-T: 1\r\n\r\n"
+    )
+    await settle()
+    assert split_responses(transport.take())[0].body == b"abc"
+    assert seen == [[(b"host", b"t"), (b"transfer-encoding", b"chunked")]]
+
+
 async def test_drain_closes_idle_after_a_grace_and_busy_after_its_response() -> None:
     _idle, idle_transport, state = connect(path_app)
     busy, busy_transport, _ = connect(path_app)
