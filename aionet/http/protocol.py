@@ -77,6 +77,13 @@ _SPECIAL = {
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 
 
+def _cut(data: bytes, pos: int, heads: int) -> int:
+    """The offset just past the ``heads``-th ``CRLF CRLF`` from ``pos`` (there are more)."""
+    for _ in range(heads):
+        pos = data.index(b"\r\n\r\n", pos) + 4
+    return pos
+
+
 class HttpProtocol(Tracked, asyncio.Protocol):
     """One HTTP/1.x connection. Built by ``HttpHandler.protocol_factory()``."""
 
@@ -284,13 +291,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
                 self._backlog = data[pos:]
                 self.pause(PAUSE_QUEUE)
                 return
-            cut = pos
-            for _ in range(room):
-                found = data.find(b"\r\n\r\n", cut)
-                if found < 0:
-                    cut = end
-                    break
-                cut = found + 4
+            cut = end if data.count(b"\r\n\r\n", pos) <= room else _cut(data, pos, room)
             rest = self._feed(data if pos == 0 and cut == end else data[pos:cut])
             if self._halted:
                 if self._upgrading and cut < end:
