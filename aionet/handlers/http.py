@@ -11,6 +11,8 @@ Options (``listener.options``)::
     max_body_size: 10MiB         # larger request body → 413 (declared or streamed)
     header_timeout: 10s          # request head not complete in time → 408 (slowloris)
     keepalive_timeout: 5s        # idle keep-alive connections close after this
+    send_timeout: 60s            # a response the client stops reading: closed (nginx send_timeout)
+    body_timeout: 60s            # no request body bytes for this long → 408 (client_body_timeout)
     access_log: true             # one ``http_request`` event per request (aionet.access)
 
 The hot path lives in ``aionet.http.protocol``; this module wires the options, the app (and
@@ -87,6 +89,8 @@ class HttpOptions(HandlerOptions):
     max_body_size: Size = 10 * 1024 * 1024
     header_timeout: Duration = 10.0
     keepalive_timeout: Duration = 5.0
+    send_timeout: Duration = 60.0
+    body_timeout: Duration = 60.0
     access_log: bool = True
     server_header: str | None = "aionet"
 
@@ -125,6 +129,8 @@ class HttpHandler(ProtocolHandler):
             max_body_size=opts.max_body_size,
             header_timeout=opts.header_timeout,
             keepalive_timeout=opts.keepalive_timeout,
+            send_timeout=opts.send_timeout,
+            body_timeout=opts.body_timeout,
         )
         self.state = HttpState(
             self._build_app(),

@@ -19,7 +19,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..proto.http import (
-    CONTINUE_100,
     LAST_CHUNK,
     HttpError,
     chunk,
@@ -170,7 +169,7 @@ class RequestCycle:
             if self.expect_100 and self.more_body:
                 self.expect_100 = False
                 if not self.wrote_head:
-                    self.proto.write(CONTINUE_100)
+                    self.proto.send_continue()
             waiter = self.waiter = self.proto.loop.create_future()
             try:
                 await waiter

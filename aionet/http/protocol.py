@@ -5,12 +5,19 @@ complete head becomes a ``RequestCycle`` that runs the app in a task. Requests a
 strictly in order: while one is in flight, later pipelined ones wait in a queue, and reading
 pauses when the queue is deep or a request body buffers past its high-water mark.
 
+llhttp parses whatever it is fed in one go, so a read full of pipelined requests is fed only up
+to the head that fills the queue (``_parse`` cuts it after the right ``CRLF CRLF``); the rest of
+that read waits unparsed in ``_backlog`` while reading is paused, and is parsed as the queue
+drains. A connection thus holds at most ``MAX_QUEUE`` + 1 parsed requests and one read.
+
 Refusals follow one path: a check raises ``HttpError`` (``aionet.proto.http``), ``reject()``
 stops parsing, answers the status with ``Connection: close`` — right away, or after the
 responses already owed when requests are in flight — and closes.
 
 The protocol tracks itself with the connection manager inline (``Tracked``, as ``EchoProtocol``
-does). It owns no timer: the handler's periodic ``HttpState.tick()`` calls ``check_timeouts``.
+does). It owns no timer: the handler's periodic ``HttpState.tick()`` calls ``check_timeouts``,
+which enforces the header, body, keep-alive and send timeouts from timestamps (one stored per
+read) and, for the send timeout, the size of the transport's write buffer at each tick.
 ``switch_protocol()`` is the seam for an upgrade (WebSocket): the connection, still tracked, is
 handed to another protocol object.
 """
@@ -26,6 +33,7 @@ import httptools
 
 from ..core.connections import Tracked, format_peer
 from ..proto.http import (
+    CONTINUE_100,
     HttpError,
     check_transfer_encoding,
     error_response,
@@ -34,7 +42,7 @@ from ..proto.http import (
     parse_content_length,
     sane_request_id,
 )
-from .cycle import RequestCycle
+from .cycle import ClientDisconnected, RequestCycle
 from .state import ASGI_VERSION, EXTENSIONS
 from .target import address, decode_path, split_target
 
@@ -55,6 +63,8 @@ MAX_QUEUE = 8
 LINGER = 2.0
 #: Longest method name passed to the app when llhttp does not know it.
 MAX_METHOD = 32
+#: Bytes per ``loop.sendfile`` call: each completed piece is progress for ``send_timeout``.
+SENDFILE_PIECE = 256 * 1024
 
 _HOST, _TE, _CL, _EXPECT, _REQUEST_ID = range(1, 6)
 _SPECIAL = {
@@ -67,6 +77,13 @@ _SPECIAL = {
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 
 
+def _cut(data: bytes, pos: int, heads: int) -> int:
+    """The offset just past the ``heads``-th ``CRLF CRLF`` from ``pos`` (there are more)."""
+    for _ in range(heads):
+        pos = data.index(b"\r\n\r\n", pos) + 4
+    return pos
+
+
 class HttpProtocol(Tracked, asyncio.Protocol):
     """One HTTP/1.x connection. Built by ``HttpHandler.protocol_factory()``."""
 
@@ -76,15 +93,18 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_aionet_rec",
         "_aionet_slot",
         "_at_boundary",
+        "_backlog",
         "_begins",
         "_carry",
         "_carry_method",
+        "_chunk_start",
         "_cl",
         "_drain_waiter",
         "_eof",
         "_error",
         "_expect",
         "_feed_size",
+        "_framing",
         "_halted",
         "_head_bytes",
         "_head_pending",
@@ -99,10 +119,15 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         "_parsing",
         "_paused",
         "_queue",
+        "_read_at",
         "_request_id",
+        "_send_left",
+        "_send_since",
+        "_sendfile",
         "_te",
         "_upgrade_data",
         "_upgraded",
+        "_upgrading",
         "_url",
         "client",
         "loop",
@@ -132,20 +157,26 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._error: HttpError | None = None  # refusal owed after the queued responses
         self._upgraded: asyncio.BaseProtocol | None = None
         self._upgrade_data = b""
+        self._upgrading = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.write_paused = False
         self._carry = self._carry_method = b""
+        self._backlog = b""  # the unparsed rest of a read, kept while the queue is full
         self._in_message = False
         self._at_boundary = True
         self._begins = 0
         self._head_pending = False
-        self._head_since = self._idle_since = state.now
+        self._head_since = self._idle_since = self._read_at = self._send_since = state.now
+        self._send_left = 0  # write buffer size at the last tick
+        self._sendfile: asyncio.Future[Any] | None = None  # a ``loop.sendfile`` piece in flight
         self._head_bytes = 0
         # Per-message head state, reset by on_message_begin.
         self._method: bytes | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._feed_size = 0
+        self._framing = 0  # chunk extensions and trailers of the body being parsed, in bytes
+        self._chunk_start = -1  # body bytes before the open chunk (-1: between chunks)
         self._host_count = 0
         self._te: bytes | None = None
         self._cl: bytes | None = None
@@ -173,14 +204,17 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             return
         rec.bytes_in += len(data)
         rec.last_active = rec.clock.now
+        self._read_at = self.state.now
         if self._halted:
             if self._upgraded is not None:
                 cast("asyncio.Protocol", self._upgraded).data_received(data)
             return
+        if self._backlog:  # parsing stopped at the queue bound: keep the order
+            self._backlog += data
+            return
         if self._carry:
             data, self._carry = self._carry + data, b""
-        while data:
-            data = self._feed(data)
+        self._parse(data)
 
     def eof_received(self) -> bool | None:
         if self._upgraded is not None:
@@ -188,6 +222,15 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._eof = True
         if self._lingering:
             return None  # the client saw our reply and closed: close too
+        cycle = self._parsing
+        if cycle is not None and not self._backlog:  # a body that can never be complete
+            self._parsing = None
+            self._halt()
+            cycle.disconnect()
+            if cycle is self._active:
+                return None  # the app sees http.disconnect now; the connection closes
+            with contextlib.suppress(ValueError):
+                self._queue.remove(cycle)
         # A half-closed client still gets the responses it is owed; then we close.
         return True if self._active is not None else None
 
@@ -201,13 +244,24 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             self.state.protocols.discard(self)
             if self._upgraded is not None:
                 self._upgraded.connection_lost(exc)
-            for cycle in (self._active, *self._queue):
+            self._backlog = b""
+            if self._sendfile is not None:
+                self._sendfile.cancel()  # an aborted socket never finishes it
+            active, queue = self._active, self._queue
+            if queue or (active is not None and not active.complete):
+                self._log_unanswered(len(queue) + (active is not None and not active.complete))
+            for cycle in (active, *queue):
                 if cycle is not None:
                     cycle.disconnect()
-            self._queue.clear()
+            queue.clear()
             self._wake_writer()
         finally:
             rec.release()
+
+    def _log_unanswered(self, count: int) -> None:
+        """One access-log line for the requests a vanished client left unanswered."""
+        if self.state.access is not None:
+            self.state.access.info("http_requests_unanswered", count=count, peer=self.peer)
 
     def pause_writing(self) -> None:
         if self._upgraded is not None:
@@ -222,9 +276,45 @@ class HttpProtocol(Tracked, asyncio.Protocol):
 
     # -- feeding the parser ------------------------------------------------------------------
 
+    def _parse(self, data: bytes) -> None:
+        """Feed ``data`` to the parser, no further than the head that fills the queue.
+
+        A piece fed at once ends after as many ``CRLF CRLF`` as requests may still be queued
+        (a request head ends with one; body bytes may hold more, which only makes the pieces
+        shorter). When the queue is full, the rest is kept in ``_backlog`` (reading is paused)
+        and parsed by ``_parse_backlog`` as responses go out.
+        """
+        pos, end = 0, len(data)
+        while pos < end:
+            room = MAX_QUEUE - len(self._queue) + (self._active is None)
+            if room <= 0:
+                self._backlog = data[pos:]
+                self.pause(PAUSE_QUEUE)
+                return
+            cut = end if data.count(b"\r\n\r\n", pos) <= room else _cut(data, pos, room)
+            rest = self._feed(data if pos == 0 and cut == end else data[pos:cut])
+            if self._halted:
+                if self._upgrading and cut < end:
+                    self._upgrade_data += data[cut:]
+                return
+            if rest:  # a message re-fed after a method rewrite, then the rest of the read
+                data, pos = rest + data[cut:], 0
+                end = len(data)
+            else:
+                pos = cut
+
+    def _parse_backlog(self) -> None:
+        """The queue has room again: parse what was held back, then read again if it all fit."""
+        data, self._backlog = self._backlog, b""
+        self._parse(data)
+        if not self._backlog and len(self._queue) < MAX_QUEUE:
+            self.resume(PAUSE_QUEUE)
+
     def _feed(self, data: bytes) -> bytes:
         """Feed ``data`` to the parser; returns bytes to feed again (after a method rewrite)."""
         pending = self._head_pending
+        cycle = self._parsing  # a body under way when this read began
+        before = cycle.received if cycle is not None else 0
         self._feed_size = len(data)
         self._at_boundary = not self._in_message
         self._begins = 0
@@ -244,7 +334,24 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         else:
             if self._head_pending:
                 self._count_head_bytes(data, pending)
+            elif cycle is not None and cycle is self._parsing:
+                self._count_framing(cycle, len(data) - (cycle.received - before))
         return b""
+
+    def _count_framing(self, cycle: RequestCycle, extra: int) -> None:
+        """Bound what a chunked body carries besides its data, as the head is bounded.
+
+        ``extra`` is the bytes of a read that fell wholly inside the body and were not body
+        data: chunk-size lines and their extensions, trailers. The chunks' own framing is
+        credited back by ``on_chunk_complete``, so only extensions and trailers add up (the
+        reads where the body begins or ends are not counted: at most a read more).
+        """
+        self._framing += extra
+        if self._framing > self._max_head:
+            if self._chunk_start == cycle.received:  # after the last chunk's size line
+                self.reject(HttpError(431, "request trailers larger than max_header_size"))
+            else:
+                self.reject(HttpError(400, "chunk extensions larger than max_header_size"))
 
     def _count_head_bytes(self, data: bytes, continued: bool) -> None:
         """Bound a head that spans reads (the part llhttp buffers before calling back).
@@ -312,6 +419,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._head_pending = True
         self._head_since = self.state.now
         self._head_bytes = 0
+        self._framing = 0
         self._url = b""
         self._headers = []
         self._host_count = 0
@@ -322,6 +430,8 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head_pending:
+            return  # a trailer field: not part of the request's headers (bounded as framing)
         key = name.lower()
         self._headers.append((key, value))
         kind = _SPECIAL.get(key)
@@ -418,6 +528,17 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         if cycle is not None:
             cycle.feed(body)
 
+    def on_chunk_header(self) -> None:
+        cycle = self._parsing
+        if cycle is not None:
+            self._chunk_start = cycle.received
+
+    def on_chunk_complete(self) -> None:
+        cycle = self._parsing
+        if cycle is not None:  # credit the chunk's own framing: size line, CRLF after data
+            self._framing -= len(b"%x" % (cycle.received - self._chunk_start)) + 4
+        self._chunk_start = -1
+
     def on_message_complete(self) -> None:
         self._in_message = False
         cycle = self._parsing
@@ -445,9 +566,11 @@ class HttpProtocol(Tracked, asyncio.Protocol):
             return
         queue = self._queue
         if queue:
-            if len(queue) <= MAX_QUEUE:
-                self.resume(PAUSE_QUEUE)
             self._start(queue.popleft())
+            if self._backlog:
+                self._parse_backlog()
+            elif len(queue) < MAX_QUEUE:
+                self.resume(PAUSE_QUEUE)
         elif self._error is not None:
             self._refuse(self._error)
         elif self._eof:
@@ -508,19 +631,55 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         self.transport.resume_reading()
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the periodic tick: 408 a slow head, close an idle keep-alive connection."""
+        """Called by the periodic tick: abort a connection whose output is stuck, 408 a slow
+        head or body, close an idle keep-alive connection."""
+        limits = self.state.limits
+        if limits.send_timeout and self._send_stalled(now, limits.send_timeout):
+            self._abort("http_send_timeout")
+            return
         if self._halted:
             if self._lingering and now - self._idle_since >= LINGER:
                 self.close()
             return
-        limits = self.state.limits
         if self._head_pending:
             if limits.header_timeout and now - self._head_since >= limits.header_timeout:
                 self.reject(HttpError(408, "request head not complete within header_timeout"))
+        elif self._parsing is not None:
+            if (
+                limits.body_timeout
+                and not self._paused  # we are not reading: not the client's delay
+                and not self._parsing.expect_100  # it waits for our 100 Continue
+                and now - self._read_at >= limits.body_timeout
+            ):
+                self.reject(HttpError(408, "request body stalled longer than body_timeout"))
         elif self._active is None:
             timeout = limits.keepalive_timeout or limits.header_timeout
             if timeout and now - self._idle_since >= timeout:
                 self.close()
+
+    def _send_stalled(self, now: float, timeout: float) -> bool:
+        """Whether output has waited on the client for ``timeout`` without progress.
+
+        Progress is the transport's write buffer shrinking between two ticks (or a
+        ``sendfile`` piece completing); an empty buffer is never stalled.
+        """
+        if self._sendfile is not None:
+            return now - self._send_since >= timeout
+        if self._aionet_rec is None:
+            return False
+        size = self.transport.get_write_buffer_size()
+        last, self._send_left = self._send_left, size
+        if size == 0 or last == 0 or size < last:
+            self._send_since = now
+            return False
+        return now - self._send_since >= timeout
+
+    def _abort(self, event: str) -> None:
+        """Drop the connection and whatever it still buffers (the client is not reading)."""
+        self._halted = True
+        if self._aionet_rec is not None:
+            self.state.log.info(event, peer=self.peer)
+            self.transport.abort()
 
     def drain(self) -> None:
         """Server drain: an idle connection closes after a short grace, a busy one after its
@@ -561,7 +720,13 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         if self._paused & reason:
             self._paused &= ~reason
             if not self._paused and self._aionet_rec is not None:
+                self._read_at = self.state.now  # the body timeout runs from now again
                 self.transport.resume_reading()
+
+    def send_continue(self) -> None:
+        """``100 Continue``: the client sends its body from now (the body timeout runs)."""
+        self._read_at = self.state.now
+        self.write(CONTINUE_100)
 
     def _halt(self) -> None:
         self._halted = True
@@ -583,21 +748,48 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         """Send ``count`` bytes of ``file`` with ``loop.sendfile``; False if unavailable.
 
         Native sendfile needs a plain socket transport of the asyncio loop (not uvloop, not
-        TLS); the caller then falls back to reading the file in chunks.
+        TLS); the caller then falls back to reading the file in chunks. The file goes in
+        pieces of ``SENDFILE_PIECE`` so that ``send_timeout`` sees progress.
+
+        Raises:
+            ClientDisconnected: the connection was lost (or aborted) part way.
         """
         state = self.state
-        rec = self._aionet_rec
-        if not state.sendfile or rec is None:
+        if not state.sendfile or self._aionet_rec is None:
             return False
-        try:
-            await self.loop.sendfile(self.transport, file, offset, count, fallback=False)
-        except NotImplementedError:
-            state.sendfile = False  # this loop has no sendfile at all (uvloop)
-            return False
-        except (asyncio.SendfileNotAvailableError, RuntimeError):
-            return False  # this transport cannot (TLS), or it is closing
-        rec.bytes_out += count
+        start, end = offset, offset + count
+        while offset < end:
+            size = min(SENDFILE_PIECE, end - offset)
+            try:
+                await self._sendfile_piece(file, offset, size)
+            except NotImplementedError:
+                state.sendfile = False  # this loop has no sendfile at all (uvloop)
+                return False
+            except (asyncio.SendfileNotAvailableError, RuntimeError):
+                if offset == start:  # nothing sent yet: the caller reads the file instead
+                    return False  # this transport cannot (TLS), or it is closing
+                raise ClientDisconnected("the client disconnected") from None
+            offset += size
         return True
+
+    async def _sendfile_piece(self, file: Any, offset: int, size: int) -> None:
+        rec = self._aionet_rec
+        if rec is None:
+            raise ClientDisconnected("the client disconnected")
+        self._send_since = self.state.now
+        piece = self._sendfile = asyncio.ensure_future(
+            self.loop.sendfile(self.transport, file, offset, size, fallback=False)
+        )
+        try:
+            await piece
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our own task is being cancelled
+            raise ClientDisconnected("the client disconnected") from None
+        finally:
+            self._sendfile = None
+        rec.bytes_out += size
 
     # -- upgrades ------------------------------------------------------------------------------
 
@@ -605,6 +797,7 @@ class HttpProtocol(Tracked, asyncio.Protocol):
         """An upgrade (or CONNECT) request was parsed: it is answered as a plain request, with
         ``Connection: close``, unless ``switch_protocol()`` takes the connection first."""
         self._halt()
+        self._upgrading = True
         self._upgrade_data = leftover
 
     def switch_protocol(self, protocol: asyncio.Protocol, data: bytes = b"") -> None:

@@ -46,6 +46,10 @@ class HttpLimits:
     max_body_size: int = 10 * 1024 * 1024
     header_timeout: float = 10.0
     keepalive_timeout: float = 5.0
+    #: A response not read by the client: its write buffer made no progress for this long.
+    send_timeout: float = 60.0
+    #: A request body not sent by the client: no bytes of it arrived for this long.
+    body_timeout: float = 60.0
 
 
 class HttpMetrics:
@@ -141,7 +145,7 @@ class HttpState:
         self.sendfile = True
 
     def tick(self) -> None:
-        """Advance the clock and the Date header; enforce header and keep-alive timeouts."""
+        """Advance the clock and the Date header; enforce the timeouts of every connection."""
         self.now = now = time.monotonic()
         self.date.update(time.time())
         for proto in list(self.protocols):
@@ -150,7 +154,16 @@ class HttpState:
     def tick_interval(self) -> float:
         """How often ``tick()`` should run: a quarter of the shortest timeout, 20 ms to 0.5 s."""
         limits = self.limits
-        timeouts = [t for t in (limits.header_timeout, limits.keepalive_timeout) if t > 0]
+        timeouts = [
+            t
+            for t in (
+                limits.header_timeout,
+                limits.keepalive_timeout,
+                limits.send_timeout,
+                limits.body_timeout,
+            )
+            if t > 0
+        ]
         return min(0.5, max(0.02, min(timeouts, default=2.0) / 4))
 
     def log_refusal(self, err: HttpError, peer: str) -> None:

@@ -103,7 +103,8 @@ class StaticApp:
             index = _walk(path, ["index.html"])
             if index is None or not stat.S_ISREG(index[1].st_mode):
                 return None
-            return index if raw_path.endswith(b"/") else raw_path + b"/"
+            # One leading slash: ``//host`` in a Location is another site (an open redirect).
+            return index if raw_path.endswith(b"/") else b"/" + raw_path.lstrip(b"/") + b"/"
         return found if stat.S_ISREG(info.st_mode) else None
 
     async def _send_file(self, scope: Scope, send: Send, found: Found, headers: Headers) -> None:
@@ -239,8 +240,9 @@ class SmallFiles:
 
 
 def _walk(root: str, segments: list[str]) -> Found | None:
-    """Join ``segments`` below ``root``: the path and its ``stat``, or None when it is missing
-    or a symlink on the way leads outside ``root``."""
+    """Join ``segments`` below ``root``: the path and its ``stat``, or None when it is missing,
+    cannot exist (a name longer than the file system allows, a symlink loop, ...) or a symlink
+    on the way leads outside ``root``."""
     path = root
     info = None
     for segment in segments:
@@ -252,7 +254,7 @@ def _walk(root: str, segments: list[str]) -> Found | None:
                 if path != root and not path.startswith(root + os.sep):
                     return None
                 info = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError):
+        except (OSError, ValueError):  # ENOENT, ENOTDIR, EACCES, ENAMETOOLONG, ELOOP, NUL...
             return None
     return path, info if info is not None else os.stat(root)
 

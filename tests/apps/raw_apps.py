@@ -71,6 +71,23 @@ async def big(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+async def records_body(scope: Scope, receive: Any, send: Any) -> None:
+    """Reads the body, recording each message in ``STATE["received"]``; echoes its length."""
+    if scope["type"] != "http":
+        return
+    size = 0
+    while True:
+        message = await receive()
+        STATE["received"].append(message["type"])
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await _start(send, 200)
+    await send({"type": "http.response.body", "body": b"%d" % size})
+
+
 async def crash_after_start(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
@@ -110,6 +127,7 @@ def reset_state() -> None:
     STATE["started"] = asyncio.Event()
     STATE["release"] = asyncio.Event()
     STATE["chunks_sent"] = 0
+    STATE["received"] = []
 
 
 # -- WSGI -------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def test_defaults_and_human_units() -> None:
     default = HttpOptions()
     assert (default.max_header_size, default.max_body_size) == (65536, 10 * 1024 * 1024)
     assert (default.header_timeout, default.keepalive_timeout) == (10.0, 5.0)
+    assert (default.send_timeout, default.body_timeout) == (60.0, 60.0)
     assert default.access_log and default.wsgi_threads == 16
     options = HttpOptions.model_validate(
         {"max_body_size": "1MiB", "header_timeout": "250ms", "keepalive_timeout": "2m"}
@@ -50,6 +51,8 @@ def test_defaults_and_human_units() -> None:
         ({"max_header_size": "100"}, "at least 1KiB"),
         ({"wsgi_threads": 0}, "greater than or equal to 1"),
         ({"header_timeout": "soon"}, "expected a duration"),
+        ({"send_timeout": "soon"}, "expected a duration"),
+        ({"body_timeout": "later"}, "expected a duration"),
         ({"colour": "blue"}, "Extra inputs are not permitted"),
     ],
 )

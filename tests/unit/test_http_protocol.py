@@ -91,6 +91,29 @@ async def test_a_deep_pipeline_pauses_reading_until_it_drains() -> None:
     assert len(split_responses(transport.take())) == MAX_QUEUE + 2
 
 
+async def test_a_pipelined_flood_is_parsed_no_further_than_the_bound() -> None:
+    release = asyncio.Event()
+
+    async def gated(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await release.wait()
+        await path_app(scope, receive, send)
+
+    proto, transport, _ = connect(gated)
+    flood = b"".join(GET % b"%d" % i for i in range(3000))  # one read, about 100 KB
+    proto.data_received(flood)
+    await settle()
+    assert len(proto._queue) <= MAX_QUEUE + 1  # not 2999: the rest waits unparsed
+    assert len(proto._backlog) < len(flood) and not transport.reading
+    release.set()
+    for _ in range(200):  # the queue drains, the rest of the read is parsed, in order
+        await settle(50)
+        if transport.reading:
+            break
+    assert transport.reading and not proto._backlog
+    bodies = [r.body for r in split_responses(transport.take())]
+    assert bodies == [b"/%d" % i for i in range(3000)]
+
+
 async def echo_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = b""
     more = True
@@ -231,6 +254,129 @@ async def test_slow_head_gets_408_and_idle_keep_alive_is_closed() -> None:
     assert not transport.closed
     proto.check_timeouts(state.now + 2.0)
     assert transport.closed and transport.take() == b""
+
+
+POST_10 = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
+
+
+async def test_a_stalled_body_gets_408_at_body_timeout() -> None:
+    proto, transport, state = connect(echo_body, body_timeout=1.0)
+    proto.data_received(POST_10 + b"ab")
+    await settle()
+    proto.check_timeouts(state.now + 0.9)
+    assert not transport.closed
+    state.now += 0.5
+    proto.data_received(b"cd")  # a read: the body timeout runs from here
+    proto.check_timeouts(state.now + 0.9)
+    assert not transport.closed
+    proto.check_timeouts(state.now + 1.0)
+    assert split_responses(transport.take())[0].status == 408 and transport.closed
+
+
+async def test_a_stalled_body_after_the_response_started_closes_without_a_reply() -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await start(send)
+        await send({"type": "http.response.body", "body": b"early", "more_body": True})
+        while (message := await receive())["type"] == "http.request":
+            pass
+        seen.append(message["type"])
+
+    proto, transport, state = connect(app, body_timeout=1.0)
+    proto.data_received(POST_10 + b"ab")
+    await settle()
+    transport.take()
+    proto.check_timeouts(state.now + 1.0)
+    await settle()
+    assert transport.closed and transport.take() == b""
+    assert seen == ["http.disconnect"]
+
+
+async def test_no_body_timeout_while_the_client_waits_for_100_continue() -> None:
+    release = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await release.wait()
+        await echo_body(scope, receive, send)
+
+    proto, transport, state = connect(app, body_timeout=1.0)
+    proto.data_received(POST_10.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+    proto.check_timeouts(state.now + 5.0)  # the app has not asked for the body yet
+    assert not transport.closed
+    state.now += 5.0
+    release.set()
+    await settle()
+    assert transport.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    proto.check_timeouts(state.now + 0.9)  # the client's time starts with the 100
+    assert not transport.closed
+    proto.data_received(b"0123456789")
+    await settle()
+    assert split_responses(transport.take())[0].body == b"0123456789"
+
+
+async def test_send_timeout_aborts_when_the_write_buffer_stops_draining() -> None:
+    failures: list[BaseException] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await start(send, 200, [(b"content-length", b"300000")])
+        try:
+            for i in range(3):
+                body = b"x" * 100000
+                await send({"type": "http.response.body", "body": body, "more_body": i < 2})
+        except ClientDisconnected as exc:
+            failures.append(exc)
+
+    proto, transport, state = connect(app, high_water=50000, send_timeout=1.0)
+    proto.data_received(GET % b"")
+    await settle()
+    assert proto.write_paused
+    now = state.now
+    proto.check_timeouts(now)  # the stall starts
+    proto.check_timeouts(now + 0.9)
+    assert not transport.aborted
+    del transport.buffer[:1000]  # the client read a little: progress
+    proto.check_timeouts(now + 1.5)
+    assert not transport.aborted
+    proto.check_timeouts(now + 2.4)
+    assert not transport.aborted
+    proto.check_timeouts(now + 2.5)  # 1 s without progress
+    assert transport.aborted
+    await settle()
+    assert len(failures) == 1  # the app's send() saw the disconnect
+
+
+async def test_a_half_close_mid_body_disconnects_the_app_at_once() -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (message := await receive())["type"] == "http.request":
+            pass
+        seen.append(message["type"])
+
+    proto, _transport, _ = connect(app)
+    proto.data_received(POST_10 + b"ab")
+    await settle()
+    assert proto.eof_received() is None  # the transport closes
+    await settle()
+    assert seen == ["http.disconnect"]
+
+
+async def test_trailer_fields_do_not_join_the_request_headers() -> None:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await echo_body(scope, receive, send)
+        seen.append(list(scope["headers"]))
+
+    proto, transport, _ = connect(app)
+    proto.data_received(
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nHost: evil\r\nX-T: 1\r\n\r\n"
+    )
+    await settle()
+    assert split_responses(transport.take())[0].body == b"abc"
+    assert seen == [[(b"host", b"t"), (b"transfer-encoding", b"chunked")]]
 
 
 async def test_drain_closes_idle_after_a_grace_and_busy_after_its_response() -> None:
