@@ -275,7 +275,7 @@ def parse_users(text: str, file: str) -> UsersFile:
 def _read_users(path: Path, *, missing_ok: bool) -> UsersFile:
     try:
         with path.open("rb") as f:
-            _check_mode(path, os.fstat(f.fileno()).st_mode)
+            mode = os.fstat(f.fileno()).st_mode
             text = f.read().decode("utf-8")
     except FileNotFoundError:
         if missing_ok:
@@ -284,7 +284,9 @@ def _read_users(path: Path, *, missing_ok: bool) -> UsersFile:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise _unreadable(path, reason) from None
-    return parse_users(text, str(path))
+    data = parse_users(text, str(path))  # a broken file's own errors come first
+    _check_mode(path, mode)
+    return data
 
 
 def _check_mode(path: Path, mode: int) -> None:

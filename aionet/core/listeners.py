@@ -40,6 +40,10 @@ __all__ = ["DatagramListener", "Listener", "Security", "StreamListener", "build_
 #: accept() errors that mean "out of resources": log, back off, retry (never crash, never spin).
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_BACKOFF = 0.1
+#: The fatal ``protocol_version`` alert (RFC 8446 §6.2, RFC 8996 §5) for a client offering only
+#: TLS versions below the listener's minimum. OpenSSL writes it, but asyncio's and uvloop's SSL
+#: layers abort the transport without flushing it: the listener sends it itself.
+PROTOCOL_VERSION_ALERT = bytes.fromhex("15030100020246")
 
 
 @dataclass(frozen=True)
@@ -325,29 +329,45 @@ class _AcceptLoop:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         factory = self.factory if reservation is None else _reserved(self.factory, reservation)
         tls = self.listener.security.tls
+        spare = None
         if tls is None:
             coro = self.loop.connect_accepted_socket(factory, conn)
         else:
+            spare = conn.dup()  # kept through the handshake, to send an alert the loop drops
             coro = self.loop.connect_accepted_socket(
                 factory, conn, ssl=tls.context, ssl_handshake_timeout=tls.handshake_timeout
             )
-        self._spawn(coro, reservation)
+        self._spawn(coro, reservation, spare)
 
-    def _spawn(self, coro: Any, reservation: Reservation | None = None) -> None:
+    def _spawn(
+        self, coro: Any, reservation: Reservation | None = None, spare: socket.socket | None = None
+    ) -> None:
         task = self.loop.create_task(coro)
         self.pending.add(task)
-        if reservation is None:
+        if reservation is None and spare is None:
             task.add_done_callback(self._handed)
         else:
-            task.add_done_callback(functools.partial(self._handed, reservation=reservation))
+            task.add_done_callback(
+                functools.partial(self._handed, reservation=reservation, spare=spare)
+            )
 
-    def _handed(self, task: asyncio.Task[Any], reservation: Reservation | None = None) -> None:
+    def _handed(
+        self,
+        task: asyncio.Task[Any],
+        reservation: Reservation | None = None,
+        spare: socket.socket | None = None,
+    ) -> None:
         self.pending.discard(task)
         if reservation is not None:  # a handshake that failed before connection_made
             reservation.release()  # gives the counts back (a no-op once claimed)
-        if task.cancelled() or task.exception() is None:
+        exc = None if task.cancelled() else task.exception()
+        if spare is not None:
+            if getattr(exc, "reason", None) == "UNSUPPORTED_PROTOCOL":
+                with contextlib.suppress(OSError):
+                    spare.send(PROTOCOL_VERSION_ALERT, socket.MSG_DONTWAIT)
+            spare.close()
+        if exc is None:
             return
-        exc = task.exception()
         slot = self.listener.slot
         if self.listener.security.tls is not None:
             slot.stats.tls_failures += 1

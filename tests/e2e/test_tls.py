@@ -305,3 +305,37 @@ async def test_starttls_for_a_protocol_handler(pki: dict[str, Any], tmp_path: Pa
         writer.close()
         await asyncio.sleep(0.1)
         assert server.manager.live == {}
+
+
+def _tls11_client_hello() -> bytes:
+    """A ClientHello offering only TLS 1.0/1.1, as an old client sends it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version, ctx.maximum_version = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ctx.wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+async def test_a_tls11_client_gets_the_protocol_version_alert(
+    pki: dict[str, Any], tmp_path: Path
+) -> None:
+    """RFC 8446 6.2 / RFC 8996 5: a refused old version gets a fatal protocol_version (70)
+    alert, not a bare close (asyncio's and uvloop's SSL layers drop the one OpenSSL writes)."""
+    hello = _tls11_client_hello()
+    async with serve(config(pki), data_dir=tmp_path) as server:
+        reader, writer = await asyncio.open_connection(*server.address("who")[:2])
+        writer.write(hello)
+        reply = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await writer.wait_closed()
+        assert reply[:1] == b"\x15" and reply[3:5] == b"\x00\x02"  # an alert record
+        assert reply[5:7] == b"\x02\x46"  # fatal, protocol_version
+        assert server.manager.slots["who"].stats.tls_failures == 1
+        answer, _ = await ask(server.address("who"), client_context(pki))  # the listener lives
+        assert answer["tls"]
