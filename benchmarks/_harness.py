@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,42 @@ os.environ.setdefault("AIONET_ALLOW_ROOT", "1")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
+
+
+def baseline_tree(rev: str) -> Path:
+    """A checkout of ``rev`` (a detached git worktree under ``benchmarks/out/``) whose aionet a
+    benchmark runs beside this tree's, for before/after numbers from one invocation."""
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    tree = HERE / "out" / f"baseline-{sha}"
+    if not (tree / "aionet").is_dir():
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--force", "--detach", str(tree), sha],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return tree
+
+
+def on_baseline(make: Callable[..., Any], tree: Path) -> Callable[..., Any]:
+    """The same server factory, but its ``python -m aionet`` imports aionet from ``tree``.
+
+    The factory may return an argv list or an object with an ``argv`` list (FTP's ``Setup``);
+    the argv is prefixed with ``env PYTHONPATH=TREE:...`` (keeping the script's own path)."""
+
+    def prefix(argv: list[str]) -> list[str]:
+        path = os.pathsep.join([str(tree), str(HERE), str(HERE / "apps")])
+        return ["env", f"PYTHONPATH={path}", *argv]
+
+    def make_on_baseline(*args: Any, **kwargs: Any) -> Any:
+        made = make(*args, **kwargs)
+        if isinstance(made, list):
+            return prefix(made)
+        made.argv = prefix(made.argv)
+        return made
+
+    return make_on_baseline
 
 
 def free_port() -> int:

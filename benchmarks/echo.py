@@ -15,7 +15,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, free_port, machine_facts, median, pinned, running
+from _harness import (
+    HERE,
+    SERVERS,
+    baseline_tree,
+    free_port,
+    machine_facts,
+    median,
+    on_baseline,
+    pinned,
+    running,
+)
 
 KINDS = ["raw-uvloop", "streams", "aionet-echo"]
 
@@ -54,8 +64,17 @@ def main() -> None:
     parser.add_argument("--conns", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run aionet as of git revision REV (before/after numbers in one run)",
+    )
     args = parser.parse_args()
-    kinds = KINDS
+    kinds = list(KINDS)
+    if args.baseline:
+        tree = baseline_tree(args.baseline)
+        SERVERS["aionet-echo@base"] = on_baseline(SERVERS["aionet-echo"], tree)
+        kinds.append("aionet-echo@base")
     runs: list[dict[str, Any]] = []
     for r in range(args.rounds):
         for conns in args.conns:
@@ -74,13 +93,13 @@ def main() -> None:
     for conns in args.conns:
         rates = {
             k: median([x["msgs_per_s"] for x in runs if x["kind"] == k and x["conns"] == conns])
-            for k in KINDS
+            for k in kinds
         }
         p99s = {
             k: median([x["p99_us"] for x in runs if x["kind"] == k and x["conns"] == conns])
-            for k in KINDS
+            for k in kinds
         }
-        for k in KINDS:
+        for k in kinds:
             ratio = rates[k] / rates["raw-uvloop"]
             print(f"{conns:5d} {k:12} {rates[k]:16.0f} {p99s[k]:8.0f} {ratio:7.3f}")
             summary[f"{k}@{conns}"] = {"msgs_per_s": rates[k], "p99_us": p99s[k], "ratio": ratio}

@@ -32,7 +32,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned, spawned, wait_listening
+from _harness import (
+    HERE,
+    PY,
+    baseline_tree,
+    free_port,
+    machine_facts,
+    median,
+    on_baseline,
+    pinned,
+    spawned,
+    wait_listening,
+)
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 
@@ -66,7 +77,11 @@ def pyftpdlib_server(port: int, tmp: Path, source: Path) -> Setup:
     return Setup(argv, root, f"ftp://bench:bench@127.0.0.1:{port}/")
 
 
-def _aionet(fsync: bool) -> Factory:
+def _aionet(fsync: bool, clear_login_option: bool = True) -> Factory:
+    """``clear_login_option``: name ``auth_without_tls`` (revisions before it existed, which
+    allowed clear-text logins anyway, refuse the unknown key)."""
+    clear = ", auth_without_tls: true" if clear_login_option else ""
+
     def factory(port: int, tmp: Path, source: Path) -> Setup:
         from argon2 import PasswordHasher
 
@@ -86,7 +101,7 @@ listeners:
   - name: ftp
     protocol: ftp
     bind: 127.0.0.1:{port}
-    options: {{fsync: {str(fsync).lower()}, auth_without_tls: true}}
+    options: {{fsync: {str(fsync).lower()}{clear}}}
 """)
         argv = [PY, "-m", "aionet", "run", "-c", str(config), "--log-level", "warning"]
         return Setup(argv, root, f"ftp://bench:bench@127.0.0.1:{port}/")
@@ -173,8 +188,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run aionet as of git revision REV (before/after numbers in one run)",
+    )
     args = parser.parse_args()
     chosen = args.servers.split(",")
+    if args.baseline:
+        old = _aionet(fsync=False, clear_login_option=False)
+        SERVERS["aionet@base"] = on_baseline(old, baseline_tree(args.baseline))
+        chosen.append("aionet@base")
     if shutil.which("curl") is None:
         sys.exit("needs curl")
     size = args.size_mib * 1024 * 1024

@@ -35,9 +35,11 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
+    baseline_tree,
     free_port,
     machine_facts,
     median,
+    on_baseline,
     run_wrk,
     spawned,
     wait_listening,
@@ -196,11 +198,23 @@ def main() -> None:
     parser.add_argument("--access-log", action="store_true", help="access logs on everywhere")
     parser.add_argument("--skip-static", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run aionet as of git revision REV (before/after numbers in one run)",
+    )
+    parser.add_argument("--servers", help="comma-separated subset of the ASGI servers")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian package: wrk)")
     asgi = {k: v for k, v in ASGI.items() if k != "granian" or (BIN / "granian").exists()}
     static = {k: v for k, v in STATIC.items() if k != "nginx" or shutil.which("nginx")}
+    if args.servers:
+        asgi = {k: v for k, v in asgi.items() if k in args.servers.split(",")}
+    if args.baseline:
+        tree = baseline_tree(args.baseline)
+        asgi["aionet@base"] = on_baseline(ASGI["aionet"], tree)
+        static["aionet-static@base"] = on_baseline(STATIC["aionet-static"], tree)
     facts = machine_facts()
     print("machine:", facts, flush=True)
     asgi_runs = measure(asgi, "/", args)

@@ -40,7 +40,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, PY, free_port, machine_facts, median, spawned, wait_listening
+from _harness import (
+    HERE,
+    PY,
+    baseline_tree,
+    free_port,
+    machine_facts,
+    median,
+    on_baseline,
+    spawned,
+    wait_listening,
+)
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 MESSAGE = (
@@ -209,15 +219,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                       file=sys.stderr)  # fmt: skip
                 shutil.rmtree(new_dir(name, tmp), ignore_errors=True)  # keep new/ small
                 new_dir(name, tmp).mkdir(parents=True, exist_ok=True)
-        pop_port = int((started["aionet"][1] / "pop3.port").read_text())
-        fill_reader_mailbox(started["aionet"][1])
-        pop3 = await pop3_rounds(pop_port, args.rounds)
+        pop3: dict[str, list[float]] = {}
+        if "aionet" in started:
+            pop_port = int((started["aionet"][1] / "pop3.port").read_text())
+            fill_reader_mailbox(started["aionet"][1])
+            pop3 = await pop3_rounds(pop_port, args.rounds)
     return {"smtp": results, "cpu_us": cpu, "pop3": pop3}
 
 
 def report(data: dict[str, Any], args: argparse.Namespace) -> None:
     smtp = {name: median(rates) for name, rates in data["smtp"].items()}
-    base = smtp["aiosmtpd-inline"]
+    base = smtp.get("aiosmtpd-inline") or next(iter(smtp.values()))
     print(f"\n1 KiB messages, {args.conns} connections, {args.duration:g} s x {args.rounds} rounds")
     print("| server | msgs/s (median) | vs aiosmtpd-inline | server CPU µs/msg (median) | rounds |")
     print("|---|---:|---:|---:|---|")
@@ -239,7 +251,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--conns", type=int, default=32)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run aionet as of git revision REV (before/after numbers in one run)",
+    )
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     args = parser.parse_args()
+    chosen = args.servers.split(",")
+    if args.baseline:
+        SERVERS["aionet@base"] = on_baseline(aionet, baseline_tree(args.baseline))
+        chosen.append("aionet@base")
+    for name in list(SERVERS):
+        if name not in chosen:
+            del SERVERS[name]
     if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {CLIENT_CORE})
     import uvloop
