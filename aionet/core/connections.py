@@ -351,9 +351,9 @@ class ConnectionManager:
         if slot.emptied is not None and not slot.count:
             slot.emptied.set()
         if ip is not None:
-            _decrement(self.per_ip, ip)
+            decrement(self.per_ip, ip)
             if slot.max_per_ip is not None:
-                _decrement(slot.per_ip, ip)
+                decrement(slot.per_ip, ip)
 
     def _live(
         self, slot: ListenerSlot, transport: asyncio.BaseTransport, peer: Any, ip: str | None
@@ -525,7 +525,8 @@ class Reservation:
             manager._uncount(self.slot, self.ip)
 
 
-def _decrement(counts: dict[str, int], key: str) -> None:
+def decrement(counts: dict[str, int], key: str) -> None:
+    """One less of ``key`` in a table of counts (the key goes at zero, so tables stay small)."""
     left = counts.get(key, 0) - 1
     if left > 0:
         counts[key] = left

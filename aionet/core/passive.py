@@ -29,6 +29,8 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .connections import decrement
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -201,21 +203,13 @@ class PassivePorts:
         owners, passive._owners = passive._owners, None
         if owners is not None:
             ip, user = owners
-            _decrement(self._by_ip, ip)
+            decrement(self._by_ip, ip)
             if user is not None:
-                _decrement(self._by_user, user)
+                decrement(self._by_user, user)
 
     def close_all(self) -> None:
         for passive in list(self._open):
             passive.close()
-
-
-def _decrement(counts: dict[str, int], key: str) -> None:
-    left = counts.get(key, 0) - 1
-    if left > 0:
-        counts[key] = left
-    else:
-        counts.pop(key, None)
 
 
 def ip_key(ip: str) -> str:

@@ -35,6 +35,8 @@ from .metrics import Sample, server_samples
 from .systemd import Notifier
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..config.models import Config
     from .privileges import Daemon
     from .server import Server
@@ -156,18 +158,11 @@ class PeerSamples:
 
     def __call__(self) -> list[Sample]:
         """The samples of every other live worker (files of dead processes are skipped)."""
-        out: list[Sample] = []
-        for i in range(self.info.count):
-            if i == self.info.index:
-                continue
-            try:
-                data = json.loads((self.dir / f"worker-{i}.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if not _alive(int(data.get("pid", 0))):
-                continue
-            out.extend(Sample.from_json(s) for s in data.get("samples", []))
-        return out
+        return [
+            Sample.from_json(s)
+            for _, data in _published(self.dir, self.info)
+            for s in data.get("samples", [])
+        ]
 
 
 class PeerLockouts:
@@ -214,17 +209,24 @@ class PeerLockouts:
 
     def others(self) -> list[dict[str, Any]]:
         """What every other live worker published: its pid and lock-outs."""
-        out = []
-        for i in range(self.info.count):
-            if i == self.info.index:
-                continue
-            try:
-                data = json.loads((self.dir / f"worker-{i}.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if _alive(int(data.get("pid", 0))) and data.get("lockouts") is not None:
-                out.append({"pid": data["pid"], "worker": i, **data["lockouts"]})
-        return out
+        return [
+            {"pid": data["pid"], "worker": i, **data["lockouts"]}
+            for i, data in _published(self.dir, self.info)
+            if data.get("lockouts") is not None
+        ]
+
+
+def _published(directory: Path, info: WorkerInfo) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, data) of what every other live worker last published (dead ones skipped)."""
+    for i in range(info.count):
+        if i == info.index:
+            continue
+        try:
+            data = json.loads((directory / f"worker-{i}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(int(data.get("pid", 0))):
+            yield i, data
 
 
 def _alive(pid: int) -> bool:
