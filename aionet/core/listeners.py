@@ -333,7 +333,10 @@ class _AcceptLoop:
         if tls is None:
             coro = self.loop.connect_accepted_socket(factory, conn)
         else:
-            spare = conn.dup()  # kept through the handshake, to send an alert the loop drops
+            # Kept through the handshake to send the alert the loop's SSL layer drops: one more
+            # fd per pending handshake (bounded by the caps, which count it from accept).
+            with contextlib.suppress(OSError):  # EMFILE: then only the alert is lost
+                spare = conn.dup()
             coro = self.loop.connect_accepted_socket(
                 factory, conn, ssl=tls.context, ssl_handshake_timeout=tls.handshake_timeout
             )

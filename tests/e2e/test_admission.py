@@ -105,10 +105,12 @@ async def test_silent_tls_clients_over_the_cap_are_refused_at_once(
             stats = server.manager.slots["echo"].stats
             assert server.manager.reserved == 5  # held while their handshakes are pending
             assert stats.refused == {reason: SILENT - 5}
-            # The server holds 5 sockets, not 40: the others are closed right away.
+            # The server holds 5 connections, not 40: the others are closed right away.
             closed = await asyncio.gather(*(_closed_by_server(c, 3.0) for c in clients[5:]))
             assert all(closed)
-            assert _fds() - before <= SILENT + 5 + 2  # our 40 clients + the server's 5 (+ slack)
+            # Our 40 clients + the server's 5, each with the spare descriptor a pending handshake
+            # keeps for the protocol_version alert (+ slack): bounded by the cap, not the flood.
+            assert _fds() - before <= SILENT + 2 * 5 + 2
         finally:
             for c in clients:
                 c.close()
