@@ -462,6 +462,19 @@ class AionetSMTP(SMTP):
             assert self.session is not None
             self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
 
+    def eof_received(self) -> bool | None:
+        """The client sent EOF: aiosmtpd cancels the session task; the transport closes too.
+
+        aiosmtpd returns True (keep the half-open connection, as ``StreamReaderProtocol``
+        does) and leaves closing to the session task's ``except CancelledError``. A task
+        cancelled before its first step never runs that: on uvloop the EOF of a client that
+        closed at once arrives before the task has written the greeting, and the socket then
+        sat in CLOSE-WAIT until the idle sweep. Nothing is said after a client's EOF, so
+        returning False lets the transport close itself (flushing what is pending).
+        """
+        super().eof_received()
+        return False
+
     def connection_lost(self, error: Exception | None) -> None:
         self._aionet.sessions.discard(self)
         super().connection_lost(error)
