@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 
 from ..errors import LineTooLong
+from .counting import CountingTransport
 from .handler import Connection
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "Clock",
     "ConnectionManager",
     "ConnectionRecord",
+    "CountingTransport",
     "ListenerSlot",
     "ListenerStats",
     "Reservation",
@@ -581,10 +583,11 @@ def _tracked_subclass(cls: type, foreign: bool = True) -> type:
     activity; an exception from the protocol is logged, counted and aborts the connection;
     ``connection_lost`` releases the record after ``cls``'s own, in a ``finally``.
 
-    When a ``foreign`` (third-party) protocol keeps the connection open after the peer's EOF,
-    the record's half-close clock starts (``HALF_CLOSE_TIMEOUT``): a protocol that then
-    neither writes nor closes is closed by the sweep instead of holding the socket. The stream
-    handlers' protocol is not foreign: its task always closes.
+    A ``foreign`` (third-party) protocol also gets its transport behind a ``CountingTransport``
+    (its output is counted in ``bytes_out``), and when it keeps the connection open after the
+    peer's EOF, the record's half-close clock starts (``HALF_CLOSE_TIMEOUT``): a protocol that
+    then neither writes nor closes is closed by the sweep instead of holding the socket. The
+    stream handlers' protocol is not foreign: its writer counts, and its task always closes.
 
     It is a direct subclass adding no slots because CPython only allows ``obj.__class__ = new``
     between classes of the same layout (a mixin base in front of ``cls`` breaks that); the
@@ -600,7 +603,7 @@ def _tracked_subclass(cls: type, foreign: bool = True) -> type:
         rec = self._aionet_rec = self._aionet_slot.admit(transport, self._aionet_peer)
         if rec is not None:
             try:
-                made(self, transport)
+                made(self, CountingTransport(transport, rec) if foreign else transport)
             except Exception as exc:
                 rec.slot.handler_error(rec, exc)
                 rec.transport.abort()

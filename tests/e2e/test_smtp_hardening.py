@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -12,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from aionet import ProtocolHandler
 from aionet.core.connections import HALF_CLOSE_TIMEOUT
+from aionet.core.metrics import server_samples
 from aionet.testing import serve
 
-from .mail_helpers import mail_config
+from .mail_helpers import Pki, delivered, mail_config
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path)
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -79,3 +87,73 @@ async def test_a_wrapped_protocol_that_keeps_a_vanished_peer_is_released(tmp_pat
         # HALF_CLOSE_TIMEOUT (5 s) after the EOF, at the next sweep (1 s apart at most)
         await wait_until(lambda: not server.manager.live, HALF_CLOSE_TIMEOUT + 5)
         assert stats.closed == 6 and stats.idle_closed == 0
+
+
+class Session:
+    """A raw SMTP client that counts every byte it receives (plaintext, under TLS too)."""
+
+    def __init__(self, addr: Any) -> None:
+        self.sock: Any = socket.create_connection(addr[:2], timeout=10)
+        self.received = 0
+        self.pending = b""
+
+    def reply(self) -> bytes:
+        """Read one complete (possibly multi-line) reply."""
+        while True:
+            end = self.pending.find(b"\r\n")
+            while end >= 0:
+                line, self.pending = self.pending[: end + 2], self.pending[end + 2 :]
+                if line[3:4] == b" ":
+                    return line
+                end = self.pending.find(b"\r\n")
+            chunk = self.sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            self.received += len(chunk)
+            self.pending += chunk
+
+    def command(self, line: bytes, code: bytes) -> None:
+        self.sock.sendall(line + b"\r\n")
+        assert self.reply().startswith(code)
+
+    def until_eof(self) -> None:
+        while chunk := self.sock.recv(65536):
+            self.received += len(chunk)
+        self.sock.close()
+
+
+def smtp_session(addr: Any, tls: ssl.SSLContext | None) -> int:
+    client = Session(addr)
+    assert client.reply().startswith(b"220 ")
+    client.command(b"EHLO counter.test", b"250 ")
+    if tls is not None:
+        client.command(b"STARTTLS", b"220 ")
+        client.sock = tls.wrap_socket(client.sock, server_hostname="localhost")
+        client.command(b"EHLO counter.test", b"250 ")
+    client.command(b"MAIL FROM:<c@counter.test>", b"250 ")
+    client.command(b"RCPT TO:<alice@localhost>", b"250 ")
+    client.command(b"DATA", b"354 ")
+    client.command(b"Subject: counted\r\n\r\nhello\r\n.", b"250 ")
+    client.command(b"QUIT", b"221 ")
+    client.until_eof()
+    return client.received
+
+
+@pytest.mark.parametrize("starttls", [False, True])
+async def test_bytes_out_of_an_smtp_session_are_counted(
+    tmp_path: Path, pki: Pki, starttls: bool
+) -> None:
+    config = mail_config(tmp_path, pki, {"starttls": "mail"})
+    with capture_logs() as logs:
+        async with serve(config, data_dir=tmp_path / "data") as server:
+            received = await asyncio.to_thread(
+                smtp_session, server.address("smtp"), pki.client() if starttls else None
+            )
+            await wait_until(lambda: not server.manager.live)
+            stats = server.manager.slots["smtp"].stats
+            samples = {(s.name, s.labels): s.value for s in server_samples(server)}
+    assert received > 0
+    assert stats.bytes_out == received
+    assert samples[("aionet_sent_bytes", (("listener", "smtp"),))] == received
+    [closed] = [e for e in logs if e["event"] == "connection_closed" and e["listener"] == "smtp"]
+    assert closed["bytes_out"] == received
+    assert len(delivered(tmp_path / "data")) == 1
