@@ -4,6 +4,8 @@ postmaster is always accepted. Both loops."""
 from __future__ import annotations
 
 import asyncio
+import poplib
+import smtplib
 import socket
 import ssl
 import struct
@@ -157,3 +159,65 @@ async def test_bytes_out_of_an_smtp_session_are_counted(
     [closed] = [e for e in logs if e["event"] == "connection_closed" and e["listener"] == "smtp"]
     assert closed["bytes_out"] == received
     assert len(delivered(tmp_path / "data")) == 1
+
+
+def rcpt_codes(addr: Any, rcpts: list[str]) -> list[int]:
+    """RCPT each address in its own transaction (with a message); the RCPT reply codes."""
+    out = []
+    with smtplib.SMTP(*addr[:2]) as s:
+        s.ehlo()
+        for rcpt in rcpts:
+            s.mail("someone@far.test")
+            code, _ = s.rcpt(rcpt)
+            out.append(code)
+            if code == 250:
+                assert s.data(f"Subject: to {rcpt}\r\n\r\nhi\r\n".encode())[0] == 250
+            else:
+                s.rset()
+    return out
+
+
+FORMS = ["<postmaster@localhost>", "<POSTMASTER@LOCALHOST>", "<postmaster>", "<PostMaster@mx.test>"]
+
+
+async def test_postmaster_goes_to_the_named_mailbox(tmp_path: Path) -> None:
+    config = mail_config(
+        tmp_path,
+        smtp={"domains": ["localhost", "mx.test"], "postmaster": "alice"},
+        pop3={"auth_without_tls": True},
+    )
+    async with serve(config, data_dir=tmp_path / "data") as server:
+        codes = await asyncio.to_thread(rcpt_codes, server.address("smtp"), FORMS)
+
+        def read() -> list[bytes]:  # alice reads the localhost ones over POP3
+            client = poplib.POP3(*server.address("pop3")[:2], timeout=10)
+            client.user("alice")
+            client.pass_("alice-pw")
+            count, _ = client.stat()
+            msgs = [b"\r\n".join(client.retr(i + 1)[1]) for i in range(count)]
+            client.quit()
+            return msgs
+
+        popped = await asyncio.to_thread(read)
+    assert codes == [250] * 4
+    subjects = sorted(m.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0] for m in popped)
+    assert subjects == [
+        b"to <POSTMASTER@LOCALHOST>",
+        b"to <postmaster>",
+        b"to <postmaster@localhost>",
+    ]
+    [other] = delivered(tmp_path / "data", "alice", "mx.test")
+    assert b"Subject: to <PostMaster@mx.test>" in other
+    assert not (tmp_path / "data" / "mail" / "localhost" / "postmaster").exists()
+
+
+async def test_postmaster_without_a_user_is_accepted_into_its_own_maildir(tmp_path: Path) -> None:
+    # no `postmaster` option and no such user: still 250 (RFC 5321 4.5.1), kept in the Maildir
+    # a user named postmaster would read; unknown users are still refused
+    async with serve(mail_config(tmp_path), data_dir=tmp_path / "data") as server:
+        codes = await asyncio.to_thread(
+            rcpt_codes, server.address("smtp"), [*FORMS[:3], "<postmistress@localhost>"]
+        )
+    assert codes == [250, 250, 250, 550]
+    assert len(delivered(tmp_path / "data", "postmaster")) == 3
+    assert delivered(tmp_path / "data", "alice") == []
