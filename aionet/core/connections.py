@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 
 from ..errors import LineTooLong
+from .counting import CountingTransport
 from .handler import Connection
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "Clock",
     "ConnectionManager",
     "ConnectionRecord",
+    "CountingTransport",
     "ListenerSlot",
     "ListenerStats",
     "Reservation",
@@ -54,6 +56,13 @@ _log = structlog.get_logger("aionet.core")
 
 #: How long a connection closed for idleness may take to flush before it is aborted.
 IDLE_CLOSE_GRACE = 5.0
+
+#: How long a wrapped third-party protocol may keep a connection the peer has half-closed (sent
+#: EOF on) without writing anything before the sweep closes it (HAProxy's ``timeout client-fin``).
+#: A peer that closed its socket looks exactly like one that only shut down its write side until
+#: something is written to it, so a protocol that neither writes nor closes after EOF would
+#: otherwise hold the socket in CLOSE-WAIT, counted as live, until the idle timeout.
+HALF_CLOSE_TIMEOUT = 5.0
 
 
 class Clock:
@@ -111,6 +120,8 @@ class ConnectionRecord:
         "bytes_out",
         "clock",
         "closing_since",
+        "eof_at",
+        "eof_out",
         "id",
         "ip",
         "last_active",
@@ -142,6 +153,10 @@ class ConnectionRecord:
         self.bytes_out = 0
         self.task: asyncio.Task[None] | None = None
         self.closing_since: float | None = None
+        #: When a wrapped third-party protocol kept the connection open after the peer's EOF
+        #: (and ``bytes_out`` then): the sweep's half-close clock, restarted by output.
+        self.eof_at: float | None = None
+        self.eof_out = 0
 
     def release(self) -> None:
         """The connection is gone (``connection_lost``): drop it from the table, count, log."""
@@ -443,6 +458,13 @@ class ConnectionManager:
                 if now - rec.closing_since >= IDLE_CLOSE_GRACE:
                     rec.abort()
                 continue
+            if rec.eof_at is not None:
+                if rec.bytes_out != rec.eof_out:  # still answering: restart the clock
+                    rec.eof_at, rec.eof_out = now, rec.bytes_out
+                elif now - rec.eof_at >= HALF_CLOSE_TIMEOUT:
+                    rec.bind_log().info("connection_half_closed_timeout")
+                    rec.close()
+                    continue
             timeout = rec.slot.idle_timeout
             if timeout and now - rec.last_active >= timeout:
                 rec.slot.stats.idle_closed += 1
@@ -554,13 +576,19 @@ class Tracked:
     _aionet_peer: Any  # set by the listener when a PROXY header named the real client
 
 
-def _tracked_subclass(cls: type) -> type:
+def _tracked_subclass(cls: type, foreign: bool = True) -> type:
     """A direct subclass of ``cls`` whose callbacks put it under the connection manager.
 
     ``connection_made`` asks the slot to admit the connection before ``cls``'s own runs (a
     refused connection never reaches the protocol); ``data_received`` counts bytes and marks
     activity; an exception from the protocol is logged, counted and aborts the connection;
     ``connection_lost`` releases the record after ``cls``'s own, in a ``finally``.
+
+    A ``foreign`` (third-party) protocol also gets its transport behind a ``CountingTransport``
+    (its output is counted in ``bytes_out``), and when it keeps the connection open after the
+    peer's EOF, the record's half-close clock starts (``HALF_CLOSE_TIMEOUT``): a protocol that
+    then neither writes nor closes is closed by the sweep instead of holding the socket. The
+    stream handlers' protocol is not foreign: its writer counts, and its task always closes.
 
     It is a direct subclass adding no slots because CPython only allows ``obj.__class__ = new``
     between classes of the same layout (a mixin base in front of ``cls`` breaks that); the
@@ -576,7 +604,7 @@ def _tracked_subclass(cls: type) -> type:
         rec = self._aionet_rec = self._aionet_slot.admit(transport, self._aionet_peer)
         if rec is not None:
             try:
-                made(self, transport)
+                made(self, CountingTransport(transport, rec) if foreign else transport)
             except Exception as exc:
                 rec.slot.handler_error(rec, exc)
                 rec.transport.abort()
@@ -593,7 +621,13 @@ def _tracked_subclass(cls: type) -> type:
                 rec.transport.abort()
 
     def eof_received(self: Any) -> bool | None:
-        return None if self._aionet_rec is None else eof(self)
+        rec = self._aionet_rec
+        if rec is None:
+            return None
+        keep_open: bool | None = eof(self)
+        if keep_open and foreign:
+            rec.eof_at, rec.eof_out = rec.clock.tick(), rec.bytes_out
+        return keep_open
 
     def connection_lost(self: Any, exc: Exception | None) -> None:
         rec = self._aionet_rec
@@ -749,4 +783,4 @@ class _StreamProtocolBase(asyncio.StreamReaderProtocol):
         rec.task = loop.create_task(self._aionet_slot.serve_stream(conn, self._aionet_handler))
 
 
-StreamProtocol: type[_StreamProtocolBase] = _tracked_class(_StreamProtocolBase)
+StreamProtocol: type[_StreamProtocolBase] = _tracked_subclass(_StreamProtocolBase, foreign=False)

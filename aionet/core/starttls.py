@@ -31,9 +31,10 @@ protocol's options inherit both (it lives beside ``HandlerOptions`` in ``core.ha
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from .acl import is_loopback
+from .counting import CountingTransport
 
 if TYPE_CHECKING:
     import ssl
@@ -74,7 +75,7 @@ def _discard(buffer: PlaintextBuffer | asyncio.StreamReader) -> int:
 
 
 async def upgrade(
-    transport: asyncio.BaseTransport,
+    transport: asyncio.BaseTransport | CountingTransport,
     protocol: asyncio.BaseProtocol,
     context: ssl.SSLContext,
     *,
@@ -89,16 +90,23 @@ async def upgrade(
     Call it right after the "go ahead" reply has been flushed; decrypted data may reach
     ``protocol.data_received`` before this returns.
 
+    A wrapped third-party protocol holds a ``CountingTransport`` (the core counts its output):
+    the transport under it is what is upgraded, and the TLS transport comes back behind a new
+    ``CountingTransport`` on the same record, so the plaintext written after the upgrade is
+    counted as the plaintext before it was.
+
     Raises:
         ssl.SSLError, ConnectionError, TimeoutError: the handshake failed; end the session.
     """
     loop = asyncio.get_running_loop()
+    counting = transport if isinstance(transport, CountingTransport) else None
+    raw = transport.transport if isinstance(transport, CountingTransport) else transport
     # No await from here until loop.start_tls has paused reading: nothing can arrive unseen.
     discarded = sum(_discard(buffer) for buffer in buffers)
     if discarded and log is not None:
         log.warning("starttls_plaintext_discarded", bytes=discarded)
     new = await loop.start_tls(
-        transport,  # type: ignore[arg-type]
+        raw,  # type: ignore[arg-type]
         protocol,
         context,
         server_side=True,
@@ -109,4 +117,6 @@ async def upgrade(
     record: Any = getattr(protocol, "_aionet_rec", None)
     if record is not None:
         record.transport = new
+    if counting is not None:
+        return cast("asyncio.Transport", CountingTransport(new, counting._aionet_rec))
     return new

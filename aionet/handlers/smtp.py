@@ -13,6 +13,7 @@ Options (``listener.options``)::
     max_recipients: 100             # RCPT beyond this gets 452
     rate_limit: {messages: 0, per: 1m}   # per client IP; 0 = off; over it: 450
     catch_all: null                 # a user name that gets mail for unknown local users
+    postmaster: postmaster          # the mailbox (a user name) of postmaster@ each local domain
     on_message: null                # "pkg.module:callable", called after the message is on disk
     timeout: 5m                     # idle time between commands
 
@@ -22,6 +23,12 @@ to ``data_dir/mail/<domain>/<local>/``. Anything else is relayed only for a sess
 authenticated as a user with the ``relay`` role, into the outbound Maildir
 ``data_dir/mail/.outbound`` (sending it on is out of scope). ``250`` is answered only after the
 message is fsynced into every recipient's Maildir (``aionet.storage.maildir``).
+
+``postmaster@domain`` for every local domain, and the bare ``<postmaster>`` (RFC 5321 4.1.1.3,
+4.5.1; the local part in any case), is always accepted, with or without such a user: it goes to
+``data_dir/mail/<domain>/<postmaster>/``, where ``postmaster`` names the mailbox (default
+``postmaster``, which a user of that name reads; name an operator's user, e.g. ``alice``, to
+have it read there). The mail is never dropped and never goes to someone nobody named.
 
 The wrapping: ``AionetSMTP`` subclasses aiosmtpd's ``SMTP`` only where aionet must differ —
 STARTTLS goes through the core's one upgrade path, ``core.starttls.upgrade`` (plaintext
@@ -52,7 +59,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..auth.portal import Credentials
 from ..config.types import Duration, Size
@@ -169,6 +176,7 @@ class SmtpOptions(InBandTlsOptions):
     max_recipients: int = Field(default=100, ge=1)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     catch_all: str | None = None
+    postmaster: str = "postmaster"
     on_message: str | None = None
     timeout: Duration = Field(default=300.0, gt=0)
     smtputf8: bool = True
@@ -178,11 +186,11 @@ class SmtpOptions(InBandTlsOptions):
     def _lower(cls, value: list[str]) -> list[str]:
         return [d.lower().rstrip(".") for d in value]
 
-    @field_validator("catch_all")
+    @field_validator("catch_all", "postmaster")
     @classmethod
-    def _mailbox_name(cls, value: str | None) -> str | None:
+    def _mailbox_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and (not value or "/" in value or value.startswith(".")):
-            raise ValueError("catch_all must be a user name (no '/', not starting with '.')")
+            raise ValueError(f"{info.field_name} must be a user name (no '/', no leading '.')")
         return value
 
     @field_validator("on_message")
@@ -345,7 +353,10 @@ class SmtpHooks:
             domain = self.options.domains[0]
         store = self.handler.store
         if domain in self.domains:
-            name = self._local_user(local, domain)
+            if local.lower() == "postmaster":  # RFC 5321 4.5.1: always accepted
+                name: str | None = self.options.postmaster
+            else:
+                name = self._local_user(local, domain)
             if name is None:
                 server.log.info("smtp_recipient_unknown", rcpt=_printable(address))
                 self.handler.rejected["user_unknown"] += 1
@@ -461,6 +472,19 @@ class AionetSMTP(SMTP):
             self._tls_protocol = transport  # type: ignore[assignment]
             assert self.session is not None
             self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
+
+    def eof_received(self) -> bool | None:
+        """The client sent EOF: aiosmtpd cancels the session task; the transport closes too.
+
+        aiosmtpd returns True (keep the half-open connection, as ``StreamReaderProtocol``
+        does) and leaves closing to the session task's ``except CancelledError``. A task
+        cancelled before its first step never runs that: on uvloop the EOF of a client that
+        closed at once arrives before the task has written the greeting, and the socket then
+        sat in CLOSE-WAIT until the idle sweep. Nothing is said after a client's EOF, so
+        returning False lets the transport close itself (flushing what is pending).
+        """
+        super().eof_received()
+        return False
 
     def connection_lost(self, error: Exception | None) -> None:
         self._aionet.sessions.discard(self)
@@ -701,6 +725,15 @@ class SmtpHandler(ProtocolHandler):
             self._tls_context = self.services.tls.context(self.options.starttls)
         removed = await self.store.run(self.store.cleanup_tmp)
         self.log.info("smtp_store_ready", root=str(self.store.root), stale_tmp_removed=removed)
+        users = self.services.users
+        postmaster = self.options.postmaster
+        if users is None or users.get(postmaster) is None:
+            self.log.warning(
+                "smtp_postmaster_without_user",
+                mailbox=postmaster,
+                hint="mail to postmaster@ is kept in that Maildir; add the user, or set "
+                "options.postmaster to a user who reads it",
+            )
 
     def protocol_factory(self) -> asyncio.Protocol:
         return AionetSMTP(self, self._tls_context)

@@ -30,6 +30,8 @@ def test_smtp_defaults_and_units() -> None:
         ({"domains": []}, "domains"),
         ({"relay": True}, "relay"),  # unknown key
         ({"catch_all": "../etc"}, "catch_all"),
+        ({"postmaster": "../etc"}, "postmaster"),
+        ({"postmaster": ""}, "postmaster"),
     ],
 )
 def test_smtp_bad_options_name_their_key(options: dict[str, object], where: str) -> None:
