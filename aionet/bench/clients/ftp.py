@@ -26,7 +26,23 @@ __all__ = ["FtpTarget"]
 
 _PASV = re.compile(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
 _EPSV = re.compile(rb"\(\|\|\|(\d+)\|\)")
+#: How long closing a data connection may take before it is aborted.
+CLOSE_GRACE = 2.0
 CHUNK = 256 * 1024
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close a data connection and wait for it (a TLS one exchanges close_notify first); abort
+    it when that does not finish in time or the run is cancelled, so no transport outlives the
+    run's loop (it would be reported unclosed when collected)."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_GRACE)
+    except (TimeoutError, OSError):  # ssl.SSLError and ConnectionError are OSErrors
+        writer.transport.abort()
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
 
 
 class _FtpSession(LineSession):
@@ -94,7 +110,7 @@ class _FtpSession(LineSession):
                 if data_w.can_write_eof():
                     data_w.write_eof()
         finally:
-            data_w.close()
+            await _close(data_w)
         await self.reply(226, 250)
         return 1
 
