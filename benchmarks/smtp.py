@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -105,9 +104,17 @@ SERVERS: dict[str, Argv] = {
 
 
 def new_dir(name: str, tmp: Path) -> Path:
-    if name == "aionet":
+    if name.startswith("aionet"):  # "aionet@base" too
         return tmp / "var" / "mail" / "localhost" / "bench" / "new"
     return tmp / "Maildir" / "new"
+
+
+def empty(directory: Path) -> None:
+    """Remove the delivered messages, keeping the directory (a running server writes there)."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 @contextlib.contextmanager
@@ -217,8 +224,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 cpu[name].append(us)
                 print(f"round {r + 1} {name:18} {rate:9.0f} msgs/s {us:7.0f} us CPU/msg",
                       file=sys.stderr)  # fmt: skip
-                shutil.rmtree(new_dir(name, tmp), ignore_errors=True)  # keep new/ small
-                new_dir(name, tmp).mkdir(parents=True, exist_ok=True)
+                empty(new_dir(name, tmp))  # keep new/ small (the directory stays)
         pop3: dict[str, list[float]] = {}
         if "aionet" in started:
             pop_port = int((started["aionet"][1] / "pop3.port").read_text())

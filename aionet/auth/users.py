@@ -30,7 +30,6 @@ import os
 import re
 import secrets
 import sys
-import tempfile
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +47,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from ..config.loader import Source, add_validation_issues, parse_config
 from ..errors import AionetError, ConfigError, ConfigIssue
+from ..storage.durable import replace_synced
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -332,33 +332,13 @@ def render_users(data: UsersFile) -> str:
     return _HEADER + body
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text``: same-directory temp file, fsync, ``os.replace``, mode 0600.
 
     Raises:
         OSError: the file could not be written; ``path`` is left as it was.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), _FILE_MODE)
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    replace_synced(path, text.encode("utf-8"), _FILE_MODE)
 
 
 @contextlib.contextmanager

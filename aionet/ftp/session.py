@@ -33,6 +33,7 @@ import aioftp
 
 from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket, same_ip
 from ..core.starttls import ClearTextLogin, clear_text_login_allowed
+from ..storage.durable import fsync_dir
 from .accounts import ANONYMOUS_NAMES, FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
@@ -1034,19 +1035,12 @@ async def _store(s: FtpSession, arg: str, *, append: bool) -> None:
             raise ConnectionResetError("control connection closed during the upload")
         upload.commit()  # in the loop: no cancellation between the rename and the 226
         if upload.fsync:
-            await asyncio.shield(asyncio.to_thread(_fsync_dir, real.parent))
+            await asyncio.shield(asyncio.to_thread(fsync_dir, real.parent))
         s.config.uploads += 1
         s.reply("226", "Transfer complete.")
 
     s._start(work, upload.discard)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Upload:

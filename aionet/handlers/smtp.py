@@ -42,7 +42,6 @@ server answers ``421`` at the next command. Policy and delivery are the aiosmtpd
 from __future__ import annotations
 
 import asyncio
-import binascii
 import collections
 import contextlib
 import itertools
@@ -51,7 +50,6 @@ import re
 import secrets
 import socket
 import time
-from base64 import b64decode
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -68,6 +66,7 @@ from ..core.metrics import Sample
 from ..core.registry import import_from_string
 from ..core.starttls import clear_text_login_allowed, upgrade
 from ..errors import RegistryError
+from ..proto.sasl import SaslError, decode_plain, decode_response, parse_plain
 from ..storage.maildir import DeliveryError, Maildir, MailStore
 
 if TYPE_CHECKING:
@@ -606,32 +605,29 @@ class AionetSMTP(SMTP):
     # -- AUTH through the portal ---------------------------------------------------------------
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            blob = await self.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            decoded = self._b64(args[1])
-            if decoded is None:
-                await self.push("501 5.5.2 Can't decode base64")
-                return AuthResult(success=False, handled=True)
-            blob = decoded
-        assert isinstance(blob, bytes)
-        parts = blob.split(b"\x00")
-        if len(parts) != 3 or (parts[0] and parts[0] != parts[1]):
-            await self.push("501 5.5.2 Can't split auth value")
+        try:
+            if len(args) == 1:  # aiosmtpd decodes the answer to its challenge itself
+                blob = await self.challenge_auth("")
+                if not isinstance(blob, bytes):  # MISSING: aborted or undecodable
+                    return AuthResult(success=False, handled=True)
+                plain = parse_plain(blob)
+            else:
+                plain = decode_plain(args[1])
+        except SaslError as exc:
+            reply = "Can't decode base64" if exc.reason == "base64" else "Can't split auth value"
+            await self.push(f"501 5.5.2 {reply}")
             return AuthResult(success=False, handled=True)
-        return await self._check(parts[1], parts[2])
+        return await self._check(plain.authcid, plain.password)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
             login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
         else:
-            decoded = self._b64(args[1])
-            if decoded is None:
+            try:
+                login = decode_response(args[1])
+            except SaslError:
                 await self.push("501 5.5.2 Can't decode base64")
                 return AuthResult(success=False, handled=True)
-            login = decoded
         if login is MISSING:
             return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
@@ -641,17 +637,11 @@ class AionetSMTP(SMTP):
         assert isinstance(password, bytes)
         return await self._check(login, password)
 
-    @staticmethod
-    def _b64(text: str) -> bytes | None:
-        try:
-            return b64decode(text.encode(), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-
-    async def _check(self, login: bytes, password: bytes) -> AuthResult:
+    async def _check(self, login: bytes | str, password: bytes | str) -> AuthResult:
         portal = self._aionet.services.portal
-        try:
-            name, secret = login.decode(), password.decode()
+        try:  # LOGIN's answers come as bytes (aiosmtpd decodes them); PLAIN's as text
+            name = login.decode() if isinstance(login, bytes) else login
+            secret = password.decode() if isinstance(password, bytes) else password
         except UnicodeDecodeError:
             return AuthResult(success=False, handled=False)
         if portal is None:

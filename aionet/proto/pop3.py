@@ -21,12 +21,12 @@ Rules of this file (after h11's ``_state.py``):
 
 from __future__ import annotations
 
-import binascii
 import enum
 import hashlib
-from base64 import b64decode
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
+
+from .sasl import SaslError, decode_plain
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -329,19 +329,17 @@ class Pop3Machine:
         self._sasl_response(initial.encode())
 
     def _sasl_response(self, line: bytes) -> None:
-        if line.strip() == b"*":
-            self._send(ERR, "authentication aborted")
-            return
         try:
-            blob = b64decode(line.strip(), validate=True)
-            authzid, login, password = (p.decode("utf-8") for p in blob.split(b"\x00"))
-        except (binascii.Error, ValueError):  # bad base64, wrong part count, bad UTF-8
-            self._bad("malformed SASL PLAIN response")
+            plain = decode_plain(line)
+        except SaslError as exc:
+            if exc.reason == "aborted":
+                self._send(ERR, "authentication aborted")
+            elif exc.reason == "authzid":
+                self._send(ERR, "[AUTH] authorization identity not allowed")
+            else:  # bad base64, wrong part count, bad UTF-8
+                self._bad("malformed SASL PLAIN response")
             return
-        if authzid and authzid != login:
-            self._send(ERR, "[AUTH] authorization identity not allowed")
-            return
-        self._authenticate(login, password)
+        self._authenticate(plain.authcid, plain.password)
 
     def _stls(self, arg: str) -> None:
         if not self.stls or self.tls:

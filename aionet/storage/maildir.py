@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .durable import fsync_dir, replace_synced, write_synced
+
 if sys.platform != "win32":
     import fcntl
 
@@ -97,38 +99,6 @@ def unique_name() -> str:
     # delivery was a tenth of the SMTP path's CPU on this VM).
     rand = _random.getrandbits(32)
     return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}R{rand:08x}.{_host}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data``, fsynced; on any failure the partial file is removed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    os.close(fd)
-
-
-def _replace_synced(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically and durably (tmp, fsync, rename, fsync dir)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    _write_synced(tmp, text.encode())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def base_name(filename: str) -> str:
@@ -226,7 +196,7 @@ class Maildir:
                     os.unlink(entry.path)
                     removed += 1
         if removed:
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
         return removed
 
     # -- reading -------------------------------------------------------------------------------
@@ -276,7 +246,7 @@ class Maildir:
                     uidlist.next_uid += 1
                     changed = True
             if changed or not uidlist_path.exists():
-                _replace_synced(uidlist_path, uidlist.render())
+                replace_synced(uidlist_path, uidlist.render().encode())
         messages = []
         for name, path, flags in found:
             try:
@@ -295,9 +265,9 @@ class Maildir:
         """Move ``message`` into ``cur/`` with ``flags`` (sorted, as the spec asks)."""
         target = self.path / "cur" / f"{message.unique}:2,{''.join(sorted(set(flags)))}"
         os.rename(message.path, target)
-        _fsync_dir(self.path / "cur")
+        fsync_dir(self.path / "cur")
         if message.path.parent != target.parent:
-            _fsync_dir(message.path.parent)
+            fsync_dir(message.path.parent)
         return target
 
     # -- expunge -------------------------------------------------------------------------------
@@ -307,7 +277,7 @@ class Maildir:
         names = sorted(set(uniques))
         if not names:
             return 0
-        _replace_synced(self.path / EXPUNGE_JOURNAL, "".join(f"{n}\n" for n in names))
+        replace_synced(self.path / EXPUNGE_JOURNAL, "".join(f"{n}\n" for n in names).encode())
         return self._replay_expunge()
 
     def _replay_expunge(self) -> int:
@@ -323,9 +293,9 @@ class Maildir:
                     path.unlink()
                     removed += 1
         for sub in ("new", "cur"):
-            _fsync_dir(self.path / sub)
+            fsync_dir(self.path / sub)
         journal.unlink()
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         return removed
 
     @contextlib.contextmanager
@@ -383,17 +353,17 @@ def deliver_many(targets: Sequence[Maildir], data: bytes) -> list[str]:
             name = unique_name()
             tmp = target.path / "tmp" / name
             try:
-                _write_synced(tmp, data)
+                write_synced(tmp, data)
             except FileNotFoundError:  # a new mailbox: create it (kept off the common path)
                 target.create()
-                _write_synced(tmp, data)
+                write_synced(tmp, data)
             written.append((target, tmp, name))
         for target, tmp, name in written:
             final = target.path / "new" / name
             os.rename(tmp, final)
             renamed.append(final)
         for directory in {t.path for t, _, _ in written}:
-            _fsync_dir(directory / "new")
+            fsync_dir(directory / "new")
     except OSError as exc:
         for path in renamed:
             with contextlib.suppress(OSError):
