@@ -19,6 +19,7 @@ from .core.handler import DatagramHandler as DatagramHandler
 from .core.handler import Handler as Handler
 from .core.handler import HandlerOptions as HandlerOptions
 from .core.handler import InBandTlsOptions as InBandTlsOptions
+from .core.handler import LineTooLong as LineTooLong
 from .core.handler import ProtocolHandler as ProtocolHandler
 from .core.handler import Services as Services
 from .core.handler import StreamHandler as StreamHandler
@@ -26,7 +27,6 @@ from .core.registry import register as register
 from .core.server import Server as Server
 from .errors import AionetError as AionetError
 from .errors import ConfigError as ConfigError
-from .errors import LineTooLong as LineTooLong
 from .errors import ProtocolError as ProtocolError
 from .errors import StartupError as StartupError
 

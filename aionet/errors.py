@@ -8,15 +8,12 @@ that could not start.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 __all__ = [
-    "AdmissionRefused",
     "AionetError",
     "ConfigError",
     "ConfigIssue",
-    "LineTooLong",
     "ProtocolError",
     "RegistryError",
     "StartupError",
@@ -58,14 +55,6 @@ class StartupError(AionetError):
     """The server could not start (a listener failed to bind, a handler failed to start)."""
 
 
-class AdmissionRefused(AionetError):
-    """The connection manager turned a connection away; ``reason`` names the limit."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
 class ProtocolError(AionetError):
     """A peer broke the protocol. ``reply`` is what the glue sends back (e.g. ``b"500 ..."``).
 
@@ -76,22 +65,3 @@ class ProtocolError(AionetError):
         self.reply = reply
         self.close = close
         super().__init__(message)
-
-
-class LineTooLong(ProtocolError, asyncio.LimitOverrunError, ValueError):
-    """A ``StreamHandler``'s client sent a line longer than the reader's limit
-    (``StreamHandler.stream_limit``): ``conn.reader.readline()``/``readuntil()`` raise it.
-
-    Catch it to answer with the protocol's own error (``500 line too long``); left uncaught it
-    ends the session, logged at info as ``line_too_long`` (a hostile or broken client, not a
-    handler bug). ``readline()`` has dropped the line when it raises; ``readuntil()`` leaves
-    the buffer as it was, as asyncio does. It is also the ``LimitOverrunError`` and the
-    ``ValueError`` asyncio's own reader raises, so code written for those keeps working.
-    """
-
-    def __init__(self, limit: int, consumed: int = 0) -> None:
-        Exception.__init__(self, f"line longer than {limit} bytes")  # no cooperative chain
-        self.reply = b""
-        self.close = True
-        self.limit = limit
-        self.consumed = consumed

@@ -29,9 +29,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
-from ..errors import LineTooLong
 from .counting import CountingTransport
-from .handler import Connection
+from .handler import Connection, LineTooLong
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger

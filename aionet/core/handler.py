@@ -17,17 +17,18 @@ SSLContext, never configures logging and never reads the YAML; it receives valid
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import ProtocolError
 from .starttls import ClearTextLogin, upgrade
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Awaitable, Iterable
     from pathlib import Path
 
@@ -47,6 +48,7 @@ __all__ = [
     "Handler",
     "HandlerOptions",
     "InBandTlsOptions",
+    "LineTooLong",
     "ProtocolHandler",
     "Services",
     "StreamHandler",
@@ -96,7 +98,25 @@ class Services:
     worker: tuple[int, int] = (0, 1)
     #: Whether handlers should count per-request metrics (an ``admin`` listener exists).
     metrics: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LineTooLong(ProtocolError, asyncio.LimitOverrunError, ValueError):
+    """A ``StreamHandler``'s client sent a line longer than the reader's limit
+    (``StreamHandler.stream_limit``): ``conn.reader.readline()``/``readuntil()`` raise it.
+
+    Catch it to answer with the protocol's own error (``500 line too long``); left uncaught it
+    ends the session, logged at info as ``line_too_long`` (a hostile or broken client, not a
+    handler bug). ``readline()`` has dropped the line when it raises; ``readuntil()`` leaves
+    the buffer as it was, as asyncio does. It is also the ``LimitOverrunError`` and the
+    ``ValueError`` asyncio's own reader raises, so code written for those keeps working.
+    """
+
+    def __init__(self, limit: int, consumed: int = 0) -> None:
+        Exception.__init__(self, f"line longer than {limit} bytes")  # no cooperative chain
+        self.reply = b""
+        self.close = True
+        self.limit = limit
+        self.consumed = consumed
 
 
 class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three shapes below

@@ -20,16 +20,19 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..errors import ProtocolError
+
 __all__ = ["Jail", "Refused"]
 
 _BAD = re.compile(r"[\x00\\]|%(2[fFeE]|5[cC]|00)")
 
 
-class Refused(Exception):
-    """A command must be answered with ``code message`` (the session goes on)."""
+class Refused(ProtocolError):
+    """A command must be answered with ``code message`` (the session goes on); ``reply`` is
+    that line as bytes."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code} {message}")
+        super().__init__(f"{code} {message}", reply=f"{code} {message}\r\n".encode())
         self.code = code
         self.message = message
 

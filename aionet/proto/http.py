@@ -29,6 +29,8 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+from ..errors import ProtocolError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -61,15 +63,16 @@ MAX_REQUEST_ID = 128
 _OWS = b" \t"
 
 
-class HttpError(Exception):
+class HttpError(ProtocolError):
     """A request the server must refuse: ``status`` is the reply, ``reason`` goes to the log.
 
     Raised by the checks in this module and by the protocol's parser callbacks; the protocol
-    turns it into a complete response and closes the connection (h11's ``error_status_hint``).
+    turns it into a complete response (``error_response``) and closes the connection (h11's
+    ``error_status_hint``): a ``ProtocolError`` whose reply is built from ``status``.
     """
 
     def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__(reason, close=True)
         self.status = status
         self.reason = reason
         #: The request target, when the head got that far (for the access log).
