@@ -31,7 +31,7 @@ import hmac
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 from ..auth.portal import Credentials
@@ -39,14 +39,25 @@ from ..core.connections import format_peer
 from ..core.metrics import CONTENT_TYPE, merge, render, server_samples
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..core.server import Server
-    from ..handlers.admin import AdminOptions, TokenSpec
 
 __all__ = ["AdminApp", "hash_token"]
 
 #: Roles that may read (GET) and write (POST).
 READ_ROLES = ("viewer", "admin")
 WRITE_ROLES = ("admin",)
+
+
+class Token(Protocol):
+    """What the app needs of a configured bearer token (``handlers.admin.TokenSpec`` is one)."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
 
 
 def hash_token(token: str) -> str:
@@ -57,9 +68,9 @@ def hash_token(token: str) -> str:
 class AdminApp:
     """ASGI 3 app over a running ``Server``. ``samples`` may add other workers' metrics."""
 
-    def __init__(self, server: Server, options: AdminOptions) -> None:
+    def __init__(self, server: Server, tokens: Sequence[Token]) -> None:
         self.server = server
-        self.options = options
+        self.tokens = tokens
         self.routes: dict[str, tuple[str, Any, tuple[str, ...] | None]] = {
             "/healthz": ("GET", self.healthz, None),
             "/readyz": ("GET", self.readyz, None),
@@ -121,10 +132,10 @@ class AdminApp:
             return 403, b"this needs the admin role\n", []
         return None
 
-    def _token(self, token: str) -> TokenSpec | None:
+    def _token(self, token: str) -> Token | None:
         digest = hash_token(token)
         found = None
-        for spec in self.options.tokens:  # compare against every entry: no early exit
+        for spec in self.tokens:  # compare against every entry: no early exit
             if hmac.compare_digest(digest, spec.sha256.lower()):
                 found = spec
         return found

@@ -70,4 +70,4 @@ class AdminHandler(HttpHandler):
         server = self.services.server
         if server is None:
             raise RuntimeError("the admin handler needs the running server (Services.server)")
-        return AdminApp(server, self.options)  # type: ignore[return-value]
+        return AdminApp(server, self.options.tokens)  # type: ignore[return-value]
