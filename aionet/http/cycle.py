@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..proto.http import (
     LAST_CHUNK,
@@ -28,7 +28,7 @@ from ..proto.http import (
 )
 
 if TYPE_CHECKING:
-    from .protocol import HttpProtocol
+    from .state import HttpState
     from .types import Message
 
 __all__ = ["HIGH_WATER", "ClientDisconnected", "RequestCycle"]
@@ -44,6 +44,47 @@ _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 
 class ClientDisconnected(OSError):
     """``send()`` after the client went away (ASGI 2.4: a server-specific ``OSError``)."""
+
+
+class HttpConnection(Protocol):
+    """What a request cycle uses of the connection that carries it.
+
+    ``HttpProtocol`` (HTTP/1.1) is one; it is the seam a WebSocket or HTTP/2 connection fills to
+    host the same request cycle. Declared here, beside its user, so that the cycle imports
+    neither the protocol nor anything that imports it.
+    """
+
+    state: HttpState
+    loop: asyncio.AbstractEventLoop
+    peer: str
+    write_paused: bool
+
+    def write(self, data: bytes) -> None:
+        """Queue response bytes (flow control through ``write_paused``/``wait_writable``)."""
+
+    def close(self) -> None:
+        """Close once what was written is flushed."""
+
+    def pause(self, reason: int) -> None:
+        """Stop reading for ``reason`` (a bit: body buffer full, queue full, ...)."""
+
+    def resume(self, reason: int) -> None:
+        """Read again when no reason to pause is left."""
+
+    def send_continue(self) -> None:
+        """Send ``100 Continue`` if the request asked for it and nothing was sent yet."""
+
+    async def wait_writable(self) -> None:
+        """Return when the transport accepts writes again (raises if the peer is gone)."""
+
+    async def sendfile(self, file: Any, offset: int, count: int) -> bool:
+        """Send ``count`` bytes of ``file`` from ``offset`` zero-copy; False if unsupported."""
+
+    def may_keep_alive(self) -> bool:
+        """Whether the connection may serve another request after this one."""
+
+    def response_done(self, cycle: RequestCycle) -> None:
+        """``cycle``'s response is complete: start the next queued request, or close."""
 
 
 class RequestCycle:
@@ -78,7 +119,7 @@ class RequestCycle:
 
     def __init__(
         self,
-        proto: HttpProtocol,
+        proto: HttpConnection,
         scope: dict[str, Any],
         *,
         http11: bool,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.metrics import Histogram, Sample
 from ..proto.http import DateCache, HeaderCache, RequestIds
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from ..proto.http import HttpError
-    from .protocol import HttpProtocol
     from .types import ASGIApp
 
 __all__ = ["ASGI_VERSION", "EXTENSIONS", "HttpLimits", "HttpState"]
@@ -89,6 +88,19 @@ class HttpMetrics:
         return out
 
 
+class ManagedConnection(Protocol):
+    """What a listener's ``HttpState`` uses of each live connection (``HttpProtocol`` is one)."""
+
+    def check_timeouts(self, now: float) -> None:
+        """Enforce the header, body, keep-alive and send timeouts (called by the tick)."""
+
+    def drain(self) -> None:
+        """Stop keeping the connection alive: finish the request in flight, then close."""
+
+    def close_if_idle(self) -> None:
+        """Close now if no request is in flight (the end of a drain's grace)."""
+
+
 class HttpState:
     """Shared by the ``HttpProtocol`` objects of one listener."""
 
@@ -136,7 +148,7 @@ class HttpState:
         self.headers = HeaderCache()
         self.now = time.monotonic()
         self.started = time.time()
-        self.protocols: set[HttpProtocol] = set()
+        self.protocols: set[ManagedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] | None = None
         self.draining = False
