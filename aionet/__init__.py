@@ -21,6 +21,7 @@ from .core.handler import HandlerOptions as HandlerOptions
 from .core.handler import InBandTlsOptions as InBandTlsOptions
 from .core.handler import LineTooLong as LineTooLong
 from .core.handler import ProtocolHandler as ProtocolHandler
+from .core.handler import ServerView as ServerView
 from .core.handler import Services as Services
 from .core.handler import StreamHandler as StreamHandler
 from .core.registry import register as register
@@ -45,6 +46,7 @@ __all__ = [
     "ProtocolError",
     "ProtocolHandler",
     "Server",
+    "ServerView",
     "Services",
     "StartupError",
     "StreamHandler",

@@ -36,12 +36,12 @@ from urllib.parse import parse_qs
 
 from ..auth.portal import Credentials
 from ..core.connections import format_peer
-from ..core.metrics import CONTENT_TYPE, merge, render, server_samples
+from ..core.metrics import CONTENT_TYPE, merge, render
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..core.server import Server
+    from ..core.handler import ServerView
 
 __all__ = ["AdminApp", "hash_token"]
 
@@ -68,7 +68,7 @@ def hash_token(token: str) -> str:
 class AdminApp:
     """ASGI 3 app over a running ``Server``. ``samples`` may add other workers' metrics."""
 
-    def __init__(self, server: Server, tokens: Sequence[Token]) -> None:
+    def __init__(self, server: ServerView, tokens: Sequence[Token]) -> None:
         self.server = server
         self.tokens = tokens
         self.routes: dict[str, tuple[str, Any, tuple[str, ...] | None]] = {
@@ -166,7 +166,7 @@ class AdminApp:
         return 503, f"{state}\n".encode(), [(b"content-type", b"text/plain; charset=utf-8")]
 
     async def metrics(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
-        samples = server_samples(self.server)
+        samples = self.server.samples()
         peers = self.server.peer_samples
         if peers is not None:  # the other workers' (summed: see aionet.core.supervisor)
             samples = merge([samples, peers()])

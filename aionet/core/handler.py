@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,16 +29,15 @@ from ..errors import ProtocolError
 from .starttls import ClearTextLogin, upgrade
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable
     from pathlib import Path
 
     from structlog.typing import FilteringBoundLogger
 
     from ..auth.portal import Portal
     from ..auth.users import UserStore
-    from .connections import ConnectionRecord
+    from .connections import ConnectionManager, ConnectionRecord
     from .metrics import Sample
-    from .server import Server
     from .starttls import PlaintextBuffer
     from .tls import TlsStore
 
@@ -50,6 +49,7 @@ __all__ = [
     "InBandTlsOptions",
     "LineTooLong",
     "ProtocolHandler",
+    "ServerView",
     "Services",
     "StreamHandler",
 ]
@@ -74,6 +74,34 @@ class InBandTlsOptions(HandlerOptions):
     auth_without_tls: ClearTextLogin = False
 
 
+class ServerView(Protocol):
+    """What a handler may see of the running server (``aionet.Server`` is one): the admin
+    endpoint is built on exactly this, so handlers never depend on the whole ``Server``."""
+
+    manager: ConnectionManager
+    portal: Portal | None
+    state: str
+    worker: tuple[int, int]
+    drain_requested: bool
+    peer_samples: Callable[[], list[Sample]] | None
+    peer_lockouts: Any
+
+    def ready_for_traffic(self) -> bool:
+        """Whether /readyz answers 200 (every listener started, not draining)."""
+
+    def samples(self) -> list[Sample]:
+        """This process's metric samples."""
+
+    async def reload(self) -> bool:
+        """Re-read the config file, as SIGHUP does; False when it was refused."""
+
+    async def begin_drain(self) -> None:
+        """Stop being ready and ask sessions to finish (still accepting)."""
+
+    def clear_lockouts(self, *, network: str | None = None, user: str | None = None) -> int:
+        """Clear auth lock-outs, in every worker."""
+
+
 @dataclass(frozen=True)
 class Services:
     """What the core hands every handler: its listener's name, the data directory, a logger.
@@ -91,8 +119,9 @@ class Services:
     portal: Portal | None = None
     #: The shared TLS layer (``tls.certificates``): ``tls.context(NAME)`` for STARTTLS.
     tls: TlsStore | None = None
-    #: The running server (for the admin endpoint: state, live table, reload, drain).
-    server: Server | None = None
+    #: The running server, as the narrow ``ServerView`` (the admin endpoint: state, live
+    #: table, metrics, reload, drain, lock-outs).
+    server: ServerView | None = None
     #: (index, count) of this worker process: split what workers cannot share (FTP passive
     #: ports) by it. (0, 1) when there is one process.
     worker: tuple[int, int] = (0, 1)

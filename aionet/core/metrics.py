@@ -21,13 +21,15 @@ from prometheus_client.core import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from prometheus_client.metrics_core import Metric
 
-    from .server import Server
+    from ..auth.portal import Portal
+    from .connections import ConnectionManager
+    from .handler import Handler
 
-__all__ = ["CONTENT_TYPE", "Histogram", "Sample", "merge", "render", "server_samples"]
+__all__ = ["CONTENT_TYPE", "Histogram", "Sample", "merge", "process_samples", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -120,11 +122,19 @@ _LISTENER_METRICS: dict[str, tuple[Kind, str]] = {
 }
 
 
-def server_samples(server: Server) -> list[Sample]:
-    """Every sample of this process: connections, bytes, refusals, auth, handlers, state."""
+def process_samples(
+    manager: ConnectionManager,
+    handlers: Mapping[str, Handler],
+    portal: Portal | None,
+    *,
+    ready: bool,
+    reload_counts: Mapping[str, int],
+) -> list[Sample]:
+    """Every sample of this process: connections, bytes, refusals, auth, handlers, state.
+
+    ``Server.samples()`` calls it with its own parts; nothing here reaches into the server."""
     out: list[Sample] = []
     add = out.append
-    manager = server.manager
     live_bytes: dict[str, list[int]] = {}
     for rec in manager.live.values():
         pair = live_bytes.setdefault(rec.slot.name, [0, 0])
@@ -159,10 +169,9 @@ def server_samples(server: Server) -> list[Sample]:
                     count,
                 )
             )
-    for name, handler in server.handlers.items():
+    for name, handler in handlers.items():
         for sample in handler.metrics():
             add(sample if ("listener", name) in sample.labels else _with_listener(sample, name))
-    portal = server.portal
     if portal is not None:
         for protocol, outcomes in sorted(portal.counters.by_protocol.items()):
             for outcome, count in outcomes.items():
@@ -175,9 +184,8 @@ def server_samples(server: Server) -> list[Sample]:
                         count,
                     )
                 )
-    ready = 1.0 if server.ready_for_traffic() else 0.0
-    add(Sample("aionet_ready", "gauge", "1 when /readyz answers 200.", (), ready))
-    for result, count in sorted(server.reload_counts.items()):
+    add(Sample("aionet_ready", "gauge", "1 when /readyz answers 200.", (), float(ready)))
+    for result, count in sorted(reload_counts.items()):
         add(
             Sample(
                 "aionet_reloads",

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -32,6 +32,7 @@ from .acl import AccessControl, parse_networks
 from .connections import ConnectionManager, ListenerSlot, ListenerStats
 from .handler import Handler, Services
 from .listeners import Listener, Security, build_listeners
+from .metrics import process_samples
 from .systemd import Notifier
 from .tls import TlsError, TlsStore
 
@@ -40,9 +41,21 @@ if TYPE_CHECKING:
 
     from ..config.models import Config, ListenerConfig
     from .metrics import Sample
-    from .supervisor import PeerLockouts
 
-__all__ = ["Server"]
+__all__ = ["LockoutPeers", "Server"]
+
+
+class LockoutPeers(Protocol):
+    """The other workers' lock-out tables (``core.supervisor.PeerLockouts``)."""
+
+    def request_clear(self, network: str | None, user: str | None) -> None:
+        """Ask every other worker to clear these lock-outs."""
+
+    def others(self) -> list[dict[str, Any]]:
+        """What every other live worker published."""
+
+    def apply_requests(self) -> None:
+        """Apply the clear requests other workers left."""
 
 _log = structlog.get_logger("aionet.server")
 
@@ -95,7 +108,7 @@ class Server:
         #: Other workers' metric samples, added to this process's by ``/metrics``.
         self.peer_samples: Callable[[], list[Sample]] | None = None
         #: With ``--workers``: tells the other workers to clear lock-outs too (and lists theirs).
-        self.peer_lockouts: PeerLockouts | None = None
+        self.peer_lockouts: LockoutPeers | None = None
         #: Reloads by result (applied / failed), for the metrics.
         self.reload_counts: dict[str, int] = {}
         #: Set by ``begin_drain()`` (``POST /drain``) and at shutdown: /readyz answers 503.
@@ -339,6 +352,16 @@ class Server:
     def ready_for_traffic(self) -> bool:
         """Every listener bound and started, and no drain asked for (``/readyz``)."""
         return self.state == "running" and not self.drain_requested
+
+    def samples(self) -> list[Sample]:
+        """This process's metric samples (read at scrape time from counters kept anyway)."""
+        return process_samples(
+            self.manager,
+            self.handlers,
+            self.portal,
+            ready=self.ready_for_traffic(),
+            reload_counts=self.reload_counts,
+        )
 
     def clear_lockouts(self, *, network: str | None = None, user: str | None = None) -> int:
         """Clear auth lock-outs here, and in every other worker (``POST /lockouts/clear``)."""

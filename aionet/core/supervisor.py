@@ -31,7 +31,7 @@ import structlog
 
 from ..config.loader import load_config
 from ..errors import ConfigError
-from .metrics import Sample, server_samples
+from .metrics import Sample
 from .systemd import Notifier
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class PeerSamples:
         data = {
             "pid": os.getpid(),
             "time": time.time(),
-            "samples": [s.as_json() for s in server_samples(self.server)],
+            "samples": [s.as_json() for s in self.server.samples()],
             "lockouts": portal.lockouts() if portal is not None else None,
         }
         lockouts = self.server.peer_lockouts

@@ -19,7 +19,6 @@ from structlog.testing import capture_logs
 
 from aionet import ProtocolHandler
 from aionet.core.connections import HALF_CLOSE_TIMEOUT
-from aionet.core.metrics import server_samples
 from aionet.testing import serve
 
 from .mail_helpers import Pki, delivered, mail_config
@@ -152,7 +151,7 @@ async def test_bytes_out_of_an_smtp_session_are_counted(
             )
             await wait_until(lambda: not server.manager.live)
             stats = server.manager.slots["smtp"].stats
-            samples = {(s.name, s.labels): s.value for s in server_samples(server)}
+            samples = {(s.name, s.labels): s.value for s in server.samples()}
     assert received > 0
     assert stats.bytes_out == received
     assert samples[("aionet_sent_bytes", (("listener", "smtp"),))] == received
