@@ -6,14 +6,18 @@ Its own module so that ``core.starttls`` (imported by ``core.handler``, which
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import asyncio
 
-    from .connections import ConnectionRecord
-
 __all__ = ["CountingTransport"]
+
+
+class Counted(Protocol):
+    """Where the bytes go: a ``ConnectionRecord``."""
+
+    bytes_out: int
 
 
 class CountingTransport:
@@ -29,7 +33,7 @@ class CountingTransport:
 
     __slots__ = ("_aionet_rec", "transport")
 
-    def __init__(self, transport: asyncio.BaseTransport, rec: ConnectionRecord) -> None:
+    def __init__(self, transport: asyncio.BaseTransport, rec: Counted) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         self._aionet_rec = rec
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..auth.portal import Portal
     from ..auth.users import UserStore
     from .connections import ConnectionManager, ConnectionRecord
-    from .metrics import Sample
+    from .samples import Sample
     from .starttls import PlaintextBuffer
     from .tls import TlsStore
 

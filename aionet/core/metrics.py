@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -20,6 +20,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from .samples import Kind, Labels, Sample, labels
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -27,43 +29,19 @@ if TYPE_CHECKING:
 
     from ..auth.portal import Portal
     from .connections import ConnectionManager
-    from .handler import Handler
 
-__all__ = ["CONTENT_TYPE", "Histogram", "Sample", "merge", "process_samples", "render"]
+__all__ = [
+    "CONTENT_TYPE",
+    "Histogram",
+    "Labels",
+    "Sample",
+    "labels",
+    "merge",
+    "process_samples",
+    "render",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-Kind = Literal["counter", "gauge", "histogram"]
-Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled value of one metric family (for a histogram, its buckets, sum and count).
-
-    ``name`` has no ``_total`` suffix for counters (prometheus_client adds it).
-    """
-
-    name: str
-    kind: Kind
-    help: str
-    labels: Labels
-    value: float | dict[str, Any]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "help": self.help,
-            "labels": [list(p) for p in self.labels],
-            "value": self.value,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Sample:
-        labels = tuple((str(k), str(v)) for k, v in data["labels"])
-        return cls(data["name"], data["kind"], data["help"], labels, data["value"])
-
 
 @dataclass
 class Histogram:
@@ -103,10 +81,6 @@ class Histogram:
         return {"buckets": cumulative, "sum": self.total, "count": running}
 
 
-def labels(**pairs: str) -> Labels:
-    return tuple(pairs.items())
-
-
 #: Per-listener samples from the connection manager's counters: kind and help text.
 _LISTENER_METRICS: dict[str, tuple[Kind, str]] = {
     "aionet_connections_open": ("gauge", "Live connections."),
@@ -122,9 +96,16 @@ _LISTENER_METRICS: dict[str, tuple[Kind, str]] = {
 }
 
 
+class Measured(Protocol):
+    """Anything that reports its own samples (every ``Handler``)."""
+
+    def metrics(self) -> list[Sample]:
+        """Its samples, read at scrape time."""
+
+
 def process_samples(
     manager: ConnectionManager,
-    handlers: Mapping[str, Handler],
+    handlers: Mapping[str, Measured],
     portal: Portal | None,
     *,
     ready: bool,
