@@ -26,6 +26,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from .lines import TOO_LONG, LineBuffer
 from .sasl import SaslError, decode_plain
 
 if TYPE_CHECKING:
@@ -186,8 +187,7 @@ class Pop3Machine:
         self.auth_failures = 0
         self.username: str | None = None
         self.messages: list[_Message] = []
-        self._buffer = bytearray()
-        self._discarding = False
+        self._lines = LineBuffer(max_line)
         self._events: list[Event] = [Send(data=_line(OK, greeting))]
         self._waiting: str | None = None  # the completion the machine waits for
         self._sasl = False  # the next line is a SASL PLAIN response
@@ -198,7 +198,7 @@ class Pop3Machine:
     def receive_data(self, data: bytes) -> None:
         """Bytes from the client (b"" is ignored: the driver handles EOF)."""
         if self.state is not State.CLOSED:
-            self._buffer += data
+            self._lines.feed(data)
 
     def next_event(self) -> Event | _Sentinel:
         """The next thing to do, ``PAUSED`` while a completion is awaited, or ``NEED_DATA``."""
@@ -209,28 +209,19 @@ class Pop3Machine:
                 return PAUSED
             if self.state is State.CLOSED:
                 return NEED_DATA
-            before = len(self._buffer)
+            before = len(self._lines)
             line = self._next_line()
             if line is not None:
                 self._handle_line(line)
-            elif len(self._buffer) == before and not self._events:
+            elif len(self._lines) == before and not self._events:
                 return NEED_DATA
 
     def _next_line(self) -> bytes | None:
-        buf = self._buffer
-        end = buf.find(b"\n")
-        if end < 0:
-            if len(buf) > self.max_line:
-                self._discarding = True
-                buf.clear()
-            return None
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        if self._discarding or end + 1 > self.max_line:
-            self._discarding = False
+        line = self._lines.next_line()
+        if line is TOO_LONG:
             self._bad("line too long")
             return None
-        return line.rstrip(b"\r")
+        return line
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -266,7 +257,7 @@ class Pop3Machine:
 
     def _close(self) -> None:
         self.state = State.CLOSED
-        self._buffer.clear()
+        self._lines.discard_input()
         self._events.append(Close())
 
     def _auth_allowed(self) -> bool:
@@ -461,10 +452,7 @@ class Pop3Machine:
 
     def discard_input(self) -> int:
         """Drop every received byte not yet processed (plaintext before a TLS handshake)."""
-        size = len(self._buffer)
-        self._buffer.clear()
-        self._discarding = False
-        return size
+        return self._lines.discard_input()
 
     def tls_started(self) -> None:
         self._resume("tls")
