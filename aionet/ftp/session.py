@@ -29,14 +29,13 @@ from functools import wraps
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aioftp
-
 from ..core.passive import PassiveExhausted, PassivePorts, PassiveSocket, same_ip
 from ..core.starttls import ClearTextLogin, clear_text_login_allowed
 from ..storage.durable import fsync_dir
 from .accounts import ANONYMOUS_NAMES, FtpUser, PortalUserManager, permission_of
 from .data import DataChannel, open_channel, send_file
 from .jail import Jail, Refused
+from .listing import list_mtime
 from .quota import QuotaLedger
 
 if TYPE_CHECKING:
@@ -431,16 +430,15 @@ async def cmd_user(s: FtpSession, arg: str) -> None:
         raise Refused("501", "USER needs a name.")
     if _clear_login_refused(s, name):
         raise Refused("534", "Policy requires TLS: use AUTH TLS first.")
-    _state, _user, info = await s.config.users.get_user(name)
     s.pending = s.config.users.user_for(name, s.peer_ip)
-    s.reply("331", info)
+    s.reply("331", s.config.users.password_prompt(name))
 
 
 async def cmd_pass(s: FtpSession, arg: str) -> None:
     if s.user is not None:
         raise Refused("230", "Already logged in.")
     pending, s.pending = s.pending, None
-    if _clear_login_refused(s, (pending.login or "") if pending is not None else ""):
+    if _clear_login_refused(s, pending.login if pending is not None else ""):
         raise Refused("530", "Policy requires TLS: use AUTH TLS first.")
     if pending is None:
         raise Refused("503", "Login with USER first.")
@@ -742,7 +740,7 @@ def _listing(real: Path, jail: Jail, *, long: bool) -> list[str]:
         if not long:
             lines.append(path.name)
             continue
-        mtime = aioftp.Server.build_list_mtime(st.st_mtime, now)
+        mtime = list_mtime(st.st_mtime, now)
         lines.append(
             f"{stat_mod.filemode(st.st_mode)} {st.st_nlink:3d} ftp      ftp      "
             f"{st.st_size:>12d} {mtime} {path.name}"
