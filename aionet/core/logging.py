@@ -1,7 +1,7 @@
 """structlog, configured once for the whole process.
 
 ``configure_logging(format, level)`` sets up structlog's own (fast) path and routes the stdlib
-``logging`` records of dependencies (aiosmtpd, aioftp, asyncio) through the same processors and
+``logging`` records of dependencies (aiosmtpd, asyncio) through the same processors and
 renderer, so the output is one stream in one format: a console renderer on a TTY, JSON lines
 otherwise. Events are snake_case verbs with key-value context.
 """

@@ -1,13 +1,13 @@
-"""FTP accounts: the shared auth portal behind aioftp's ``AbstractUserManager`` interface.
+"""FTP accounts: the shared auth portal behind the FTP session's USER/PASS.
 
 There is no FTP user list: ``PortalUserManager.authenticate`` asks the one ``Portal`` (the same
-accounts as SMTP/POP3) and turns the aionet ``User`` into an ``FtpUser`` — aioftp's ``User``
-with its jail root (``base_path``), its per-path ``Permission`` list and an optional quota.
+accounts as SMTP/POP3) and turns the aionet ``User`` into an ``FtpUser``: its jail root
+(``base_path``), its per-path ``Permission`` list and an optional quota.
 
 * root: ``data_dir/ftp/<name>``, or the user's ``settings.home`` (relative to ``data_dir``,
   or absolute); a home outside ``data_dir`` is refused unless ``homes_outside_data_dir``;
-* permissions, nearest path wins (aioftp ``User.get_permissions``): the rules of the user's
-  roles (``roles: {ROLE: [...]}``), then the listener's ``permissions``, then ``/`` read-write;
+* permissions, nearest path wins: the rules of the user's roles (``roles: {ROLE: [...]}``),
+  then the listener's ``permissions``, then ``/`` read-write;
 * quota: ``settings.ftp_quota`` (bytes or ``10MiB``), else the listener's ``quota``;
 * anonymous (``anonymous: true``; names ``anonymous`` and ``ftp``, any password): root
   ``data_dir/ftp/anonymous``, ``/`` read-only unless ``anonymous_permissions`` grant writes.
@@ -15,10 +15,10 @@ with its jail root (``base_path``), its per-path ``Permission`` list and an opti
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import aioftp
 import structlog
 
 from ..auth.portal import Credentials
@@ -31,11 +31,27 @@ if TYPE_CHECKING:
     from ..auth.portal import Portal
     from ..auth.users import User
 
-__all__ = ["ANONYMOUS_NAMES", "FtpUser", "PathRule", "PortalUserManager"]
+__all__ = ["ANONYMOUS_NAMES", "FtpUser", "PathRule", "Permission", "PortalUserManager"]
 
 ANONYMOUS_NAMES = frozenset({"anonymous", "ftp"})
 
 log = structlog.get_logger("aionet.ftp")
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """What a user may do under ``path`` (the nearest rule to a path wins)."""
+
+    path: PurePosixPath
+    readable: bool = True
+    writable: bool = True
+
+    def is_parent(self, other: PurePosixPath) -> bool:
+        """Whether ``other`` is ``path`` or below it."""
+        return other.is_relative_to(self.path)
+
+
+_NO_ACCESS = Permission(PurePosixPath("/"), readable=False, writable=False)
 
 
 class PathRule:
@@ -48,24 +64,27 @@ class PathRule:
         self.read = read
         self.write = write
 
-    def permission(self) -> aioftp.Permission:
-        return aioftp.Permission(self.path, readable=self.read, writable=self.write)
+    def permission(self) -> Permission:
+        return Permission(PurePosixPath(self.path), readable=self.read, writable=self.write)
 
 
-class FtpUser(aioftp.User):
-    """aioftp's user plus what aionet needs: peer, jail, quota, the portal's user."""
+@dataclass(slots=True, eq=False)
+class FtpUser:
+    """One FTP login: the name given, the peer, and once authenticated the portal's user,
+    the jail root, the permission rules and the quota."""
 
-    def __init__(self, login: str, peer_ip: str | None) -> None:
-        super().__init__(login)
-        self.peer_ip = peer_ip
-        self.account: User | None = None
-        self.anonymous = False
-        self.jail: Jail | None = None
-        self.quota: int | None = None
+    login: str
+    peer_ip: str | None
+    account: User | None = None
+    anonymous: bool = False
+    base_path: Path | None = None
+    jail: Jail | None = None
+    permissions: list[Permission] = field(default_factory=list)
+    quota: int | None = None
 
 
-class PortalUserManager(aioftp.AbstractUserManager):
-    """aioftp's user-manager contract on top of the shared ``Portal``."""
+class PortalUserManager:
+    """USER/PASS on top of the shared ``Portal``."""
 
     def __init__(
         self,
@@ -79,7 +98,6 @@ class PortalUserManager(aioftp.AbstractUserManager):
         quota: int | None = None,
         homes_outside_data_dir: bool = False,
     ) -> None:
-        super().__init__()
         self.portal = portal
         self.data_dir = Path(data_dir).resolve()
         self.permissions = [r.permission() for r in permissions]
@@ -94,19 +112,15 @@ class PortalUserManager(aioftp.AbstractUserManager):
     def user_for(self, login: str, peer_ip: str | None) -> FtpUser:
         return FtpUser(login, peer_ip)
 
-    async def get_user(
-        self, login: str
-    ) -> tuple[aioftp.AbstractUserManager.GetUserResponse, aioftp.User | None, str]:
-        """Every name needs a password (no user enumeration); anonymous takes any."""
+    def password_prompt(self, login: str) -> str:
+        """USER's 331 text: every name needs a password (no user enumeration); anonymous
+        takes any."""
         if login.lower() in ANONYMOUS_NAMES and self.anonymous:
-            info = "Please specify the password (any, e.g. your e-mail address)."
-        else:
-            info = "Please specify the password."
-        return self.GetUserResponse.PASSWORD_REQUIRED, self.user_for(login, None), info
+            return "Please specify the password (any, e.g. your e-mail address)."
+        return "Please specify the password."
 
-    async def authenticate(self, user: aioftp.User, password: str) -> bool:
-        assert isinstance(user, FtpUser)
-        login = user.login or ""
+    async def authenticate(self, user: FtpUser, password: str) -> bool:
+        login = user.login
         if login.lower() in ANONYMOUS_NAMES and self.anonymous:
             self._bind_anonymous(user)
             return True
@@ -121,9 +135,6 @@ class PortalUserManager(aioftp.AbstractUserManager):
             log.error("ftp_home_refused", user=account.name, reason=str(exc))
             return False
         return True
-
-    async def notify_logout(self, user: aioftp.User) -> None:
-        return None
 
     def _root(self, account: User) -> Path:
         home = account.setting("home")
@@ -143,11 +154,11 @@ class PortalUserManager(aioftp.AbstractUserManager):
         user.account = account
         user.base_path = root
         user.jail = Jail.at(root)
-        rules: list[aioftp.Permission] = []
+        rules: list[Permission] = []
         for role in account.roles:
             rules.extend(self.roles.get(role, ()))
         rules.extend(self.permissions)
-        rules.append(aioftp.Permission("/", readable=True, writable=True))
+        rules.append(Permission(PurePosixPath("/"), readable=True, writable=True))
         user.permissions = rules
         quota: Any = account.setting("ftp_quota", self.quota)
         user.quota = None if quota is None else parse_size(quota)
@@ -160,18 +171,18 @@ class PortalUserManager(aioftp.AbstractUserManager):
         user.jail = Jail.at(root)
         user.permissions = [
             *self.anonymous_permissions,
-            aioftp.Permission("/", readable=True, writable=False),
+            Permission(PurePosixPath("/"), readable=True, writable=False),
         ]
         user.quota = self.quota
 
 
-def permission_of(user: FtpUser, virtual: PurePosixPath) -> aioftp.Permission:
-    """The nearest rule for ``virtual`` (aioftp's rule, without the coroutine)."""
-    best: aioftp.Permission | None = None
+def permission_of(user: FtpUser, virtual: PurePosixPath) -> Permission:
+    """The nearest rule for ``virtual`` (no rule: no access)."""
+    best: Permission | None = None
     best_depth = 1 << 30
     for perm in user.permissions:
         if perm.is_parent(virtual):
             depth = len(virtual.relative_to(perm.path).parts)
             if depth < best_depth:
                 best, best_depth = perm, depth
-    return best if best is not None else aioftp.Permission("/", readable=False, writable=False)
+    return best if best is not None else _NO_ACCESS

@@ -150,8 +150,10 @@ class Reservation:
         extra = size - self.covered
         if extra > 0:
             home = self._home
-            if home is None or home.disk is None or (
-                home.disk + home.reserved + extra > self.quota
+            if (
+                home is None
+                or home.disk is None
+                or (home.disk + home.reserved + extra > self.quota)
             ):
                 self.release()
                 raise QuotaExceeded

@@ -23,7 +23,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_proto_modules_do_no_io() -> None:
-    files = list((PKG / "proto").glob("*.py"))
+    files = list((PKG / "proto").rglob("*.py"))  # codec packages too
     assert files, "aionet/proto must exist"
     for path in files:
         bad = imported_modules(path) & FORBIDDEN_IN_PROTO

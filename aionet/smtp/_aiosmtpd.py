@@ -1,0 +1,152 @@
+"""Every access aionet makes to aiosmtpd's private names, behind small functions.
+
+aiosmtpd's ``SMTP`` has no public way to swap the transport after STARTTLS, to say a
+connection is already under (implicit) TLS, to wrap every command, to decide per connection
+whether AUTH needs TLS, or to pick the envelope and session classes. aionet does all of that
+here and nowhere else: ``EngineBase`` turns each private access into a public method the engine
+(``aionet.smtp.engine``) calls, ``QuietSession`` reads ``_login_data`` without the deprecation
+warning aiosmtpd logs on every AUTH, and ``quiet_aiosmtpd_logging`` drops the log records whose
+format strings would carry credentials.
+
+``PRIVATE_NAMES`` lists every private name used below, by owner. ``pyproject.toml`` pins
+aiosmtpd to the minor series tested (1.4.x); ``tests/unit/test_aiosmtpd_internals.py`` checks
+each name still exists and fails naming the ones an upgrade moved.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Coroutine
+
+__all__ = ["PRIVATE_NAMES", "EngineBase", "QuietSession", "quiet_aiosmtpd_logging"]
+
+#: Every private name this module touches, by the class that owns it (instance attributes
+#: included: the test looks them up on a constructed object). Keep in step with the code below;
+#: the test also checks that no private name is used here without being listed.
+PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
+    "SMTP": (
+        "_auth_require_tls",
+        "_create_envelope",
+        "_create_session",
+        "_reader",
+        "_replace_writer",
+        "_set_rset_state",
+        "_smtp_methods",
+        "_tls_protocol",
+        "_writer",
+    ),
+    "Session": ("_login_data",),
+    "StreamReader": ("_transport",),
+    "StreamWriter": ("_transport",),
+}
+
+#: aiosmtpd's per-connection and per-line log formats. Its ``%r >> %r`` logs every command line at
+#: INFO — AUTH PLAIN's initial response (the password) included — so these records are dropped;
+#: aionet's own events say what happened, and aiosmtpd's other records still reach the log.
+_AIOSMTPD_CHATTER = frozenset(
+    {
+        "%r >> %r",
+        "%r << %r",
+        "%r << challenge: %r",
+        "_handle_client readline: %r",
+        "DATA readline: %s",
+        "Peer: %r",
+        "%r handling connection",
+        "%r connection lost",
+        "%r EOF received",
+        "%r sender: %s",
+        "%r recip: %s",
+        "%r Connection lost during _handle_client()",
+        "Connection lost during DATA",
+        "%r connection timeout",
+        "%r can't decode base64: %s",
+    }
+)
+
+
+class _QuietAiosmtpd(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        return not (
+            isinstance(msg, str) and (msg in _AIOSMTPD_CHATTER or msg.startswith("Available AUTH"))
+        )
+
+
+_QUIET = _QuietAiosmtpd()
+
+
+def quiet_aiosmtpd_logging() -> None:
+    """Drop aiosmtpd's chatter records from its ``mail.log`` logger (idempotent)."""
+    logging.getLogger("mail.log").addFilter(_QUIET)
+
+
+class QuietSession(Session):
+    """aiosmtpd's session without the deprecation warning it logs on every AUTH."""
+
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class EngineBase(SMTP):
+    """aiosmtpd's ``SMTP`` with its private state behind public methods."""
+
+    def new_envelope(self) -> Envelope:
+        """The envelope of the next transaction (override to add fields)."""
+        return Envelope()
+
+    def _create_envelope(self) -> Envelope:
+        return self.new_envelope()
+
+    def _create_session(self) -> Session:
+        return QuietSession(self.loop)
+
+    def wrap_commands(self, wrapper: Callable[..., Coroutine[Any, Any, None]]) -> None:
+        """Route every ``smtp_VERB(arg)`` through ``wrapper(method, arg)``."""
+        methods = self._smtp_methods
+        for name, method in list(methods.items()):
+            methods[name] = partial(wrapper, method)
+
+    def set_auth_require_tls(self, value: bool) -> None:
+        """Whether AUTH is offered only under TLS, for this connection."""
+        self._auth_require_tls = value
+
+    @property
+    def tls_transport(self) -> asyncio.BaseTransport | None:
+        """The TLS transport of this connection, or None on plaintext."""
+        return self._tls_protocol  # type: ignore[return-value]
+
+    def mark_implicit_tls(self, transport: asyncio.BaseTransport) -> None:
+        """The listener's ``tls:`` already wrapped ``transport``: count it as TLS."""
+        self._tls_protocol = transport  # type: ignore[assignment]
+
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` without waiting (no ``drain``)."""
+        self._writer.write(data)
+
+    def plaintext_buffers(self) -> tuple[asyncio.StreamReader]:
+        """The buffers whose plaintext a STARTTLS upgrade must discard."""
+        return (self._reader,)
+
+    def swap_transport(self, new: asyncio.Transport) -> None:
+        """After STARTTLS: read, write and count TLS on ``new`` from now on."""
+        self.transport = new
+        self._reader._transport = new  # type: ignore[attr-defined]
+        self._writer._transport = new  # type: ignore[attr-defined]
+        self._replace_writer(self._writer)  # type: ignore[attr-defined]
+        self._tls_protocol = new  # type: ignore[assignment]
+
+    def reset_transaction(self) -> None:
+        """Forget the current transaction, as RSET does."""
+        self._set_rset_state()  # type: ignore[no-untyped-call]
