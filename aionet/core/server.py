@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import ValidationError
 
 from ..auth.portal import Portal
 from ..auth.users import UserStore
-from ..config.loader import load_config, resolve_listener
-from ..errors import ConfigError, ConfigIssue, RegistryError, StartupError
+from ..errors import ConfigError, StartupError
 from .acl import AccessControl, parse_networks
 from .connections import ConnectionManager, ListenerSlot, ListenerStats
 from .handler import Handler, Services
 from .listeners import Listener, Security, build_listeners
+from .preflight import load_config, resolve_config
+from .registry import resolve_listener
 from .systemd import Notifier
 from .tls import TlsError, TlsStore
 
@@ -179,20 +179,13 @@ class Server:
         portal: Portal | None,
         tls: TlsStore | None,
     ) -> dict[str, Handler]:
-        """A handler per listener of ``which`` (index in ``config.listeners``, listener)."""
+        """A handler per listener of ``which`` (index in ``config.listeners``, listener), from
+        the options the loader validated (``resolve_config`` has resolved every listener)."""
         data_dir = Path(config.server.data_dir)
-        issues: list[ConfigIssue] = []
         handlers: dict[str, Handler] = {}
         server = self
-        for i, lc in which:
-            try:
-                cls, options = resolve_listener(lc)
-            except RegistryError as exc:
-                issues.append(ConfigIssue("<config>", 0, 0, f"listeners[{i}].protocol", str(exc)))
-                continue
-            except ValidationError as exc:
-                issues.extend(_options_issues(i, exc))
-                continue
+        for _, lc in which:
+            cls, options = resolve_listener(lc)  # carried: validated once, by the loader
             services = Services(
                 listener=lc.name,
                 data_dir=data_dir,
@@ -205,8 +198,6 @@ class Server:
                 metrics=any(other.protocol == "admin" for other in config.listeners),
             )
             handlers[lc.name] = cls(options, services)
-        if issues:
-            raise ConfigError(issues)
         return handlers
 
     async def start(self) -> None:
@@ -223,6 +214,7 @@ class Server:
         self.state = "starting"
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
+        resolve_config(self.config)  # a Config built without the loader (nothing if it was)
         self._load_users()
         if self.config.tls.certificates:
             self.tls = TlsStore(self.config.tls.certificates)
@@ -325,6 +317,7 @@ class Server:
                 new = config if config is not None else load_config(self.config_path)
                 if config is None and self.config_transform is not None:
                     new = self.config_transform(new)
+                resolve_config(new)  # a Config built without the loader (nothing if it was)
                 applied = await self._apply(new)
             except ConfigError as exc:
                 self._log.error("reload_failed", errors=[str(i) for i in exc.issues])
@@ -630,14 +623,6 @@ def _same_sockets(a: ListenerConfig, b: ListenerConfig) -> bool:
         b.reuse_port,
         b.backlog,
     )
-
-
-def _options_issues(index: int, exc: ValidationError) -> list[ConfigIssue]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"])
-        out.append(ConfigIssue("<config>", 0, 0, f"listeners[{index}].options.{loc}", err["msg"]))
-    return out
 
 
 def _format_addr(addr: Any) -> str:
