@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "certificate_names",
     "default_config_text",
+    "listener_config",
     "listener_items",
     "read_source",
     "source_from_dict",
@@ -74,7 +75,7 @@ def validate_source(source: Source) -> Config | None:
         config = Config.model_validate(source.data)
     except ValidationError as exc:
         add_validation_issues(source, exc)
-    _check_listeners(source)
+    _check_listeners(source, config)
     return config
 
 
@@ -84,14 +85,24 @@ def listener_items(source: Source) -> list[tuple[int, Any]]:
     return list(enumerate(raw)) if isinstance(raw, list) else []
 
 
-def _check_listeners(source: Source) -> None:
+def listener_config(config: Config | None, index: int, item: Any) -> ListenerConfig | None:
+    """Listener ``index`` of ``config``; when the whole config is invalid, the raw ``item``
+    validated alone (so one listener's problems are reported beside the others'), or None."""
+    if config is not None:
+        return config.listeners[index]
+    try:
+        return ListenerConfig.model_validate(item)
+    except ValidationError:
+        return None  # reported by the whole config
+
+
+def _check_listeners(source: Source, config: Config | None) -> None:
     names: dict[str, int] = {}
     certificates = certificate_names(source.data)
     for i, item in listener_items(source):
-        try:
-            listener = ListenerConfig.model_validate(item)
-        except ValidationError:
-            continue  # reported by the whole config
+        listener = listener_config(config, i, item)
+        if listener is None:
+            continue
         if listener.name in names:
             first = names[listener.name]
             source.issue(

@@ -20,12 +20,12 @@ from ..auth.users import UserStore
 from ..config.loader import (
     DEFAULT_CONFIG_NAME,
     certificate_names,
+    listener_config,
     listener_items,
     read_source,
     source_from_dict,
     validate_source,
 )
-from ..config.models import Config, ListenerConfig
 from ..config.source import Source, add_validation_issues, parse_config
 from ..errors import ConfigError, RegistryError
 from .registry import resolve, resolve_listener
@@ -34,6 +34,8 @@ from .tls import TlsError, TlsStore
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
+
+    from ..config.models import Config, ListenerConfig
 
 __all__ = [
     "config_from_dict",
@@ -117,7 +119,7 @@ def _check_listeners(source: Source, config: Config | None) -> None:
     certificates = certificate_names(source.data)
     taken: list[tuple[_Key, int]] = []
     for i, item in listener_items(source):
-        listener = config.listeners[i] if config is not None else _listener(item)
+        listener = listener_config(config, i, item)
         if listener is None:
             _check_protocol_only(source, i, item)  # the rest was reported by the whole config
             continue
@@ -144,13 +146,6 @@ def _check_listeners(source: Source, config: Config | None) -> None:
                 )
             else:
                 taken.append((key, i))
-
-
-def _listener(item: Any) -> ListenerConfig | None:
-    try:
-        return ListenerConfig.model_validate(item)
-    except ValidationError:
-        return None
 
 
 def _resolve(source: Source, index: int, listener: ListenerConfig) -> Any:
