@@ -5,14 +5,12 @@ General layout (three layers, none skipped):
 * ``aionet.proto``    — sans-IO codecs: bytes in, events/replies out; no asyncio, no sockets.
 * ``aionet.handlers`` — I/O glue: thin drivers of the codecs, or adapters of engines.
 * ``aionet.core``     — lifecycle: listeners, the connection manager, the server, logging.
-* ``aionet.config``   — the YAML schema and the positioned loader.
+* ``aionet.config``   — the YAML schema and the positioned loader (no core imports).
 * ``aionet.testing``  — test doubles and the pytest plugin for handler authors.
 
 The names below are the public API, re-exported from where they live.
 """
 
-from .config.loader import config_from_dict as config_from_dict
-from .config.loader import load_config as load_config
 from .config.models import Config as Config
 from .core.handler import Connection as Connection
 from .core.handler import DatagramHandler as DatagramHandler
@@ -24,6 +22,8 @@ from .core.handler import ProtocolHandler as ProtocolHandler
 from .core.handler import ServerView as ServerView
 from .core.handler import Services as Services
 from .core.handler import StreamHandler as StreamHandler
+from .core.preflight import config_from_dict as config_from_dict
+from .core.preflight import load_config as load_config
 from .core.registry import register as register
 from .core.server import Server as Server
 from .errors import AionetError as AionetError

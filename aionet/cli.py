@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from .auth.cli import add_parser as add_users_parser
 from .auth.cli import cmd_users
-from .config.loader import DEFAULT_CONFIG_NAME, load_config
+from .config.loader import DEFAULT_CONFIG_NAME
 from .core.certgen import DEFAULT_HOSTS, generate_self_signed
+from .core.preflight import preflight
 from .errors import AionetError, ConfigError, StartupError
 
 if TYPE_CHECKING:
@@ -192,7 +193,8 @@ def _print_config_error(exc: ConfigError) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    """Exactly what ``aionet run`` checks before it binds (``preflight``), then stop."""
+    config = preflight(args.config)
     name = args.config or DEFAULT_CONFIG_NAME
     n = len(config.listeners)
     print(f"{name}: ok ({n} listener{'' if n == 1 else 's'})")
@@ -225,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .core.privileges import Daemon, PrivilegeError
     from .core.supervisor import Supervisor, worker_info
 
-    config = load_config(args.config)
+    config = preflight(args.config)  # the checks ``aionet check`` runs: a config error exits 2
     workers = args.workers if args.workers is not None else config.server.workers
     if workers < 1:
         print("aionet: --workers must be at least 1", file=sys.stderr)

@@ -9,8 +9,9 @@ hand)::
         roles: [admin, mail]
         settings: {home: /srv/ftp/alice, aliases: [postmaster@localhost]}
 
-Reading goes through the config loader, so every problem is reported as ``FILE:LINE:COL``
-(``ConfigError``), ``${VAR}`` interpolates like in ``aionet.yaml``, and unknown keys are errors.
+Reading goes through the positioned YAML reader (``config/source.py``), so every problem is
+reported as ``FILE:LINE:COL`` (``ConfigError``), ``${VAR}`` interpolates like in
+``aionet.yaml``, and unknown keys are errors.
 A ``UserStore`` holds one immutable ``UserSnapshot`` at a time; ``reload()`` swaps it only when
 the new file is valid. Writes take an advisory lock (a hidden ``.NAME.lock`` file beside the
 store), re-read the file, change it and replace it atomically (temp file, fsync, ``os.replace``,
@@ -45,7 +46,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import ARGON2_VERSION
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..config.loader import Source, add_validation_issues, parse_config
+from ..config.source import Source, add_validation_issues, parse_config
 from ..errors import AionetError, ConfigError, ConfigIssue
 from ..storage.durable import replace_synced
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ..core.acl import AccessConfig, parse_networks
 from .types import BindAddr, Duration
@@ -171,6 +171,9 @@ class ListenerConfig(_Model):
     trusted_proxies: tuple[str, ...] = ()
     proxy_timeout: Duration = 5.0
     options: dict[str, Any] = Field(default_factory=dict)
+    #: The handler class and its validated ``options``, set once by the core
+    #: (``core.registry.resolve_listener``) and carried with the listener into the server.
+    _handler: Any = PrivateAttr(default=None)
 
     @field_validator("trusted_proxies")
     @classmethod

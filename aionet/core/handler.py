@@ -171,6 +171,16 @@ class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three sh
     def transports(cls) -> frozenset[str]:
         return cls.transport_kinds
 
+    @classmethod
+    def preflight(cls, options: HandlerOptions) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems ``start()`` would hit with what ``options`` name on disk (a directory, a
+        file), found before anything binds: ``(key path under options, message)`` each.
+
+        ``aionet check`` and ``aionet run`` report them at the option's ``FILE:LINE:COL``.
+        Default: none.
+        """
+        return []
+
     async def start(self) -> None:  # noqa: B027 - an optional hook
         """Acquire resources before the listener serves (ASGI lifespan, stores); its sockets are
         bound already and, when the daemon drops root, privileges are dropped. Default: none."""

@@ -22,7 +22,18 @@ from .handler import DatagramHandler, Handler, ProtocolHandler, StreamHandler
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "available", "import_from_string", "register", "resolve"]
+    from ..config.models import ListenerConfig
+    from .handler import HandlerOptions
+
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "available",
+    "import_from_string",
+    "register",
+    "resolve",
+    "resolve_listener",
+]
 
 ENTRY_POINT_GROUP = "aionet.handlers"
 
@@ -125,3 +136,22 @@ def resolve(protocol: str) -> type[Handler]:
     raise RegistryError(
         f"unknown protocol {protocol!r} (available: {names}; or use 'package.module:Class')"
     )
+
+
+def resolve_listener(listener: ListenerConfig) -> tuple[type[Handler], HandlerOptions]:
+    """The handler class for ``listener.protocol`` and its validated options.
+
+    Validated once: the result is kept on ``listener`` (and on its ``model_copy``s), so the
+    server builds its handler from what ``aionet check`` validated.
+
+    Raises:
+        RegistryError: the protocol cannot be resolved to a handler class.
+        pydantic.ValidationError: the handler rejects ``listener.options``.
+    """
+    carried = listener._handler
+    if carried is None:
+        cls = resolve(listener.protocol)
+        carried = (cls, cls.Options.model_validate(listener.options))
+        listener._handler = carried
+    handler: tuple[type[Handler], HandlerOptions] = carried
+    return handler

@@ -17,22 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from pydantic import ValidationError
 
 from ..auth.portal import Portal
 from ..auth.users import UserStore
-from ..config.loader import load_config, resolve_listener
-from ..errors import ConfigError, ConfigIssue, RegistryError, StartupError
+from ..errors import ConfigError, StartupError
 from .acl import AccessControl, parse_networks
 from .connections import ConnectionManager, ListenerSlot, ListenerStats
 from .handler import Handler, Services
 from .listeners import Listener, Security, build_listeners
 from .metrics import process_samples
+from .preflight import load_config, resolve_config
+from .registry import resolve_listener
+from .reload_plan import plan_reload
 from .systemd import Notifier
 from .tls import TlsError, TlsStore
 
@@ -192,20 +192,13 @@ class Server:
         portal: Portal | None,
         tls: TlsStore | None,
     ) -> dict[str, Handler]:
-        """A handler per listener of ``which`` (index in ``config.listeners``, listener)."""
+        """A handler per listener of ``which`` (index in ``config.listeners``, listener), from
+        the options the loader validated (``resolve_config`` has resolved every listener)."""
         data_dir = Path(config.server.data_dir)
-        issues: list[ConfigIssue] = []
         handlers: dict[str, Handler] = {}
         server = self
-        for i, lc in which:
-            try:
-                cls, options = resolve_listener(lc)
-            except RegistryError as exc:
-                issues.append(ConfigIssue("<config>", 0, 0, f"listeners[{i}].protocol", str(exc)))
-                continue
-            except ValidationError as exc:
-                issues.extend(_options_issues(i, exc))
-                continue
+        for _, lc in which:
+            cls, options = resolve_listener(lc)  # carried: validated once, by the loader
             services = Services(
                 listener=lc.name,
                 data_dir=data_dir,
@@ -218,8 +211,6 @@ class Server:
                 metrics=any(other.protocol == "admin" for other in config.listeners),
             )
             handlers[lc.name] = cls(options, services)
-        if issues:
-            raise ConfigError(issues)
         return handlers
 
     async def start(self) -> None:
@@ -236,6 +227,7 @@ class Server:
         self.state = "starting"
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
+        resolve_config(self.config)  # a Config built without the loader (nothing if it was)
         self._load_users()
         if self.config.tls.certificates:
             self.tls = TlsStore(self.config.tls.certificates)
@@ -338,6 +330,7 @@ class Server:
                 new = config if config is not None else load_config(self.config_path)
                 if config is None and self.config_transform is not None:
                     new = self.config_transform(new)
+                resolve_config(new)  # a Config built without the loader (nothing if it was)
                 applied = await self._apply(new)
             except ConfigError as exc:
                 self._log.error("reload_failed", errors=[str(i) for i in exc.issues])
@@ -384,57 +377,31 @@ class Server:
                 self._log.error("handler_drain_failed", error=repr(exc), exc_info=exc)
 
     async def _apply(self, new: Config) -> bool:
+        """Execute ``plan_reload(old, new, bound)``: prepare what can fail (stores, handlers),
+        then apply. False (nothing changed) if preparing failed."""
         old = self.config
         log = self._log
-        restart = [
-            k
-            for k in ("data_dir", "workers", "user", "group", "allow_root", "pid_file")
-            if getattr(old.server, k) != getattr(new.server, k)
-        ]
-        if old.logging != new.logging:
-            restart.append("logging")
+        reload_always = [n for n, h in self.handlers.items() if getattr(h, "reload_always", False)]
+        plan = plan_reload(old, new, self._bound_as, reload_always=reload_always)
         # 1. Prepare everything that can fail; nothing running is touched yet.
         users, portal, tls = self.users, self.portal, self.tls
-        fresh_users = new.auth != old.auth
-        fresh_tls = new.tls != old.tls
         try:
-            if fresh_users:
+            if plan.fresh_users:
                 users = portal = None
                 if new.auth.users_file is not None:
                     users = UserStore.load(new.auth.users_file, rehash_on_login=False)
                     portal = Portal(users, new.auth.throttle)
-            if fresh_tls:
+            if plan.fresh_tls:
                 tls = TlsStore(new.tls.certificates) if new.tls.certificates else None
         except (ConfigError, TlsError) as exc:
             issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
             log.error("reload_failed", errors=issues)
-            if fresh_users and users is not None:
+            if plan.fresh_users and users is not None:
                 users.close()
             return False
-        rebuild_all = fresh_users or fresh_tls or "data_dir" in restart
-        old_lcs = {lc.name: lc for lc in old.listeners}
-
-        def same(lc: ListenerConfig, compare: Callable[[ListenerConfig], bool]) -> bool:
-            """``compare`` to the listener as written or as bound (port 0 → its port)."""
-            before = old_lcs.get(lc.name)
-            bound = self._bound_as.get(lc.name)
-            return (before is not None and compare(before)) or (
-                bound is not None and compare(bound)
-            )
-
-        new_lcs = {lc.name: lc for lc in new.listeners}
-        which = [
-            (i, lc)
-            for i, lc in enumerate(new.listeners)
-            if rebuild_all
-            or not same(lc, lc.__eq__)
-            or getattr(self.handlers.get(lc.name), "reload_always", False)
-        ]
-        try:
-            handlers = self._make_handlers(new, which, users, portal, tls)
-        except ConfigError as exc:
-            log.error("reload_failed", errors=[str(i) for i in exc.issues])
-            return False
+        build = set(plan.build)
+        which = [(i, lc) for i, lc in enumerate(new.listeners) if lc.name in build]
+        handlers = self._make_handlers(new, which, users, portal, tls)
         started: list[Handler] = []
         starting = ""
         try:
@@ -447,71 +414,78 @@ class Server:
             for handler in reversed(started):
                 with contextlib.suppress(Exception):
                     await handler.stop()
-            if fresh_users and users is not None:
+            if plan.fresh_users and users is not None:
                 users.close()
             return False
         # 2. Apply. From here on nothing is refused: a bind that fails is logged.
-        if fresh_users:
+        if plan.fresh_users:
             if self.users is not None:
                 self.users.close()
             self.users, self.portal = users, portal
         elif self.users is not None:
             self.reload_users()
-        if fresh_tls:
+        if plan.fresh_tls:
             self.tls = tls
         else:
             self.reload_tls()
         self.config = new
         self.manager.limits = new.server.limits
-        added: list[str] = []
-        changed: list[str] = []
-        rebound: list[str] = []
-        removed: list[str] = []
-        failed: list[str] = []
-        for name in [n for n in old_lcs if n not in new_lcs]:
+        for name in plan.removed:
             await self._unbind(name)
             previous = self.handlers.pop(name, None)
             if previous is not None:
                 self._retire(name, previous, self.manager.slots.get(name))
-            removed.append(name)
+        bound: list[str] = []
+        failed: list[str] = []
+        new_lcs = {lc.name: lc for lc in new.listeners}
+        old_names = {lc.name for lc in old.listeners}
         for name, handler in handlers.items():
-            lc, before = new_lcs[name], old_lcs.get(name)
-            old_slot = self.manager.slots.get(name)
-            if old_slot is not None and same(lc, functools.partial(_same_sockets, b=lc)):
-                slot = self.manager.add_listener(name, handler, lc.limits, old_slot.stats)
-                security = self._security(lc)
-                for listener in self.listeners.get(name, []):
-                    listener.retarget(slot, security)
-                self._retire(name, self.handlers[name], old_slot)
-                changed.append(name)
+            if name in plan.changed:
+                self._retarget(new_lcs[name], handler)
+            elif await self._rebind(new_lcs[name], handler, keep_stats=name in old_names):
+                bound.append(name)
             else:
-                stats = None
-                if before is not None:
-                    await self._unbind(name)
-                    previous = self.handlers.pop(name, None)
-                    if previous is not None:  # None: its bind failed at an earlier reload
-                        self._retire(name, previous, old_slot)
-                    stats = old_slot.stats if old_slot is not None else None
-                try:
-                    self._bind(lc, handler, stats)
-                    await self._serve(name)
-                except StartupError as exc:
-                    log.error("reload_listener_failed", listener=name, error=str(exc))
-                    await self._unbind(name)
-                    self._retire(name, handler, self.manager.slots.get(name))
-                    failed.append(name)
-                    continue
-                (rebound if before is not None else added).append(name)
+                failed.append(name)
+                continue
             self.handlers[name] = handler
         log.info(
             "config_reloaded",
-            added=added,
-            changed=changed,
-            rebound=rebound,
-            removed=removed,
+            added=[n for n in plan.added if n in bound],
+            changed=list(plan.changed),
+            rebound=[n for n in plan.rebound if n in bound],
+            removed=list(plan.removed),
             failed=failed,
-            restart_required=restart,
+            restart_required=list(plan.restart_required),
         )
+        return True
+
+    def _retarget(self, lc: ListenerConfig, handler: Handler) -> None:
+        """Keep ``lc``'s bound sockets; new connections go to ``handler``, the old one drains."""
+        old_slot = self.manager.slots[lc.name]
+        slot = self.manager.add_listener(lc.name, handler, lc.limits, old_slot.stats)
+        security = self._security(lc)
+        for listener in self.listeners.get(lc.name, []):
+            listener.retarget(slot, security)
+        self._retire(lc.name, self.handlers[lc.name], old_slot)
+
+    async def _rebind(self, lc: ListenerConfig, handler: Handler, *, keep_stats: bool) -> bool:
+        """Unbind ``lc.name`` (if bound), retire its handler, bind and serve ``handler``.
+        False (logged, nothing left bound) if the bind fails."""
+        name = lc.name
+        old_slot = self.manager.slots.get(name)
+        await self._unbind(name)
+        previous = self.handlers.pop(name, None)
+        if previous is not None:
+            self._retire(name, previous, old_slot)
+        stats = old_slot.stats if keep_stats and old_slot is not None else None  # same listener
+        try:
+            self._bind(lc, handler, stats)
+            await self._serve(name)
+        except StartupError as exc:
+            self._log.error("reload_listener_failed", listener=name, error=str(exc))
+            await self._unbind(name)
+            self._retire(name, handler, self.manager.slots.get(name))
+            return False
         return True
 
     def _retire(self, name: str, handler: Handler, slot: ListenerSlot | None = None) -> None:
@@ -643,24 +617,6 @@ class Server:
             error=repr(exc) if exc else None,
             exc_info=exc,
         )
-
-
-def _same_sockets(a: ListenerConfig, b: ListenerConfig) -> bool:
-    """Whether a reload can keep ``a``'s bound sockets for ``b`` (same endpoint, same kind)."""
-    return (a.bind, a.protocol, a.reuse_port, a.backlog) == (
-        b.bind,
-        b.protocol,
-        b.reuse_port,
-        b.backlog,
-    )
-
-
-def _options_issues(index: int, exc: ValidationError) -> list[ConfigIssue]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"])
-        out.append(ConfigIssue("<config>", 0, 0, f"listeners[{index}].options.{loc}", err["msg"]))
-    return out
 
 
 def _format_addr(addr: Any) -> str:

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..config.loader import load_config
 from ..errors import ConfigError
 from .metrics import Sample
+from .preflight import load_config
 from .systemd import Notifier
 
 if TYPE_CHECKING:

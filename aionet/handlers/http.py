@@ -144,6 +144,14 @@ class HttpHandler(ProtocolHandler):
             metrics=HttpMetrics() if services.metrics else None,
         )
 
+    @classmethod
+    def preflight(cls, options: HandlerOptions) -> list[tuple[tuple[str | int, ...], str]]:
+        """``static_dir`` must be a directory (``aionet check`` and ``run``, before binding)."""
+        static = options.static_dir if isinstance(options, HttpOptions) else None
+        if static is not None and not static.is_dir():
+            return [(("static_dir",), f"static_dir {str(static)!r} is not a directory")]
+        return []
+
     def _build_app(self) -> ASGIApp:
         opts = self.options
         if opts.app is not None:

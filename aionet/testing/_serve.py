@@ -3,8 +3,8 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..config.loader import config_from_dict
 from ..config.models import Config
+from ..core.preflight import config_from_dict
 from ..core.server import Server
 
 if TYPE_CHECKING:

@@ -117,7 +117,7 @@ async def test_untrusted_source_and_garbage_headers_are_closed(tmp_path: Path) -
 
 
 def test_proxy_protocol_needs_trusted_proxies() -> None:
-    from aionet.config import load_config_text
+    from aionet.core.preflight import load_config_text
     from aionet.errors import ConfigError
 
     text = (f"listeners:\n  - {{name: w, protocol: '{WHO}', bind: '127.0.0.1:0', "

@@ -45,7 +45,7 @@ async def test_aionet_server_fixture_serves_a_plugin_by_module_class(
 
 
 async def test_plugin_options_are_validated_by_the_plugin(greet_on_path: None) -> None:
-    from aionet.config import load_config_text
+    from aionet.core.preflight import load_config_text
     from aionet.errors import ConfigError
 
     text = (

@@ -20,7 +20,7 @@ import dns.query
 import httpx
 import pytest
 
-from aionet.config.loader import config_from_dict, load_config
+from aionet.core.preflight import config_from_dict, load_config
 from aionet.testing import serve
 from tests.conftest import Daemon
 

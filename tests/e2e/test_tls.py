@@ -206,7 +206,7 @@ async def test_reload_serves_the_new_cert_to_new_handshakes_only(
 
 
 async def test_unknown_certificate_name_is_a_config_error(pki: dict[str, Any]) -> None:
-    from aionet.config import load_config_text
+    from aionet.core.preflight import load_config_text
     from aionet.errors import ConfigError
 
     text = "listeners:\n  - name: w\n    protocol: echo\n    bind: 127.0.0.1:0\n    tls: nosuch\n"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from aionet.config import load_config, load_config_text
 from aionet.config.loader import default_config_text
 from aionet.config.types import BindAddress, parse_bind, parse_duration, parse_size
+from aionet.core.preflight import load_config, load_config_text
 from aionet.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from aionet.config.loader import load_config_text, resolve_listener
 from aionet.config.models import Config
-from aionet.core.registry import available
+from aionet.core.preflight import load_config_text
+from aionet.core.registry import available, resolve_listener
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"

@@ -10,7 +10,6 @@ from pathlib import Path, PurePosixPath
 import pytest
 import structlog
 
-from aionet.config.loader import load_config_text
 from aionet.core.handler import Services
 from aionet.core.passive import (
     PassiveCapped,
@@ -19,6 +18,7 @@ from aionet.core.passive import (
     fair_share,
     parse_port_range,
 )
+from aionet.core.preflight import load_config_text
 from aionet.errors import ConfigError
 from aionet.ftp.accounts import FtpUser, PathRule, PortalUserManager, permission_of
 from aionet.ftp.jail import Jail, Refused

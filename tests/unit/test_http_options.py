@@ -12,8 +12,8 @@ import structlog
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from aionet.config.loader import load_config_text
 from aionet.core.handler import Services
+from aionet.core.preflight import load_config_text
 from aionet.errors import ConfigError
 from aionet.handlers.http import HttpHandler, HttpOptions
 from aionet.http.lifespan import Lifespan, LifespanError

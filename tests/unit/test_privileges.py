@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from aionet.config.loader import load_config_text
 from aionet.config.models import Config
 from aionet.core import privileges
+from aionet.core.preflight import load_config_text
 from aionet.core.privileges import Daemon, PidFile, PrivilegeError, resolve
 from aionet.errors import ConfigError, StartupError
 
