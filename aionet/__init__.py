@@ -1,11 +1,19 @@
 """aionet: an asyncio multi-protocol server framework.
 
-General layout (three layers, none skipped):
+General layout (three layers, none skipped; CONTRIBUTING.md says where a new protocol goes):
 
 * ``aionet.proto``    — sans-IO codecs: bytes in, events/replies out; no asyncio, no sockets.
-* ``aionet.handlers`` — I/O glue: thin drivers of the codecs, or adapters of engines.
-* ``aionet.core``     — lifecycle: listeners, the connection manager, the server, logging.
-* ``aionet.config``   — the YAML schema and the positioned loader (no core imports).
+  Shared by every line protocol: ``lines`` (bounded CRLF lines), ``sasl`` (AUTH decoding).
+* ``aionet.handlers`` — the faces: each protocol's ``Options`` model and ``Handler`` class.
+* ``aionet.http``, ``aionet.ftp``, ``aionet.smtp`` — engine packages, where a driver outgrows
+  its face (IMAP's goes in ``aionet.imap``; WebSocket and HTTP/2 in ``aionet.http``, behind
+  the request cycle's ``HttpConnection`` protocol).
+* ``aionet.core``     — lifecycle: listeners and admission, the connection manager, the one
+  STARTTLS path (``core.starttls``), pre-bind checks (``core.preflight``), the reload plan,
+  the server, workers, metrics, logging.
+* ``aionet.auth``, ``aionet.storage`` — services beside the handlers: users and the auth
+  portal; the Maildir and durable writes.
+* ``aionet.config``   — the YAML schema and the positioned reader (a leaf: no core import).
 * ``aionet.testing``  — test doubles and the pytest plugin for handler authors.
 
 The names below are the public API, re-exported from where they live.
