@@ -196,8 +196,10 @@ def main() -> None:
     args = parser.parse_args()
     chosen = args.servers.split(",")
     if args.baseline:
-        old = _aionet(fsync=False, clear_login_option=False)
-        SERVERS["aionet@base"] = on_baseline(old, baseline_tree(args.baseline))
+        tree = baseline_tree(args.baseline)
+        knows = "auth_without_tls" in (tree / "aionet" / "core" / "handler.py").read_text()
+        old = _aionet(fsync=False, clear_login_option=knows)
+        SERVERS["aionet@base"] = on_baseline(old, tree)
         chosen.append("aionet@base")
     if shutil.which("curl") is None:
         sys.exit("needs curl")
