@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["AccessConfig", "AccessControl", "parse_networks", "trusted"]
+__all__ = [
+    "AccessConfig",
+    "AccessControl",
+    "client_address",
+    "is_loopback",
+    "parse_networks",
+    "trusted",
+]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_BUCKETS = 65536
@@ -66,7 +73,10 @@ class AccessConfig(BaseModel):
 
 
 @lru_cache(maxsize=4096)
-def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a client is known by: its scope (``%eth0``) dropped, an IPv4-mapped IPv6
+    address as its IPv4 address; None when ``ip`` is not an address. The one place every
+    per-client table (access control, passive caps, login policy) normalises addresses."""
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
@@ -78,7 +88,7 @@ def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def trusted(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
     """Whether ``ip`` lies in one of ``networks`` (for PROXY protocol ``trusted_proxies``)."""
-    addr = _address(ip)
+    addr = client_address(ip)
     return addr is not None and any(addr in net for net in networks)
 
 
@@ -94,7 +104,7 @@ class AccessControl:
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def check(self, ip: str) -> str | None:
-        addr = _address(ip)
+        addr = client_address(ip)
         if addr is not None:
             if self.deny and any(addr in net for net in self.deny):
                 return "denied"
@@ -132,10 +142,5 @@ def is_loopback(peer: object) -> bool:
     socket (a non-tuple peer). Dovecot and Postfix treat these as secure for plaintext logins."""
     if not isinstance(peer, tuple):
         return True
-    try:
-        ip = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    ip = client_address(str(peer[0]))
+    return ip is not None and ip.is_loopback

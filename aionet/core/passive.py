@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .acl import client_address
 from .connections import decrement
 
 if TYPE_CHECKING:
@@ -215,13 +215,8 @@ class PassivePorts:
 def ip_key(ip: str) -> str:
     """The address a client is counted by: an IPv4-mapped IPv6 address counts as its IPv4
     address, and a scope (``%eth0``) is dropped."""
-    try:
-        address = ipaddress.ip_address(ip.split("%")[0])
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
+    address = client_address(ip)
+    return ip if address is None else str(address)
 
 
 def _listen(family: int, host: str, port: int) -> socket.socket:
@@ -239,15 +234,8 @@ def _listen(family: int, host: str, port: int) -> socket.socket:
 
 def same_ip(a: str, b: str) -> bool:
     """Whether two addresses are the same host (an IPv4-mapped IPv6 address equals its IPv4)."""
-    try:
-        ia, ib = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
-    except ValueError:
-        return a == b
-    if isinstance(ia, ipaddress.IPv6Address) and ia.ipv4_mapped is not None:
-        ia = ia.ipv4_mapped
-    if isinstance(ib, ipaddress.IPv6Address) and ib.ipv4_mapped is not None:
-        ib = ib.ipv4_mapped
-    return ia == ib
+    ia, ib = client_address(a), client_address(b)
+    return a == b if ia is None or ib is None else ia == ib
 
 
 class PassiveSocket:

@@ -206,15 +206,24 @@ def check_files(source: Source, config: Config) -> None:
 
 
 def _check_certificates(source: Source, config: Config) -> TlsStore | None:
-    """A scratch ``TlsStore`` of the certificates that load (None if one does not)."""
-    ok = True
-    for i, cert in enumerate(config.tls.certificates):
+    """A scratch ``TlsStore`` of the certificates (None if one does not load: then each is
+    loaded alone, to position the error at the entry that failed)."""
+    certificates = config.tls.certificates
+    if not certificates:
+        return None
+    try:
+        return TlsStore(certificates)  # the usual case: everything loads, once
+    except TlsError as exc:
+        together = str(exc)
+    before = len(source.issues)
+    for i, cert in enumerate(certificates):
         try:
             TlsStore([cert])
         except TlsError as exc:
             source.issue(("tls", "certificates", i), str(exc))
-            ok = False
-    return TlsStore(config.tls.certificates) if ok and config.tls.certificates else None
+    if len(source.issues) == before:  # each loads alone, not together
+        source.issue(("tls", "certificates"), together)
+    return None
 
 
 def _check_users(source: Source, config: Config) -> None:
