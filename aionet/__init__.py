@@ -9,7 +9,8 @@ General layout (three layers, none skipped; CONTRIBUTING.md says where a new pro
   its face (IMAP's goes in ``aionet.imap``; WebSocket and HTTP/2 in ``aionet.http``, behind
   the request cycle's ``HttpConnection`` protocol).
 * ``aionet.core``     — lifecycle: listeners and admission, the connection manager, the one
-  STARTTLS path (``core.starttls``), pre-bind checks (``core.preflight``), the reload plan,
+  STARTTLS path (``core.starttls``), the sessions set and drain of every line service
+  (``core.sessions``), pre-bind checks (``core.preflight``), the reload plan,
   the server, workers, metrics, logging.
 * ``aionet.auth``, ``aionet.storage`` — services beside the handlers: users and the auth
   portal; the Maildir and durable writes.

@@ -29,6 +29,7 @@ __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
     "available",
+    "import_callable_option",
     "import_from_string",
     "register",
     "resolve",
@@ -89,6 +90,21 @@ def import_from_string(ref: str) -> object:
         except AttributeError:
             raise RegistryError(f"module {module_name!r} has no attribute {attrs!r}") from None
     return obj
+
+
+def import_callable_option(value: str) -> str:
+    """``value``, once it imports as a callable (an options validator: ``on_message``, ``app``).
+
+    Raises:
+        ValueError: it does not import, or is not callable (pydantic reports it at the key).
+    """
+    try:
+        obj = import_from_string(value)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from None
+    if not callable(obj):
+        raise ValueError(f"{value!r} is not callable")
+    return value
 
 
 def _check_handler(obj: object, ref: str) -> type[Handler]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+from ..errors import StartupError
 from .acl import is_loopback
 from .counting import CountingTransport
 
@@ -42,11 +43,14 @@ if TYPE_CHECKING:
 
     from structlog.typing import FilteringBoundLogger
 
+    from .tls import TlsStore
+
 __all__ = [
     "ClearTextLogin",
     "PlaintextBuffer",
     "clear_text_login_allowed",
     "upgrade",
+    "upgrade_context",
 ]
 
 #: ``auth_without_tls``: whether a login may be sent before TLS protects it.
@@ -56,6 +60,20 @@ ClearTextLogin = bool | Literal["loopback"]
 def clear_text_login_allowed(policy: ClearTextLogin, peer: object) -> bool:
     """Whether ``policy`` lets ``peer`` log in on a connection that is not under TLS."""
     return policy is True or (policy == "loopback" and is_loopback(peer))
+
+
+def upgrade_context(name: str | None, tls: TlsStore | None, protocol: str) -> ssl.SSLContext | None:
+    """The server context of the ``starttls`` certificate ``name`` (None: no upgrade offered).
+
+    Raises:
+        StartupError: ``name`` is set but the config has no ``tls.certificates``
+            (``aionet check`` reports it first; this is for handlers built in code).
+    """
+    if name is None:
+        return None
+    if tls is None:
+        raise StartupError(f"{protocol}: options.starttls {name!r} needs tls.certificates")
+    return tls.context(name)
 
 
 class PlaintextBuffer(Protocol):

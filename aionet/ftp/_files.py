@@ -9,10 +9,10 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from ._uploads import TEMP_PREFIX
 from .accounts import permission_of
 from .jail import Refused
 from .listing import list_arg, listing, stat_in_jail
+from .quota import TEMP_PREFIX
 
 if TYPE_CHECKING:
     import socket

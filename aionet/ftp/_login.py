@@ -112,7 +112,7 @@ async def cmd_auth(s: FtpSession, arg: str) -> bool | None:
     s.reply("234", "Proceed with negotiation.")
     await s.writer.drain()
     try:
-        await s.conn.start_tls(context, timeout=s.config.tls_handshake_timeout)
+        await s.conn.start_tls(context, timeout=s.config.tls_handshake_timeout, buffers=(s.lines,))
     except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
         s.log.info("ftp_auth_tls_failed", error=repr(exc))
         return False

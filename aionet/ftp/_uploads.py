@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..storage.durable import fsync_dir
 from .jail import Refused
-from .quota import QuotaLedger
+from .quota import TEMP_PREFIX
 
 if TYPE_CHECKING:
     import socket
@@ -20,27 +20,6 @@ if TYPE_CHECKING:
 
     from .quota import Reservation
     from .session import FtpSession
-
-#: Uploads are written to a temporary file beside the target, renamed into place when complete.
-TEMP_PREFIX = ".aionet-upload-"
-
-
-def usage(root: Path) -> int:
-    """Bytes on disk under ``root``, but for the temporary files of uploads in flight (the
-    quota ledger counts those as reserved)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.startswith(TEMP_PREFIX):
-                continue
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
-
-
-#: One ledger for the process: every FTP listener (and, during a reload, the old and the new
-#: handler) may write into the same homes.
-QUOTAS = QuotaLedger(usage)
 
 
 async def cmd_stor(s: FtpSession, arg: str) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._uploads import TEMP_PREFIX
+from .quota import TEMP_PREFIX
 
 if TYPE_CHECKING:
     from .jail import Jail

@@ -31,6 +31,8 @@ its upload ends; ``commit()`` releases it too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from typing import TYPE_CHECKING
 
 from .jail import Refused
@@ -39,7 +41,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["QuotaExceeded", "QuotaLedger", "Reservation"]
+__all__ = ["QUOTAS", "TEMP_PREFIX", "QuotaExceeded", "QuotaLedger", "Reservation", "usage"]
+
+#: Uploads are written to a temporary file beside the target, renamed into place when complete.
+TEMP_PREFIX = ".aionet-upload-"
 
 
 class QuotaExceeded(Refused):
@@ -190,3 +195,21 @@ class Reservation:
         self.covered = self.credit
         home.uploads -= 1
         self._ledger._forget(self._root, home)
+
+
+def usage(root: Path) -> int:
+    """Bytes on disk under ``root``, but for the temporary files of uploads in flight (the
+    quota ledger counts those as reserved)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                continue
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+#: One ledger for the process: every FTP listener (and, during a reload, the old and the new
+#: handler) may write into the same homes.
+QUOTAS = QuotaLedger(usage)

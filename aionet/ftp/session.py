@@ -1,4 +1,4 @@
-"""One FTP control session: the command table and the transfers it starts.
+"""One FTP control session: its state, and the helpers commands and transfers share.
 
 Commands are read and answered **in order**, one at a time (so RNFR/RNTO, REST/RETR and
 AUTH TLS cannot race). A transfer (RETR STOR APPE LIST NLST MLSD) runs as a background task,
@@ -11,30 +11,29 @@ its preconditions (argument, login, secure control connection) as data, checked 
 refusals raise ``Refused(code, message)``, which the loop turns into the reply (the session
 goes on).
 
-The package behind this module: ``commands`` (the table), ``_login``, ``_files``,
-``_transfers`` (data connections, RETR), ``_uploads`` (STOR/APPE, durability, quota use),
-``listing``, ``data`` (the data path), ``accounts``, ``jail``, ``quota``.
+The package: ``control`` (the loop that reads and runs commands), ``commands`` (the table),
+``_login``, ``_files``, ``_transfers`` (data connections, RETR), ``_uploads`` (STOR/APPE,
+durability, quota use), ``listing``, ``data`` (the data path), ``accounts``, ``jail``,
+``quota``. Imports go one way: ``control`` → ``commands`` → the command modules → this one;
+this module imports none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
-import re
 import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ._uploads import QUOTAS, usage
+from ..core.sessions import Sessions
+from ..proto.lines import LineBuffer
 from .accounts import permission_of
-from .commands import COMMANDS, DURING_TRANSFER, preconditions
 from .data import DataChannel, open_channel
 from .jail import Jail, Refused
-from .quota import QuotaLedger
+from .quota import QuotaLedger, usage
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -45,10 +44,10 @@ if TYPE_CHECKING:
     from .accounts import FtpUser, PortalUserManager
     from .quota import Reservation
 
-__all__ = ["COMMANDS", "QUOTAS", "FtpSession", "SessionConfig", "usage"]
+__all__ = ["MAX_LINE", "FtpSession", "SessionConfig"]
 
+#: The longest command line, CRLF included (vsftpd: 4096 bytes too).
 MAX_LINE = 4096
-_IAC = re.compile(rb"\xff[\xf0-\xfe]?")
 
 
 @dataclass
@@ -67,8 +66,8 @@ class SessionConfig:
     tls_handshake_timeout: float = 10.0
     active: bool = False
     fsync: bool = False
-    draining: bool = False
-    sessions: set[FtpSession] = field(default_factory=set)
+    #: The live sessions and their drain (``core.sessions``).
+    sessions: Sessions[FtpSession] = field(default_factory=Sessions)
     #: Quota usage per home (on disk + reserved by uploads in flight); see ftp/quota.py.
     quotas: QuotaLedger = field(default_factory=lambda: QuotaLedger(usage))
     #: For /metrics: data bytes each way and transfers completed (226).
@@ -106,6 +105,8 @@ class FtpSession:
         self.data: asyncio.Task[socket.socket] | None = None
         self.transfer: asyncio.Task[None] | None = None
         self.log = conn.log
+        self.lines = LineBuffer(MAX_LINE)
+        self.reading = False  # waiting for the next command line
 
     # -- replies ----------------------------------------------------------------------------
 
@@ -121,79 +122,21 @@ class FtpSession:
         if not self.writer.is_closing():
             self.writer.write(text.encode("utf-8", "surrogateescape"))
 
-    # -- the loop ---------------------------------------------------------------------------
-
-    async def serve(self) -> None:
-        """Greet, then read and run commands until QUIT, EOF, drain or a fatal error."""
-        with contextlib.suppress(OSError):
-            sock = self.writer.get_extra_info("socket")
-            if sock is not None:  # ABOR sent as urgent data stays in the stream
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
-        self.config.sessions.add(self)
-        try:
-            self.reply("220", self.config.banner)
-            while True:
-                await self.writer.drain()
-                line = await self._read_line()
-                if line is None:
-                    return
-                verb, _, arg = line.partition(" ")
-                verb = verb.upper()
-                if self.config.draining:
-                    await self._finish_transfer()
-                    self.reply("421", "Service closing control connection (server shutting down).")
-                    return
-                if not await self._run(verb, arg):
-                    return
-        finally:
-            self.config.sessions.discard(self)
-            await self.close()
-
-    async def _read_line(self) -> str | None:
-        reader = self.conn.reader
-        try:
-            raw = await reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
-            return None
-        except asyncio.LimitOverrunError:
-            self.reply("500", "Command line too long.")
-            return None
-        except (ConnectionError, ssl.SSLError):
-            return None
-        if len(raw) > MAX_LINE:
-            self.reply("500", "Command line too long.")
-            return None
-        raw = _IAC.sub(b"", raw).rstrip(b"\r\n")
-        self.conn.touch()
-        return raw.decode("utf-8", "surrogateescape").lstrip()
-
-    async def _run(self, verb: str, arg: str) -> bool:
-        """Run one command; False ends the session."""
-        command = COMMANDS.get(verb)
-        if command is None:
-            self.reply("502", f"Command {verb[:16]!s} not implemented.")
-            return True
-        if verb not in DURING_TRANSFER:
-            await self._finish_transfer()
-        try:
-            preconditions(self, verb, command, arg)
-            result = await command.run(self, arg)
-        except Refused as refused:
-            self.reply(refused.code, refused.message)
-            result = None
-        except OSError as exc:
-            self.log.info("ftp_command_failed", command=verb, error=str(exc))
-            self.reply("550", _os_message(exc))
-            result = None
-        if verb not in ("REST", "RETR", "STOR", "APPE"):
-            self.restart = 0
-        if verb != "RNFR":
-            self.rename_from = None
-        return result is not False
-
-    async def _finish_transfer(self) -> None:
+    async def finish_transfer(self) -> None:
+        """Wait for the running transfer (if any) to end."""
         if self.transfer is not None and not self.transfer.done():
             await asyncio.wait([self.transfer])
+
+    def drain_now(self) -> None:
+        """Drain: a session waiting for a command is told ``421`` and closed, once its running
+        transfer (if any) has answered; one running a command hears it at the next."""
+        if not self.reading or self.writer.is_closing():
+            return
+        if self.transfer is not None and not self.transfer.done():
+            self.transfer.add_done_callback(lambda _task: self.drain_now())
+            return
+        self.reply("421", "Service closing control connection (server shutting down).")
+        self.writer.close()
 
     async def close(self) -> None:
         """End the session's data side: cancel the transfer, close passive sockets."""
@@ -338,19 +281,3 @@ class FtpSession:
 def _close_result(task: asyncio.Task[socket.socket]) -> None:
     if not task.cancelled() and task.exception() is None:
         task.result().close()
-
-
-def _os_message(exc: OSError) -> str:
-    return {
-        "ENOENT": "No such file or directory.",
-        "EEXIST": "File exists.",
-        "ENOTEMPTY": "Directory not empty.",
-        "ENOTDIR": "Not a directory.",
-        "EISDIR": "Is a directory.",
-        "EACCES": "Permission denied.",
-        "ENOSPC": "No space left on device.",
-    }.get(_errname(exc), "Requested action not taken.")
-
-
-def _errname(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, "")

@@ -43,9 +43,11 @@ from ..config.types import Duration, Size
 from ..core.handler import Connection, HandlerOptions, InBandTlsOptions, StreamHandler
 from ..core.metrics import Sample
 from ..core.passive import PassivePorts, parse_port_range, worker_share
-from ..errors import StartupError
+from ..core.starttls import upgrade_context
 from ..ftp.accounts import PathRule, PortalUserManager
-from ..ftp.session import QUOTAS, FtpSession, SessionConfig
+from ..ftp.control import serve
+from ..ftp.quota import QUOTAS
+from ..ftp.session import FtpSession, SessionConfig
 
 __all__ = ["FtpHandler", "FtpOptions"]
 
@@ -155,11 +157,7 @@ class FtpHandler(StreamHandler):
         options = self.options
         assert isinstance(options, FtpOptions)
         services = self.services
-        starttls = None
-        if options.starttls is not None:
-            if services.tls is None:
-                raise StartupError("ftp: options.starttls needs tls.certificates")
-            starttls = services.tls.context(options.starttls)
+        starttls = upgrade_context(options.starttls, services.tls, "ftp")
         if services.portal is None and not options.anonymous:
             self.log.warning("ftp_no_users", reason="no auth.users_file: every login fails")
         users = PortalUserManager(
@@ -193,11 +191,12 @@ class FtpHandler(StreamHandler):
         )
 
     async def handle(self, conn: Connection) -> None:
-        await FtpSession(self.config, conn).serve()
+        await serve(FtpSession(self.config, conn))
 
     async def drain(self) -> None:
-        """Sessions answer 421 at their next command; running transfers finish first."""
-        self.config.draining = True
+        """Idle sessions answer 421 and close now; the others once their command or
+        transfer is done."""
+        self.config.sessions.drain()
 
     async def stop(self) -> None:
         self.config.passive.close_all()

@@ -33,8 +33,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..config.types import Duration, Size
 from ..core.handler import HandlerOptions, ProtocolHandler
 from ..core.logging import get_logger
-from ..core.registry import import_from_string
-from ..errors import RegistryError
+from ..core.registry import import_callable_option, import_from_string
 from ..http.lifespan import Lifespan
 from ..http.protocol import HttpProtocol
 from ..http.state import HttpLimits, HttpMetrics, HttpState
@@ -60,13 +59,7 @@ def _importable(value: str | None, info: ValidationInfo) -> str | None:
     app_dir = info.data.get("app_dir")
     if app_dir is not None:
         _prepend_path(os.path.abspath(app_dir))
-    try:
-        obj = import_from_string(value)
-    except RegistryError as exc:
-        raise ValueError(str(exc)) from None
-    if not callable(obj):
-        raise ValueError(f"{value!r} is not callable")
-    return value
+    return import_callable_option(value)
 
 
 def _prepend_path(directory: str) -> None:

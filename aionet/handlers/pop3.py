@@ -25,7 +25,8 @@ from pydantic import Field
 
 from ..auth.portal import Credentials
 from ..core.handler import HandlerOptions, InBandTlsOptions, StreamHandler
-from ..core.starttls import clear_text_login_allowed
+from ..core.sessions import Sessions
+from ..core.starttls import clear_text_login_allowed, upgrade_context
 from ..proto.pop3 import (
     NEED_DATA,
     PAUSED,
@@ -96,7 +97,7 @@ class _Session:
             while True:
                 event = machine.next_event()
                 if event is NEED_DATA:
-                    if self.handler.draining:
+                    if self.handler.sessions.draining:
                         machine.shutdown()
                         continue
                     self.reading = True
@@ -176,7 +177,7 @@ class _Session:
     def _lock(self, box: Maildir) -> None:
         self.locks.enter_context(box.exclusive())
 
-    def shutdown_now(self) -> None:
+    def drain_now(self) -> None:
         """Drain: a session waiting for its next command is told so and closed."""
         if not self.reading:
             return
@@ -200,36 +201,24 @@ class Pop3Handler(StreamHandler):
         super().__init__(options, services)
         self.store = MailStore(services.data_dir / "mail")
         self.tls_context: ssl.SSLContext | None = None
-        self.draining = False
-        self.sessions: set[_Session] = set()
+        self.sessions: Sessions[_Session] = Sessions()
 
     async def start(self) -> None:
-        if self.options.starttls is not None:
-            if self.services.tls is None:
-                raise RuntimeError(
-                    f"starttls: {self.options.starttls!r} needs tls.certificates in the config"
-                )
-            self.tls_context = self.services.tls.context(self.options.starttls)
+        self.tls_context = upgrade_context(self.options.starttls, self.services.tls, "pop3")
 
     def mailbox_of(self, name: str) -> Maildir:
         local, _, domain = name.partition("@")
         return self.store.mailbox(domain or self.options.domain, local)
 
     async def handle(self, conn: Connection) -> None:
-        session = _Session(self, conn)
-        self.sessions.add(session)
-        try:
+        with self.sessions.track(_Session(self, conn)) as session:
             await session.run()
-        finally:
-            self.sessions.discard(session)
 
     def refusal(self) -> bytes:
         return b"-ERR [SYS/TEMP] service not available, try again later\r\n"
 
     async def drain(self) -> None:
-        self.draining = True
-        for session in list(self.sessions):
-            session.shutdown_now()
+        self.sessions.drain()
 
     async def stop(self) -> None:
         self.store.close()

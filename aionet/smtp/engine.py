@@ -22,13 +22,13 @@ from ..auth.portal import Credentials
 from ..core.starttls import clear_text_login_allowed, upgrade
 from ..proto.sasl import SaslError, decode_plain, decode_response, parse_plain
 from ._aiosmtpd import EngineBase
-from .hooks import TargetEnvelope, printable
+from .service import TargetEnvelope, printable
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable
 
-    from ..handlers.smtp import SmtpHandler
+    from .service import SmtpService
 
 __all__ = ["CLOSING", "AionetSMTP"]
 
@@ -74,10 +74,13 @@ def _now() -> str:
 class AionetSMTP(EngineBase):
     """aiosmtpd's ``SMTP`` with aionet's STARTTLS, portal AUTH, status codes and drain."""
 
-    def __init__(self, handler: SmtpHandler, tls_context: ssl.SSLContext | None) -> None:
-        opts = handler.options
+    def __init__(
+        self, service: SmtpService, hooks: object, tls_context: ssl.SSLContext | None
+    ) -> None:
+        """``hooks``: aiosmtpd's "handler", whose ``handle_*`` it awaits (``SmtpHooks``)."""
+        opts = service.options
         super().__init__(
-            handler.hooks,
+            hooks,
             data_size_limit=opts.max_message_size,
             enable_SMTPUTF8=opts.smtputf8,
             hostname=opts.hostname,
@@ -87,11 +90,11 @@ class AionetSMTP(EngineBase):
             auth_require_tls=opts.auth_without_tls is not True,
             loop=asyncio.get_running_loop(),
         )
-        self._aionet = handler
+        self._aionet = service
         self._busy = False
         #: The next final reply goes out without an enhanced status code (EHLO/HELO's).
         self.plain_next_reply = False
-        self.log = handler.log
+        self.log = service.log
         self.wrap_commands(self._command)
 
     def new_envelope(self) -> TargetEnvelope:
@@ -165,7 +168,7 @@ class AionetSMTP(EngineBase):
         await super().push(line)
 
     async def _command(self, method: Callable[[str | None], Any], arg: str | None) -> None:
-        if self._aionet.draining:
+        if self._aionet.sessions.draining:
             self._close_for_drain()
             return
         self._busy = True
@@ -179,7 +182,7 @@ class AionetSMTP(EngineBase):
             self.write_now(CLOSING)
             self.transport.close()
 
-    def drain(self) -> None:
+    def drain_now(self) -> None:
         """Answer 421 and close now if idle between commands; else at the next command."""
         if not self._busy:
             self._close_for_drain()

@@ -10,75 +10,23 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import Envelope, Session
-
-from ..storage.maildir import DeliveryError, Maildir
+from ..storage.maildir import DeliveryError
 from ._aiosmtpd import quiet_aiosmtpd_logging
+from .service import AcceptedMessage, SmtpService, TargetEnvelope, printable
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from aiosmtpd.smtp import Envelope, Session
 
     from ..auth.users import User
-    from ..handlers.smtp import RateLimit, SmtpHandler
     from .engine import AionetSMTP
 
-__all__ = ["AcceptedMessage", "RateWindow", "SmtpHooks", "TargetEnvelope", "printable"]
+__all__ = ["SmtpHooks"]
 
 #: Queue ids in Received: and the log: a random prefix per process, then a counter.
 _ID_PREFIX = secrets.token_hex(4)
 _ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptedMessage:
-    """What ``on_message`` receives: a message already fsynced into every Maildir."""
-
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    paths: tuple[Path, ...]  # the message file in each recipient's ``new/``
-    size: int
-    peer: Any
-    user: str | None
-
-
-class TargetEnvelope(Envelope):
-    """aiosmtpd's envelope plus the Maildirs the accepted recipients resolve to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.targets: dict[Path, Maildir] = {}
-
-
-class RateWindow:
-    """Accepted messages per client IP in a sliding window, for at most ``max_clients`` IPs."""
-
-    def __init__(self, limit: RateLimit, max_clients: int = 100_000) -> None:
-        self.limit = limit
-        self.max_clients = max_clients
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def allowed(self, ip: str, now: float) -> bool:
-        if not self.limit.messages:
-            return True
-        times = self._seen.get(ip)
-        if times is None:
-            return True
-        while times and times[0] <= now - self.limit.per:
-            times.popleft()
-        return len(times) < self.limit.messages
-
-    def record(self, ip: str, now: float) -> None:
-        if not self.limit.messages:
-            return
-        times = self._seen.pop(ip, None) or deque()
-        times.append(now)
-        self._seen[ip] = times
-        while len(self._seen) > self.max_clients:
-            self._seen.popitem(last=False)
 
 
 def _split(address: str) -> tuple[str, str]:
@@ -88,18 +36,14 @@ def _split(address: str) -> tuple[str, str]:
     return local, domain.lower().rstrip(".")
 
 
-def printable(text: str, limit: int = 255) -> str:
-    return "".join(c if c.isprintable() and c not in "()" else "?" for c in text[:limit])
-
-
 class SmtpHooks:
     """The aiosmtpd hooks of one listener: policy checks and durable delivery."""
 
-    def __init__(self, handler: SmtpHandler) -> None:
+    def __init__(self, service: SmtpService) -> None:
         quiet_aiosmtpd_logging()
-        self.handler = handler
-        self.options = handler.options
-        self.domains = frozenset(handler.options.domains)
+        self.service = service
+        self.options = service.options
+        self.domains = frozenset(service.options.domains)
 
     async def handle_EHLO(
         self,
@@ -110,7 +54,7 @@ class SmtpHooks:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
-        no_auth = self.handler.services.portal is None
+        no_auth = self.service.services.portal is None
         bare = ("250-AUTH", "250-AUTH ")
         out = [r for r in responses if not (r.startswith("250-AUTH") and (no_auth or r in bare))]
         server.plain_next_reply = True  # RFC 2034 4: no enhanced code in EHLO/HELO replies
@@ -133,15 +77,15 @@ class SmtpHooks:
     ) -> str:
         opts = self.options
         if opts.require_tls and not server.is_tls:
-            self.handler.rejected["tls_required"] += 1
+            self.service.rejected["tls_required"] += 1
             return "530 5.7.0 Must issue a STARTTLS command first"
         if opts.require_auth and not session.authenticated:
-            self.handler.rejected["auth_required"] += 1
+            self.service.rejected["auth_required"] += 1
             return "530 5.7.0 Authentication required"
         ip = server.peer_ip
-        if ip is not None and not self.handler.rate.allowed(ip, time.monotonic()):
+        if ip is not None and not self.service.rate.allowed(ip, time.monotonic()):
             server.log.warning("smtp_rate_limited", ip=ip)
-            self.handler.rejected["rate_limited"] += 1
+            self.service.rejected["rate_limited"] += 1
             return "450 4.7.1 Too many messages from your address, try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -156,12 +100,12 @@ class SmtpHooks:
         rcpt_options: list[str],
     ) -> str:
         if len(envelope.rcpt_tos) >= self.options.max_recipients:
-            self.handler.rejected["too_many_recipients"] += 1
+            self.service.rejected["too_many_recipients"] += 1
             return "452 4.5.3 Too many recipients"
         local, domain = _split(address)
         if not domain:
             domain = self.options.domains[0]
-        store = self.handler.store
+        store = self.service.store
         if domain in self.domains:
             if local.lower() == "postmaster":  # RFC 5321 4.5.1: always accepted
                 name: str | None = self.options.postmaster
@@ -169,16 +113,16 @@ class SmtpHooks:
                 name = self._local_user(local, domain)
             if name is None:
                 server.log.info("smtp_recipient_unknown", rcpt=printable(address))
-                self.handler.rejected["user_unknown"] += 1
+                self.service.rejected["user_unknown"] += 1
                 return "550 5.1.1 Recipient address rejected: user unknown"
-            box = self.handler.mailbox(domain, name)
+            box = self.service.mailbox(domain, name)
         else:
             user: User | None = (
                 getattr(session, "auth_data", None) if session.authenticated else None
             )
             if user is None or not user.has_role("relay"):
                 server.log.warning("smtp_relay_denied", rcpt=printable(address))
-                self.handler.rejected["relay_denied"] += 1
+                self.service.rejected["relay_denied"] += 1
                 return "550 5.7.1 Relay access denied"
             box = store.outbound()
         envelope.rcpt_tos.append(address)
@@ -187,7 +131,7 @@ class SmtpHooks:
         return "250 2.1.5 OK"
 
     def _local_user(self, local: str, domain: str) -> str | None:
-        users = self.handler.services.users
+        users = self.service.services.users
         if users is not None and "/" not in local and not local.startswith("."):
             for name in (f"{local}@{domain}", local, local.lower()):
                 if users.get(name) is not None:
@@ -200,7 +144,7 @@ class SmtpHooks:
         assert envelope.original_content is not None
         msg_id = f"{_ID_PREFIX}{next(_ids):x}"  # unique per process; nothing secret about it
         data = server.received_header(envelope, msg_id) + envelope.original_content
-        handler = self.handler
+        handler = self.service
         try:
             names = await handler.store.deliver(list(envelope.targets.values()), data)
         except DeliveryError as exc:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aionet.ftp.quota import QuotaExceeded, QuotaLedger
-from aionet.ftp.session import usage
+from aionet.ftp.quota import QuotaExceeded, QuotaLedger, usage
 
 ROOT = Path("/home/alice")
 

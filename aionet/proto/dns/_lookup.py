@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import dns.name
 import dns.rdata
@@ -14,9 +14,7 @@ from ._common import ANY_PREFERENCE, IN, MAX_CHAIN, Rcode, T
 from ._zones import Zone, _rrset
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from ._wire import Authority
+    from collections.abc import Iterable, Mapping
 
 # -- lookup ----------------------------------------------------------------------------------
 
@@ -100,10 +98,20 @@ def _any_rrset(
     return _owned(next(iter(node.values())), owner)
 
 
+class Zones(Protocol):
+    """What a lookup needs of the zones it serves (``Authority`` is one)."""
+
+    def zone_for(self, name: dns.name.Name) -> Zone | None:
+        """The zone with the longest origin that encloses ``name``."""
+
+    def additional(self, rrsets: Iterable[dns.rrset.RRset]) -> tuple[dns.rrset.RRset, ...]:
+        """A and AAAA RRsets of the MX/SRV/NS targets in ``rrsets`` that we hold."""
+
+
 class _Chase:
     """Follows CNAMEs from ``qname`` inside one zone, collecting the chain (RFC 1034 4.3.2)."""
 
-    def __init__(self, authority: Authority, zone: Zone, hinfo_any: bool) -> None:
+    def __init__(self, authority: Zones, zone: Zone, hinfo_any: bool) -> None:
         self.authority = authority
         self.zone = zone
         self.hinfo_any = hinfo_any
