@@ -110,6 +110,12 @@ def build_parser(names: list[str]) -> argparse.ArgumentParser:
     m.add_argument("--html", type=Path, metavar="FILE", help="write an HTML report")
     m.add_argument("--uncorrected", action="store_true", help="also show uncorrected latency")
     m.add_argument("--fail-on-error", action="store_true", help="exit 1 when any request failed")
+    m.add_argument(
+        "--sequential",
+        action="store_true",
+        help="the runs did not overlap in time: report their combined throughput over their "
+        "summed durations (without it, runs that did not overlap are refused)",
+    )
     c = sub.add_parser("compare", help="deltas between two results; exit 1 on a regression")
     c.add_argument("base", type=Path)
     c.add_argument("new", type=Path)
@@ -228,6 +234,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _finish(result: Result, args: argparse.Namespace, out: Console) -> int:
     summary(result, out, uncorrected=args.uncorrected)
+    failed = _nothing_completed(result)
     if args.json is not None:
         result.save(args.json)
     if args.html is not None:
@@ -240,17 +247,37 @@ def _finish(result: Result, args: argparse.Namespace, out: Console) -> int:
             )
             return 2
         args.html.write_text(page)
+    if failed is not None:
+        print(f"aionet bench: {failed}", file=sys.stderr)
+        return EXIT_FAILURE
     if args.fail_on_error and result.error_count:
         return EXIT_FAILURE
     return EXIT_OK
 
 
+def _nothing_completed(result: Result) -> str | None:
+    """Why a run that completed no request failed (None when some did): never a quiet 0."""
+    if result.requests:
+        return None
+    if not result.errors:
+        return (
+            f"no request completed in {result.duration:.2f}s and none failed: the run was too "
+            "short for one request (raise -d or -n), or every reply is slower than --timeout"
+        )
+    kind, n = max(result.errors.items(), key=lambda kv: kv[1])
+    detail = result.error_details.get(kind)
+    return f"no request completed: {result.error_count:,} errors, most {kind!r} ({n:,})" + (
+        f": {detail}" if detail else ""
+    )
+
+
 def _cmd_merge(args: argparse.Namespace) -> int:
     try:
-        result = merge([Result.load(f) for f in args.files])
+        result, how = merge([Result.load(f) for f in args.files], sequential=args.sequential)
     except ResultError as exc:
         print(f"aionet bench merge: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    print(f"aionet bench merge: {how}", file=sys.stderr)
     return _finish(result, args, Console(highlight=False))
 
 

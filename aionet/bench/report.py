@@ -150,8 +150,9 @@ def summary(r: Result, console: Console, *, uncorrected: bool = False) -> None:
         errors = Table(box=None, pad_edge=False, title_justify="left")
         errors.add_column("error", style="red")
         errors.add_column("count", justify="right")
+        errors.add_column("first seen", overflow="fold")
         for kind, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
-            errors.add_row(kind, f"{n:,}")
+            errors.add_row(kind, f"{n:,}", r.error_details.get(kind, ""))
         console.print(errors)
         console.print(f"[bold red]{err:,} requests failed[/]")
 
@@ -320,7 +321,9 @@ def render_html(r: Result) -> str:
     )
     head = "".join(f"<th>{_pname(p)}</th>" for p in PERCENTILES)
     errors = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{n:,}</td></tr>" for k, n in sorted(r.errors.items())
+        f"<tr><td>{html.escape(k)}</td><td>{n:,}</td>"
+        f"<td>{html.escape(r.error_details.get(k, ''))}</td></tr>"
+        for k, n in sorted(r.errors.items())
     )
     target = html.escape(str(r.target))
     return f"""<!doctype html>
@@ -341,7 +344,9 @@ errors <b class="{"err" if r.error_count else ""}">{r.error_count:,}</b></p>
 <h2>Throughput over time</h2>
 {timeline_svg(r)}
 {
-        "<h2>Errors</h2><table><tr><th>kind</th><th>count</th></tr>" + errors + "</table>"
+        "<h2>Errors</h2><table><tr><th>kind</th><th>count</th><th>first seen</th></tr>"
+        + errors
+        + "</table>"
         if errors
         else ""
     }

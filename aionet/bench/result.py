@@ -45,6 +45,8 @@ class Result:
     timeline: list[list[int]] = field(default_factory=list)
     interrupted: bool = False
     sources: list[str] = field(default_factory=list)
+    #: The first detail seen for each error kind (the exception's words), for the summary.
+    error_details: dict[str, str] = field(default_factory=dict)
 
     @property
     def error_count(self) -> int:
@@ -54,8 +56,10 @@ class Result:
     def throughput(self) -> float:
         return self.requests / self.duration if self.duration > 0 else 0.0
 
-    def add_error(self, kind: str, n: int = 1) -> None:
+    def add_error(self, kind: str, n: int = 1, *, detail: str | None = None) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + n
+        if detail and kind not in self.error_details:
+            self.error_details[kind] = detail
 
     def add_timeline(self, second: int, requests: int, errors: int) -> None:
         while len(self.timeline) <= second:
@@ -82,6 +86,7 @@ class Result:
             "interrupted": self.interrupted,
             "requests": self.requests,
             "errors": dict(sorted(self.errors.items())),
+            "error_details": dict(sorted(self.error_details.items())),
             "throughput_rps": self.throughput,
             # derived, for people and jq; merging and comparing use the histograms
             "latency_ns": {**pct, "mean": round(self.latency.mean)},
@@ -115,6 +120,7 @@ class Result:
                 timeline=[[int(a), int(b)] for a, b in data["timeline"]],
                 interrupted=bool(data.get("interrupted", False)),
                 sources=[str(s) for s in data.get("sources", [])],
+                error_details={str(k): str(v) for k, v in data.get("error_details", {}).items()},
             )
         except (KeyError, TypeError, ValueError, HistogramError) as exc:
             raise ResultError(f"malformed bench result: {exc}") from None
@@ -139,14 +145,22 @@ def _pkey(p: float) -> str:
     return "max" if p >= 100 else f"p{p:g}"
 
 
-def merge(results: Sequence[Result]) -> Result:
-    """Combine runs that happened at the same time (workers, machines) into one.
+def merge(
+    results: Sequence[Result], *, sequential: bool = False, simultaneous: bool = False
+) -> tuple[Result, str]:
+    """Combine runs into one, and say how their throughput was combined.
 
-    Counts, errors, histograms and timelines add exactly. The duration is the longest of the
-    runs (they ran side by side), so throughput is the sum of what was sent per second.
+    Counts, errors, histograms and timelines add exactly. Runs that overlapped in time (workers,
+    machines started together) ran side by side: the duration is the span from the first start
+    to the last end, so throughput is everything completed per second of that span. Runs that
+    did not all overlap are refused (adding their throughputs would count the same capacity
+    twice), unless ``sequential``: then the duration is the sum of theirs, and throughput is
+    their combined rate while running. ``simultaneous``: the caller started the runs together
+    (the workers of one run): not checked.
 
     Raises:
-        ResultError: no results, or runs of different protocols or load models.
+        ResultError: no results, runs of different protocols or load models, or runs that
+            did not overlap without ``sequential``.
     """
     if not results:
         raise ResultError("nothing to merge")
@@ -157,6 +171,24 @@ def merge(results: Sequence[Result]) -> Result:
                 f"cannot merge a {other.protocol}/{other.model} run into a "
                 f"{first.protocol}/{first.model} run"
             )
+    start = min(r.started for r in results)
+    end = max(r.started + r.duration for r in results)
+    latest_start = max(r.started for r in results)
+    earliest_end = min(r.started + r.duration for r in results)
+    overlap = latest_start < earliest_end
+    if sequential:
+        duration = sum(r.duration for r in results)
+        how = f"{len(results)} sequential runs: throughput over their summed {duration:.2f}s"
+    elif overlap or simultaneous or len(results) == 1:
+        duration = end - start
+        how = f"{len(results)} runs overlapping in time: throughput over their {duration:.2f}s span"
+    else:
+        gap = latest_start - earliest_end
+        raise ResultError(
+            f"the runs did not overlap in time (one started {gap:.1f}s after another ended): "
+            "merge adds up simultaneous runs; pass --sequential to combine runs made one after "
+            "another"
+        )
     merged = Result(
         protocol=first.protocol,
         target=first.target,
@@ -164,8 +196,8 @@ def merge(results: Sequence[Result]) -> Result:
         connections=sum(r.connections for r in results),
         rate=None if first.rate is None else sum(r.rate or 0.0 for r in results),
         workers=sum(r.workers for r in results),
-        started=min(r.started for r in results),
-        duration=max(r.duration for r in results),
+        started=start,
+        duration=duration,
         warmup=max(r.warmup for r in results),
         uncorrected=None if first.uncorrected is None else Histogram(),
         interrupted=any(r.interrupted for r in results),
@@ -173,11 +205,11 @@ def merge(results: Sequence[Result]) -> Result:
     for r in results:
         merged.requests += r.requests
         for kind, n in r.errors.items():
-            merged.add_error(kind, n)
+            merged.add_error(kind, n, detail=r.error_details.get(kind))
         merged.latency.add(r.latency)
         if merged.uncorrected is not None and r.uncorrected is not None:
             merged.uncorrected.add(r.uncorrected)
         for second, (req, err) in enumerate(r.timeline):
             merged.add_timeline(second, req, err)
         merged.sources.extend(r.sources)
-    return merged
+    return merged, how

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Plan", "Progress", "WorkerRun", "classify", "run", "split"]
 
+#: The longest error detail kept (one per kind: the first seen).
+DETAIL_LIMIT = 200
 CONNECT_BACKOFF = 0.05  # seconds between failed connects of one connection task
 PROGRESS_EVERY = 0.5
 
@@ -75,6 +77,16 @@ class Progress:
     errors: int
     latency: Histogram
     warming: bool = False
+
+
+def describe(exc: BaseException) -> str:
+    """What the error table shows beside a kind: the exception's own words (bounded)."""
+    from .target import BenchError
+
+    if isinstance(exc, BenchError):
+        return exc.detail[:DETAIL_LIMIT]
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:DETAIL_LIMIT]
 
 
 def classify(exc: BaseException, *, connecting: bool) -> str:
@@ -176,8 +188,11 @@ class WorkerRun:
             next_ns = self._t0 + interval * slot // plan.connections
         intended = idle_since = 0
         clock = time.perf_counter_ns
+        done = self._done
         try:
-            while True:
+            # ``done`` as well as the cancel: on Python 3.11 a cancel that lands as an inner
+            # ``wait_for`` completes is lost (gh-86296), and a session must not run on unseen.
+            while done is None or not done.is_set():
                 if interval:
                     intended, next_ns = next_ns, next_ns + interval
                     delay = intended - clock()
@@ -192,11 +207,11 @@ class WorkerRun:
                         async with asyncio.timeout(plan.timeout):
                             session = await target.connect()
                     except (OSError, EOFError, TimeoutError, ssl.SSLError) as exc:
-                        self._error(classify(exc, connecting=True), clock())
+                        self._error(classify(exc, connecting=True), clock(), exc)
                         await asyncio.sleep(CONNECT_BACKOFF)
                         continue
                     except Exception as exc:  # a target's own failure during its handshake
-                        self._error(classify(exc, connecting=True), clock())
+                        self._error(classify(exc, connecting=True), clock(), exc)
                         await asyncio.sleep(CONNECT_BACKOFF)
                         continue
                     self._sessions[slot] = session
@@ -215,11 +230,12 @@ class WorkerRun:
                     if self._timed_out[slot]:
                         kind = session.timeout_kind
                         session.open = False
+                        self._error(kind, now)
                     else:
                         kind = classify(exc, connecting=False)
                         if not hasattr(exc, "kind"):
                             session.open = False
-                    self._error(kind, now)
+                        self._error(kind, now, exc)
                     idle_since = now
                     continue
                 now = clock()
@@ -271,10 +287,10 @@ class WorkerRun:
             timeline.append([0, 0])
         timeline[second][0] += n
 
-    def _error(self, kind: str, now: int) -> None:
+    def _error(self, kind: str, now: int, exc: BaseException | None = None) -> None:
         if not self._recordable(now) or self._take(1) <= 0:
             return
-        self.result.add_error(kind)
+        self.result.add_error(kind, detail=None if exc is None else describe(exc))
         self.result.add_timeline((now - self._measure_start) // 1_000_000_000, 0, 1)
 
     async def _watchdog(self, should_stop: Callable[[], bool] | None) -> None:
@@ -503,7 +519,7 @@ def _collect(
             stop.set()
             go.set()
             raise WorkerFailed(f"worker {index} failed: {payload}")
-    merged = merge([results[i] for i in range(n)])
+    merged, _ = merge([results[i] for i in range(n)], simultaneous=True)
     merged.sources = sorted(set(merged.sources))
     return merged
 

@@ -354,7 +354,8 @@ class Supervisor:
 
     async def _sleep_unless_stopping(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), delay)
+            async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can lose a cancel
+                await self._stopped.wait()
 
     async def _spawn(self, index: int, ready_fd: int) -> asyncio.subprocess.Process:
         env = {

@@ -92,6 +92,9 @@ def test_merging_two_results_equals_the_counts_of_one_run(tmp_path: Path) -> Non
     b.save(tmp_path / "b.json")
     out = tmp_path / "m.json"
     argv = ["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json", str(out)]
+    assert bench_cli.main(argv) == 2  # one after the other: their throughputs do not add up
+    assert not out.exists()
+    argv.append("--sequential")
     assert bench_cli.main([*argv, "--html", str(tmp_path / "m.html")]) == 0
     merged = Result.load(out)
     assert merged.requests == 400 == a.requests + b.requests
@@ -160,8 +163,9 @@ def test_ctrl_c_prints_the_results_so_far(echo_port: int, tmp_path: Path) -> Non
 
 async def always_500(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http":
+        status = 200 if scope["path"] == "/ok" else 500
         headers = [(b"content-length", b"4")]
-        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"oops"})
 
 
@@ -170,10 +174,23 @@ async def test_fail_on_error_against_a_server_that_answers_500(tmp_path: Path) -
     async with serve(config, data_dir=tmp_path) as server:
         host, port = server.address("web")[:2]
         url = f"http://{host}:{port}/"
-        base = ["http", url, "-c", "2", "-n", "20", "--workers", "1", "-q"]
+        # Half the requests go to /ok: some complete, so only --fail-on-error fails the run.
+        base = ["http", url, url + "ok", "-c", "2", "-n", "20", "--workers", "1", "-q"]
         ok = await asyncio.to_thread(bench_cli.main, base)
         failed = await asyncio.to_thread(bench_cli.main, [*base, "--fail-on-error"])
+        only_500 = ["http", url, *base[3:]]
         tolerated = await asyncio.to_thread(
-            bench_cli.main, [*base, "--fail-on-error", "--expect", "500"]
+            bench_cli.main, [*only_500, "--fail-on-error", "--expect", "500"]
         )
     assert (ok, failed, tolerated) == (0, 1, 0)
+
+
+async def test_a_run_where_nothing_completed_fails_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = http_config(app="tests.e2e.test_bench_cli:always_500")
+    async with serve(config, data_dir=tmp_path) as server:
+        host, port = server.address("web")[:2]
+        argv = ["http", f"http://{host}:{port}/", "-c", "2", "-n", "10", "--workers", "1", "-q"]
+        assert await asyncio.to_thread(bench_cli.main, argv) == 1
+    assert "no request completed: 10 errors, most 'status 500' (10)" in capsys.readouterr().err

@@ -67,7 +67,8 @@ def test_load_rejects_other_documents(tmp_path: Path) -> None:
 def test_merge_adds_counts_errors_histograms_and_timelines() -> None:
     a, b = make_result(100, 1_000_000, errors=1), make_result(50, 3_000_000, errors=2)
     b.sources = ["b"]
-    m = merge([a, b])
+    m, how = merge([a, b])
+    assert how.startswith("2 runs overlapping in time")
     assert m.requests == 150 and m.errors == {"status 500": 3}
     assert m.latency.total == 150 and m.workers == 2 and m.connections == 8
     assert m.timeline == [[150, 3]]
@@ -77,6 +78,38 @@ def test_merge_adds_counts_errors_histograms_and_timelines() -> None:
     other.model = "open"
     with pytest.raises(ResultError, match="cannot merge"):
         merge([a, other])
+
+
+def test_merge_spans_runs_that_started_apart_and_refuses_runs_that_never_overlapped() -> None:
+    a, b = make_result(100, 1_000_000), make_result(100, 1_000_000)
+    b.started += 0.5  # overlapping for half of each: 200 requests in 1.5 s
+    m, _ = merge([a, b])
+    assert m.duration == pytest.approx(1.5) and m.throughput == pytest.approx(200 / 1.5)
+    later = make_result(100, 1_000_000)
+    later.started += 60  # a minute after a ended: adding throughputs would double it
+    with pytest.raises(ResultError, match=r"did not overlap in time .*--sequential"):
+        merge([a, later])
+    seq, how = merge([a, later], sequential=True)
+    assert how.startswith("2 sequential runs")
+    assert seq.duration == 2.0 and seq.throughput == 100
+    together, _ = merge([a, later], simultaneous=True)  # a run's own workers: not checked
+    assert together.requests == 200
+
+
+def test_error_details_keep_the_first_words_of_each_kind(tmp_path: Path) -> None:
+    a = make_result(0, 1)
+    a.add_error("tls", detail="SSLCertVerificationError: certificate verify failed")
+    a.add_error("tls", detail="a later one")
+    b = make_result(0, 1)
+    b.add_error("tls", detail="from b")
+    b.add_error("timeout")
+    assert a.error_details == {"tls": "SSLCertVerificationError: certificate verify failed"}
+    path = tmp_path / "a.json"
+    a.save(path)
+    assert Result.load(path).error_details == a.error_details
+    m, _ = merge([a, b])
+    assert m.error_details == {"tls": "SSLCertVerificationError: certificate verify failed"}
+    assert m.errors == {"tls": 3, "timeout": 1}
 
 
 def test_compare_flags_regressions_beyond_the_threshold() -> None:

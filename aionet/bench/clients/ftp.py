@@ -1,9 +1,14 @@
 """``aionet bench ftp HOST:PORT --user U --password P (--get PATH | --put SIZE)``.
 
 A session logs in once (``USER``/``PASS``, ``TYPE I``; with ``--ftps``: ``AUTH TLS``,
-``PBSZ 0``, ``PROT P`` first, RFC 4217). A request is one transfer over a passive data
+``PBSZ 0``, ``PROT P`` first, RFC 4217; with ``--tls``, implicit FTPS: TLS from the first
+byte, then ``PBSZ 0``, ``PROT P``). A request is one transfer over a passive data
 connection (``EPSV``, falling back to ``PASV``): ``RETR PATH`` read to the end, or ``STOR`` of
-``SIZE`` bytes; it completes with the 226. The data connection goes to the control
+``SIZE`` bytes; it completes with the 226. Under FTPS the data connection's TLS handshake
+starts after the server's ``150``, as curl, lftp and ftplib do (a server such as vsftpd or
+aionet sends the ``150`` before it accepts the handshake). TLS sessions are not resumed on the
+data connection (asyncio cannot): a server requiring it (``require_session_reuse``,
+vsftpd's ``require_ssl_reuse``) answers ``522``. The data connection goes to the control
 connection's host whatever address PASV names (as curl does), so NAT and wildcard binds work.
 """
 
@@ -37,7 +42,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     run's loop (it would be reported unclosed when collected)."""
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), CLOSE_GRACE)
+        async with asyncio.timeout(CLOSE_GRACE):  # not wait_for: on 3.11 it can lose a cancel
+            await writer.wait_closed()
     except (TimeoutError, OSError):  # ssl.SSLError and ConnectionError are OSErrors
         writer.transport.abort()
     except asyncio.CancelledError:
@@ -62,7 +68,7 @@ class _FtpSession(LineSession):
         code, _ = await self.command(b"USER " + t.user.encode(), 230, 331)
         if code == 331:
             await self.command(b"PASS " + t.password.encode(), 230)
-        if t.ftps:
+        if t.ftps or t.implicit:
             await self.command(b"PBSZ 0", 200)
             await self.command(b"PROT P", 200)
         await self.command(b"TYPE I", 200)
@@ -84,17 +90,11 @@ class _FtpSession(LineSession):
     async def request(self) -> int:
         t = self.t
         port = await self._data_port()
-        data_r, data_w = await shielded_connect(
-            asyncio.open_connection(
-                t.host,
-                port,
-                ssl=t.tls if t.ftps else None,
-                server_hostname=(t.sni or t.host) if t.ftps else None,
-            )
-        )
+        data_r, data_w = await shielded_connect(asyncio.open_connection(t.host, port))
         try:
             if t.get is not None:
                 await self.command(b"RETR " + t.get.encode(), 125, 150)
+                await self._secure(data_w)
                 received = 0
                 while chunk := await data_r.read(CHUNK):
                     received += len(chunk)
@@ -104,6 +104,7 @@ class _FtpSession(LineSession):
                 self.n += 1
                 name = f"{t.put_prefix}{os.getpid()}-{id(self):x}-{self.n}.bin"
                 await self.command(b"STOR " + name.encode(), 125, 150)
+                await self._secure(data_w)
                 for i in range(0, len(t.payload), CHUNK):
                     data_w.write(t.payload[i : i + CHUNK])
                     await data_w.drain()
@@ -113,6 +114,12 @@ class _FtpSession(LineSession):
             await _close(data_w)
         await self.reply(226, 250)
         return 1
+
+    async def _secure(self, data: asyncio.StreamWriter) -> None:
+        """Start TLS on the data connection (with ``--ftps``), after the 150."""
+        t = self.t
+        if t.tls is not None:
+            await data.start_tls(t.tls, server_hostname=t.sni or t.host)
 
     async def aclose(self) -> None:
         await self.goodbye(b"QUIT")
@@ -135,7 +142,9 @@ class FtpTarget(Target):
             -(-self.put_size // (1 << 20)) if self.put_size > 1 << 20 else 1
         )
         self.payload = self.payload[: self.put_size]
-        self.ftps, self.sni = args.ftps, args.sni
+        self.ftps, self.implicit, self.sni = args.ftps, args.tls, args.sni
+        if self.ftps and self.implicit:
+            raise ValueError("--ftps and --tls exclude each other")
         self._args = args
         self.tls: ssl.SSLContext | None = None
 
@@ -153,19 +162,23 @@ class FtpTarget(Target):
             "--put-prefix", default="aionet-bench-", help="name prefix of uploaded files"
         )
         parser.add_argument("--ftps", action="store_true", help="explicit FTPS (AUTH TLS)")
-        add_tls_arguments(parser, flag=None)
+        add_tls_arguments(parser)  # --tls: implicit FTPS
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FtpTarget:
         return cls(args)
 
     def prepare(self) -> None:
-        if self.ftps:
+        if self.ftps or self.implicit:
             self.tls = client_tls_context(self._args)
 
     async def connect(self) -> _FtpSession:
         return await open_session(
-            lambda r, w: _FtpSession(self, r, w), self.host, self.port, None, self.sni
+            lambda r, w: _FtpSession(self, r, w),
+            self.host,
+            self.port,
+            self.tls if self.implicit else None,
+            self.sni,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -173,4 +186,5 @@ class FtpTarget(Target):
             "address": f"{self.host}:{self.port}",
             "transfer": f"get {self.get}" if self.get else f"put {self.put_size} bytes",
             "ftps": self.ftps,
+            "tls": "explicit" if self.ftps else "implicit" if self.implicit else "none",
         }
