@@ -49,9 +49,14 @@ def add_parser(
     )
     actions = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     add = actions.add_parser(
-        "add", parents=[common], help="add a user, or replace its password and roles"
+        "add", parents=[common], help="add a user (--force: replace its password and roles)"
     )
     add.add_argument("name", help="user name")
+    add.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing user's password and roles (its settings are kept)",
+    )
     add.add_argument(
         "--role", action="append", default=[], metavar="ROLE", help="a role (repeatable)"
     )
@@ -91,8 +96,15 @@ def _cmd_add(args: argparse.Namespace, password: Callable[[], str]) -> int:
     except ValueError as exc:
         print(f"aionet: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    store = UserStore.load(args.file, missing_ok=True)
+    store = UserStore.load(args.file, missing_ok=True, watch=False)
     existed = args.name in store.snapshot
+    if existed and not args.force:  # before prompting
+        print(
+            f"aionet: user {args.name!r} exists in {args.file}: `aionet users passwd "
+            f"{args.name}` changes the password; `add --force` replaces password and roles",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     user = store.add(args.name, password(), roles)
     verb = "updated" if existed else "added"
     print(f"{verb} user {user.name} (roles: {', '.join(user.roles) or '-'})")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import secrets
 import sys
 import threading
@@ -37,24 +36,33 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-import yaml
-from argon2 import Parameters, PasswordHasher, Type, extract_parameters
+from argon2 import Parameters, PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import ARGON2_VERSION
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..config.source import Source, add_validation_issues, parse_config
-from ..errors import AionetError, ConfigError, ConfigIssue
-from ..storage.durable import replace_synced
+from ..errors import AionetError, ConfigError
+from .usersfile import (
+    Stamp,
+    UserRecord,
+    UsersFile,
+    check_name,
+    check_role,
+    file_lock,
+    parse_users,
+    read_users,
+    render_users,
+    stamp_of,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
 if sys.platform != "win32":
-    import fcntl
+    pass
 
 __all__ = [
     "UnknownUserError",
@@ -70,11 +78,6 @@ __all__ = [
     "write_atomic",
 ]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
-_ROLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_MIN_SALT_LEN, _MIN_HASH_LEN = 8, 16
-_FILE_MODE = 0o600
-_HEADER = "# aionet user store, managed by `aionet users`; comments are not preserved.\n"
 _T = TypeVar("_T")
 
 log = structlog.get_logger("aionet.auth")
@@ -82,76 +85,6 @@ log = structlog.get_logger("aionet.auth")
 
 class UnknownUserError(AionetError):
     """``passwd`` or ``remove`` named a user the store does not have."""
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid user name.
-
-    Raises:
-        ValueError: it is not 1-64 characters of letters, digits and ``._@+-``, starting with a
-            letter or digit.
-    """
-    if not _NAME_RE.fullmatch(name):
-        raise ValueError(
-            f"invalid user name {name!r}: use 1-64 letters, digits and ._@+- "
-            "(starting with a letter or digit)"
-        )
-    return name
-
-
-def check_role(role: str) -> str:
-    """Return ``role`` if it is a valid role name.
-
-    Raises:
-        ValueError: it is not 1-64 characters of letters, digits and ``._:-``.
-    """
-    if not _ROLE_RE.fullmatch(role):
-        raise ValueError(
-            f"invalid role {role!r}: use 1-64 letters, digits and ._:- "
-            "(starting with a letter or digit)"
-        )
-    return role
-
-
-def _check_argon2id(value: str) -> str:
-    try:
-        params = extract_parameters(value)
-    except InvalidHashError:
-        raise ValueError("not an argon2 hash (set it with `aionet users passwd`)") from None
-    if params.type is not Type.ID:
-        raise ValueError(f"argon2{params.type.name.lower()} hash: only argon2id is accepted")
-    if params.salt_len < _MIN_SALT_LEN or params.hash_len < _MIN_HASH_LEN:
-        raise ValueError("argon2id hash is truncated (salt or digest too short)")
-    return value
-
-
-UserName = Annotated[str, AfterValidator(check_name)]
-RoleName = Annotated[str, AfterValidator(check_role)]
-Argon2idHash = Annotated[str, AfterValidator(_check_argon2id)]
-
-
-def _require_list(value: Any) -> Any:
-    if not isinstance(value, list | tuple):
-        raise ValueError("expected a list of role names")  # not pydantic's "valid tuple"
-    return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class UserRecord(_Model):
-    """One user as written in the file."""
-
-    password_hash: Argon2idHash
-    roles: Annotated[tuple[RoleName, ...], BeforeValidator(_require_list)] = ()
-    settings: dict[str, Any] = Field(default_factory=dict)
-
-
-class UsersFile(_Model):
-    """The whole users file: ``users:`` maps each name to its record."""
-
-    users: dict[UserName, UserRecord] = Field(default_factory=dict)
 
 
 def _freeze(value: Any) -> Any:
@@ -240,122 +173,6 @@ class UserSnapshot:
         return self._hashes.get(name)
 
 
-def _check_names(source: Source) -> None:
-    """Report invalid user names at their keys, and drop them so pydantic does not repeat it."""
-    users = source.data.get("users") if isinstance(source.data, dict) else None
-    if not isinstance(users, dict):
-        return
-    for name in list(users):
-        try:
-            check_name(name)
-        except ValueError as exc:
-            source.issue(("users", name), str(exc), at_key=True)
-            del users[name]
-
-
-def parse_users(text: str, file: str) -> UsersFile:
-    """Validate users-file text.
-
-    Raises:
-        ConfigError: syntax error, unknown key, wrong type, bad name or role, a hash that is not
-            argon2id; every issue positioned at ``FILE:LINE:COL``.
-    """
-    source = parse_config(text, file)
-    data: UsersFile | None = None
-    if not source.issues:
-        _check_names(source)
-        try:
-            data = UsersFile.model_validate(source.data)
-        except ValidationError as exc:
-            add_validation_issues(source, exc)
-    if source.issues or data is None:
-        raise ConfigError(sorted(source.issues, key=lambda i: (i.line, i.col)))
-    return data
-
-
-def _read_users(path: Path, *, missing_ok: bool) -> UsersFile:
-    try:
-        with path.open("rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            text = f.read().decode("utf-8")
-    except FileNotFoundError:
-        if missing_ok:
-            return UsersFile()
-        raise _unreadable(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise _unreadable(path, reason) from None
-    data = parse_users(text, str(path))  # a broken file's own errors come first
-    _check_mode(path, mode)
-    return data
-
-
-def _check_mode(path: Path, mode: int) -> None:
-    """As sshd treats keys: a users file others may write is refused (anyone on the host could
-    add an admin); one that group or others may read or group may write is loaded with a
-    warning (the hashes can be attacked offline)."""
-    if mode & 0o002:
-        raise _unreadable(path, f"writable by others (mode {mode & 0o777:04o}); chmod 600 it")
-    if mode & 0o077:
-        log.warning(
-            "users_file_permissions",
-            path=str(path),
-            mode=f"{mode & 0o777:04o}",
-            advice="readable or writable beyond its owner: chmod 600",
-        )
-
-
-def _unreadable(path: Path, reason: str) -> ConfigError:
-    return ConfigError([ConfigIssue(str(path), 1, 1, "", f"cannot read users file: {reason}")])
-
-
-def _escape(value: Any) -> Any:
-    """Double ``$`` in strings the loader would interpolate, so they read back unchanged."""
-    if isinstance(value, str):
-        return value.replace("$", "$$") if "$$" in value or "${" in value else value
-    if isinstance(value, dict):
-        return {k: _escape(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_escape(v) for v in value]
-    return value
-
-
-def render_users(data: UsersFile) -> str:
-    """The YAML text of ``data`` (what ``UserStore`` writes)."""
-    users: dict[str, Any] = {}
-    for name in sorted(data.users):
-        rec = data.users[name]
-        entry: dict[str, Any] = {"password_hash": rec.password_hash, "roles": list(rec.roles)}
-        if rec.settings:
-            entry["settings"] = _escape(rec.settings)
-        users[name] = entry
-    body = yaml.safe_dump({"users": users}, sort_keys=False, allow_unicode=True, width=200)
-    return _HEADER + body
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: same-directory temp file, fsync, ``os.replace``, mode 0600.
-
-    Raises:
-        OSError: the file could not be written; ``path`` is left as it was.
-    """
-    replace_synced(path, text.encode("utf-8"), _FILE_MODE)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``.NAME.lock`` beside ``path`` (POSIX only)."""
-    if sys.platform == "win32":  # pragma: no cover - aionet runs on POSIX
-        yield
-        return
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, _FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def _parameters_of(hasher: PasswordHasher) -> Parameters:
     return Parameters(
         type=hasher.type,
@@ -379,6 +196,8 @@ class UserStore:
         rehash_on_login: after a successful ``verify``, rewrite a hash whose parameters differ
             from ``hasher``'s (failures are logged, the login still succeeds).
         max_workers: threads ``verify_async`` runs argon2 on.
+        watch: re-read the file when it changes, at each lookup (``refresh``); False keeps
+            the snapshot until ``reload()``.
     """
 
     def __init__(
@@ -389,8 +208,14 @@ class UserStore:
         hasher: PasswordHasher | None = None,
         rehash_on_login: bool = True,
         max_workers: int | None = None,
+        stamp: Stamp | None = None,
+        watch: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.watch = watch
+        self._stamp = stamp  # of the file the snapshot was read from (None: not read)
+        self._bad_stamp: Stamp | None = None  # of a rewrite that did not load (logged once)
+        self._refreshing = threading.Lock()
         self.hasher = hasher if hasher is not None else PasswordHasher()
         self.rehash_on_login = rehash_on_login
         self._snapshot = snapshot if snapshot is not None else UserSnapshot(UsersFile())
@@ -408,19 +233,22 @@ class UserStore:
         hasher: PasswordHasher | None = None,
         rehash_on_login: bool = True,
         max_workers: int | None = None,
+        watch: bool = True,
     ) -> UserStore:
         """Read ``path`` into a new store (an empty one if it is missing and ``missing_ok``).
 
         Raises:
             ConfigError: the file cannot be read or is invalid.
         """
-        snapshot = UserSnapshot(_read_users(Path(path), missing_ok=missing_ok))
+        data, stamp = read_users(Path(path), missing_ok=missing_ok)
         return cls(
             path,
-            snapshot,
+            UserSnapshot(data),
             hasher=hasher,
             rehash_on_login=rehash_on_login,
             max_workers=max_workers,
+            stamp=stamp,
+            watch=watch,
         )
 
     @property
@@ -434,11 +262,47 @@ class UserStore:
         Raises:
             ConfigError: the file cannot be read or is invalid; the previous snapshot stays.
         """
-        self._snapshot = UserSnapshot(_read_users(self.path, missing_ok=False))
+        data, self._stamp = read_users(self.path, missing_ok=False)
+        self._snapshot = UserSnapshot(data)
         return self._snapshot
 
+    def refresh(self) -> bool:
+        """Re-read the file if it was rewritten since it was read (its inode, size or mtime
+        changed: Dovecot's rule for passwd-files), so ``aionet users add`` takes effect without
+        a reload. One ``stat`` when nothing changed. A rewrite that does not load (corrupt,
+        half-edited, writable by others) keeps the current users and is logged once; a missing
+        file keeps them too. True when a new snapshot was made current.
+        """
+        if not self.watch:
+            return False
+        try:
+            stamp = stamp_of(os.stat(self.path))
+        except OSError:
+            return False
+        if stamp == self._stamp or stamp == self._bad_stamp:
+            return False
+        if not self._refreshing.acquire(blocking=False):
+            return False  # another thread is re-reading it: this lookup uses the current one
+        try:
+            data, read_stamp = read_users(self.path, missing_ok=False)
+        except ConfigError as exc:
+            self._bad_stamp = stamp
+            log.error(
+                "users_file_invalid",
+                path=str(self.path),
+                kept=len(self._snapshot),
+                errors=[str(i) for i in exc.issues],
+            )
+            return False
+        finally:
+            self._refreshing.release()
+        self._snapshot, self._stamp = UserSnapshot(data), read_stamp
+        log.info("users_file_reloaded", path=str(self.path), users=len(self._snapshot))
+        return True
+
     def get(self, name: str) -> User | None:
-        """The user called ``name`` in the current snapshot, or None."""
+        """The user called ``name`` (the file re-read first if it changed), or None."""
+        self.refresh()
         return self._snapshot.get(name)
 
     # -- verification -------------------------------------------------------------------------
@@ -449,6 +313,7 @@ class UserStore:
         An unknown name is checked against a dummy hash with the parameters most users have,
         so it costs the same as a wrong password (no user enumeration through timing).
         """
+        self.refresh()
         snapshot = self._snapshot
         dummy = self._dummy_hash(snapshot.common_parameters)  # first call pays for either kind
         stored = snapshot.password_hash(name)
@@ -573,10 +438,12 @@ class UserStore:
 
     def _modify(self, change: Callable[[dict[str, UserRecord]], _T]) -> _T:
         """Under the file lock: re-read the file, apply ``change``, write it, make it current."""
-        with _file_lock(self.path):
-            users = dict(_read_users(self.path, missing_ok=True).users)
+        with file_lock(self.path):
+            users = dict(read_users(self.path, missing_ok=True)[0].users)
             result = change(users)
             data = UsersFile(users=users)
             write_atomic(self.path, render_users(data))
             self._snapshot = UserSnapshot(data)
+            with contextlib.suppress(OSError):
+                self._stamp = stamp_of(os.stat(self.path))
         return result

@@ -59,8 +59,14 @@ def test_add_list_passwd_remove_round_trip(tmp_path: Path) -> None:
     assert verify(path, "alice", "n3w") and not verify(path, "alice", "s3cret")
     assert users(tmp_path, "list").stdout.startswith("alice\tadmin,mail\n")  # roles kept
 
-    readd = users(tmp_path, "add", "alice", "--role", "ftp", stdin="again\n")
+    before = path.read_bytes()
+    refused = users(tmp_path, "add", "alice", "--role", "ftp", stdin="again\n")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "user 'alice' exists" in refused.stderr and "passwd alice" in refused.stderr
+    assert path.read_bytes() == before
+    readd = users(tmp_path, "add", "alice", "--force", "--role", "ftp", stdin="again\n")
     assert readd.stdout == "updated user alice (roles: ftp)\n"
+    assert verify(path, "alice", "again")
 
     removed = users(tmp_path, "remove", "alice")
     assert (removed.returncode, removed.stdout) == (0, "removed user alice\n")

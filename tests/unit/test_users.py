@@ -366,15 +366,45 @@ def test_reload_keeps_the_old_snapshot_when_the_file_is_broken(
     assert store.snapshot is old
 
 
-def test_reload_picks_up_changes(store: UserStore, path: Path) -> None:
+def test_reload_picks_up_changes(path: Path) -> None:
+    store = UserStore(path, hasher=cheap_hasher(), watch=False)
     store.add("alice", "a")
     other = UserStore.load(path, hasher=cheap_hasher())
     other.add("bob", "b", ("mail",))
-    assert store.get("bob") is None
+    assert store.get("bob") is None  # not watching: the snapshot stays until reload()
     new = store.reload()
     assert store.snapshot is new
     assert store.get("bob") == User("bob", ("mail",))
     assert store.verify("bob", "b") is not None
+
+
+def test_a_watching_store_sees_a_rewrite_at_the_next_lookup(store: UserStore, path: Path) -> None:
+    store.add("alice", "a")
+    UserStore.load(path, hasher=cheap_hasher()).add("bob", "b", ("mail",))  # `aionet users add`
+    assert store.get("bob") == User("bob", ("mail",))
+    assert store.verify("bob", "b") is not None
+    UserStore.load(path, hasher=cheap_hasher()).remove("bob")
+    assert store.verify("bob", "b") is None
+    assert not store.refresh()  # nothing changed since: one stat, no read
+
+
+def test_a_corrupt_rewrite_keeps_the_users_and_is_logged_once(
+    store: UserStore, path: Path
+) -> None:
+    store.add("alice", "a")
+    text = path.read_text()
+    with capture_logs() as logs:
+        path.write_text(text + "  bob: {password_hash: nope}\n")  # half-edited by hand
+        assert store.verify("alice", "a") is not None
+        assert store.get("alice") is not None and store.get("bob") is None  # not logged again
+    events = [e for e in logs if e["event"] == "users_file_invalid"]
+    assert len(events) == 1 and events[0]["kept"] == 1
+    assert any("not an argon2 hash" in error for error in events[0]["errors"])
+    path.write_text(text + "# fixed\n")
+    assert store.refresh()  # fixed: read again
+    path.write_text(text)
+    path.chmod(0o666)  # writable by others: refused, as at start
+    assert not store.refresh() and store.get("alice") is not None
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -464,7 +494,7 @@ def test_login_rehashes_an_outdated_hash(path: Path) -> None:
 def test_rehash_is_skipped_when_the_password_changed_meanwhile(path: Path) -> None:
     old = PasswordHasher(time_cost=2, memory_cost=16384, parallelism=1)
     UserStore.load(path, missing_ok=True, hasher=old).add("alice", "pw")
-    stale = UserStore.load(path, hasher=cheap_hasher())
+    stale = UserStore.load(path, hasher=cheap_hasher(), watch=False)
     UserStore.load(path, hasher=old).set_password("alice", "new")  # another process
     assert stale.verify("alice", "pw") is not None  # its snapshot still has the old hash
     fresh = UserStore.load(path, hasher=cheap_hasher(), rehash_on_login=False)
