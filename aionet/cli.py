@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="aionet", description="asyncio multi-protocol server framework"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"aionet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -95,8 +98,23 @@ def _parser() -> argparse.ArgumentParser:
         help="a DNS name or IP address for the certificate (repeatable; default: "
         "localhost, 127.0.0.1, ::1)",
     )
+    init = sub.add_parser(
+        "init",
+        help="write a ready lab into DIR: every protocol on, TLS, a user, a DNS zone",
+        description="Write DIR/aionet.yaml (every built-in protocol, STARTTLS offered), a "
+        "development certificate, a users file with one user (its generated password is printed "
+        "once), a DNS zone, a static site and an admin viewer token. Then: aionet run -c "
+        "DIR/aionet.yaml",
+    )
+    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("--user", default="lab", help="the lab's user name (default: lab)")
+    init.add_argument(
+        "--force", action="store_true", help="write into DIR even if it is not empty"
+    )
     token = sub.add_parser(
-        "token", help="make a bearer token for the admin listener (prints its tokens: entry)"
+        "token",
+        help="make a bearer token for the admin listener (the token on stdout, its tokens: "
+        "entry on stderr)",
     )
     token.add_argument("--name", default="token", help="a name for the operator's benefit")
     token.add_argument("--role", choices=("viewer", "admin"), default="viewer")
@@ -167,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cert": cmd_cert,
         "token": cmd_token,
         "lockouts": cmd_lockouts,
+        "init": cmd_init,
     }
     try:
         return commands[args.command](args)
@@ -376,15 +395,35 @@ def versions() -> dict[str, Any]:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    """A random token on stdout's first line; the YAML entry (its SHA-256 only) after it."""
+    """A random token alone on stdout (``TOKEN=$(aionet token)``); the YAML entry to put in the
+    admin listener's ``tokens`` (its SHA-256 only) on stderr."""
     import secrets
 
     from .admin.app import hash_token
 
     value = secrets.token_urlsafe(32)
     print(value)
-    print("# admin listener options.tokens entry (only the hash is stored):")
-    print(f"- {{name: {args.name}, role: {args.role}, sha256: {hash_token(value)}}}")
+    print("# admin listener options.tokens entry (only the hash is stored):", file=sys.stderr)
+    entry = f"- {{name: {args.name}, role: {args.role}, sha256: {hash_token(value)}}}"
+    print(entry, file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """``aionet init DIR``: the lab (``aionet.lab``); its secrets are printed once."""
+    from .lab import LabExists, write_lab
+
+    try:
+        lab = write_lab(args.dir, user=args.user, force=args.force)
+    except (LabExists, ValueError) as exc:
+        print(f"aionet: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILURE
+    config = lab.config
+    print(f"wrote an aionet lab into {config.parent}")
+    print(f"  user {lab.user}, password {lab.password}  (shown once; users.yaml keeps a hash)")
+    print(f"  admin viewer token {lab.viewer_token}  (shown once)")
+    print(f"  certificate {lab.cafile}  (clients: --cacert / cafile=)")
+    print(f"start it:  aionet run -c {config}")
     return EXIT_OK
 
 

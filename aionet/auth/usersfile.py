@@ -151,7 +151,7 @@ def parse_users(text: str, file: str) -> UsersFile:
         try:
             data = UsersFile.model_validate(source.data)
         except ValidationError as exc:
-            add_validation_issues(source, exc)
+            add_validation_issues(source, exc, model=UsersFile)
     if source.issues or data is None:
         raise ConfigError(sorted(source.issues, key=lambda i: (i.line, i.col)))
     return data

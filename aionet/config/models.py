@@ -10,10 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..core.acl import AccessConfig, parse_networks
-from .types import BindAddr, Duration
+from .types import BASE_DIR, BindAddr, ConfigPath, Duration
 
 __all__ = [
     "AuthConfig",
@@ -60,14 +68,14 @@ class ServerConfig(_Model):
     as root without ``user``. ``pid_file`` is written after the binds and removed at exit.
     """
 
-    data_dir: Path = Path("./var")
+    data_dir: ConfigPath = Path("./var")
     workers: int = Field(default=1, ge=1)
     shutdown_timeout: Duration = 10.0
     limits: ServerLimits = ServerLimits()
     user: str | int | None = None
     group: str | int | None = None
     allow_root: bool = False
-    pid_file: Path | None = None
+    pid_file: ConfigPath | None = None
 
     @field_validator("user", "group")
     @classmethod
@@ -92,9 +100,9 @@ class LoggingConfig(_Model):
 
 class CertificateConfig(_Model):
     name: str = Field(min_length=1)
-    cert: Path
-    key: Path
-    chain: Path | None = None
+    cert: ConfigPath
+    key: ConfigPath
+    chain: ConfigPath | None = None
     password: str | None = None
 
 
@@ -102,7 +110,7 @@ class ListenerTlsConfig(_Model):
     """A listener's ``tls:`` block (``tls: NAME`` is short for ``{certificates: [NAME]}``)."""
 
     certificates: tuple[str, ...] = Field(min_length=1)
-    client_ca: Path | None = None
+    client_ca: ConfigPath | None = None
     verify: Literal["none", "optional", "required"] = "none"
     alpn: tuple[str, ...] = ()
     handshake_timeout: Duration = 10.0
@@ -153,7 +161,7 @@ class ThrottleConfig(BaseModel):
 
 
 class AuthConfig(_Model):
-    users_file: Path | None = None
+    users_file: ConfigPath | None = None
     throttle: ThrottleConfig = ThrottleConfig()
 
 
@@ -174,6 +182,14 @@ class ListenerConfig(_Model):
     #: The handler class and its validated ``options``, set once by the core
     #: (``core.registry.resolve_listener``) and carried with the listener into the server.
     _handler: Any = PrivateAttr(default=None)
+    #: The directory the handler's own relative paths resolve against (the config file's).
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _remember_base_dir(self, info: ValidationInfo) -> Self:
+        if isinstance(info.context, dict):
+            self._base_dir = info.context.get(BASE_DIR)
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -7,8 +7,11 @@ store both read their files through it, so every problem is reported as
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +43,8 @@ class Source:
 
     file: str
     data: Any
+    #: The directory relative paths in it resolve against (None: the working directory).
+    base_dir: str | None = None
     value_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     issues: list[ConfigIssue] = field(default_factory=list)
@@ -163,15 +168,72 @@ def parse_config(text: str, file: str, environ: Mapping[str, str] | None = None)
     return source
 
 
-def add_validation_issues(source: Source, exc: ValidationError, prefix: Path_ = ()) -> None:
-    """Position each pydantic error at its key (unknown keys) or value (everything else)."""
+def add_validation_issues(
+    source: Source, exc: ValidationError, prefix: Path_ = (), model: Any = None
+) -> None:
+    """Position each pydantic error at its key (unknown keys) or value (everything else).
+
+    With the validated ``model`` class, an unknown key gets the nearest known one suggested
+    (``unknown key (did you mean 'users_file'?)``).
+    """
     for err in exc.errors(include_url=False):
         path: Path_ = (*prefix, *err["loc"])
         if err["type"] == "extra_forbidden":
-            source.issue(path, "unknown key", at_key=True)
+            hint = _did_you_mean(model, err["loc"]) if model is not None else None
+            source.issue(path, "unknown key" + (f" (did you mean {hint!r}?)" if hint else ""),
+                         at_key=True)  # fmt: skip
             continue
         message = err["msg"]
         message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if err["type"] == "missing":
             message = "required key is missing"
         source.issue(path, message)
+
+
+def _did_you_mean(model: Any, loc: tuple[str | int, ...]) -> str | None:
+    """The known key of ``model`` at ``loc`` nearest to its last part, if one is close."""
+    key = loc[-1] if loc else None
+    known = _fields_at(model, loc[:-1])
+    if not isinstance(key, str) or not known:
+        return None
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _fields_at(model: Any, loc: tuple[str | int, ...]) -> list[str] | None:
+    """The field names of the model found by following ``loc`` from ``model``'s fields
+    (through optional values, lists, tuples and dict values), or None."""
+    current: Any = model
+    parts = list(loc)
+    while True:
+        current = _unwrap(current)
+        fields = getattr(current, "model_fields", None)
+        if not parts:
+            return list(fields) if isinstance(fields, dict) else None
+        part = parts.pop(0)
+        if isinstance(fields, dict):
+            if part not in fields:
+                return None
+            current = fields[part].annotation
+            continue
+        origin, args = typing.get_origin(current), typing.get_args(current)
+        if origin in (list, tuple) and args and isinstance(part, int):
+            current = args[0]
+        elif origin is dict and len(args) == 2:
+            current = args[1]
+        else:
+            return None
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X`` out of ``Annotated[X, ...]`` and ``X | None``."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if hasattr(_unwrap(a), "model_fields")]
+            tp = (models or args)[0]
+        else:
+            return tp

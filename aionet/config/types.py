@@ -9,13 +9,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, ValidationInfo
 
 __all__ = [
+    "BASE_DIR",
     "BindAddr",
     "BindAddress",
+    "ConfigPath",
     "Duration",
     "Size",
     "parse_bind",
@@ -138,3 +141,22 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 BindAddr = Annotated[
     BindAddress, BeforeValidator(parse_bind), PlainSerializer(str, return_type=str)
 ]
+
+
+#: The validation context key naming the directory relative paths resolve against.
+BASE_DIR = "base_dir"
+
+
+def _against_base(value: Path, info: ValidationInfo) -> Path:
+    """A relative path resolved against the config file's directory, as nginx, Postfix and
+    Caddy resolve theirs (``~`` expanded first); unchanged when the config has no file (the
+    embedded default and configs given as dicts: relative to the working directory)."""
+    value = value.expanduser()
+    base = info.context.get(BASE_DIR) if isinstance(info.context, dict) else None
+    if base is None or value.is_absolute():
+        return value
+    return Path(base) / value
+
+
+#: A file or directory named in the config: relative to the config file's directory.
+ConfigPath = Annotated[Path, AfterValidator(_against_base)]

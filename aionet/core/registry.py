@@ -16,6 +16,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, TypeVar
 
+from ..config.types import BASE_DIR
 from ..errors import RegistryError
 from .handler import DatagramHandler, Handler, ProtocolHandler, StreamHandler
 
@@ -79,7 +80,9 @@ def import_from_string(ref: str) -> object:
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise RegistryError(
-                f"cannot import module {module_name!r}: no module named {exc.name!r}"
+                f"cannot import module {module_name!r}: no module named {exc.name!r} "
+                "(references import from the config file's directory, each http listener's "
+                "app_dir and installed packages: put it there, set app_dir, or pip install it)"
             ) from None
         raise RegistryError(f"importing {module_name!r} failed: {exc}") from exc
     except Exception as exc:
@@ -167,7 +170,8 @@ def resolve_listener(listener: ListenerConfig) -> tuple[type[Handler], HandlerOp
     carried = listener._handler
     if carried is None:
         cls = resolve(listener.protocol)
-        carried = (cls, cls.Options.model_validate(listener.options))
+        context = {BASE_DIR: listener._base_dir}  # its relative paths: the config file's
+        carried = (cls, cls.Options.model_validate(listener.options, context=context))
         listener._handler = carried
     handler: tuple[type[Handler], HandlerOptions] = carried
     return handler

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from ..config.types import Duration, parse_duration
+from ..config.types import ConfigPath, Duration, parse_duration
 from ..core.handler import DatagramHandler, HandlerOptions, StreamHandler
 from ..proto.dns import (
     MAX_TTL,
@@ -55,6 +54,8 @@ from ..proto.dns import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..core.handler import Connection, Services
 
 __all__ = ["DnsHandler", "DnsOptions"]
@@ -110,7 +111,7 @@ class ZoneSpec(HandlerOptions):
     soa: SoaSpec | None = None
     ns: list[str] | None = None
     records: list[RecordSpec] = Field(default_factory=list)
-    zone_file: Path | None = None
+    zone_file: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

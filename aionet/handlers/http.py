@@ -25,12 +25,11 @@ import asyncio
 import contextlib
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..config.types import Duration, Size
+from ..config.types import ConfigPath, Duration, Size
 from ..core.handler import HandlerOptions, ProtocolHandler
 from ..core.logging import get_logger
 from ..core.registry import import_callable_option, import_from_string
@@ -52,7 +51,9 @@ __all__ = ["HttpHandler"]
 def _importable(value: str | None, info: ValidationInfo) -> str | None:
     """Check that ``pkg.module:attr`` imports to a callable (so ``aionet check`` reports it).
 
-    ``app_dir`` is put at the front of ``sys.path`` first, as uvicorn's ``--app-dir`` is.
+    ``app_dir`` is put at the front of ``sys.path`` first, as uvicorn's ``--app-dir`` is (the
+    config loader has put every listener's there already, and the config file's directory, so
+    what a reference imports does not depend on the order of the listeners).
     """
     if value is None:
         return None
@@ -70,11 +71,12 @@ def _prepend_path(directory: str) -> None:
 class HttpOptions(HandlerOptions):
     """``listener.options`` of an ``http`` listener."""
 
-    #: Prepended to ``sys.path`` before ``app``/``wsgi`` are imported (relative to the cwd).
-    app_dir: Path | None = Path(".")
+    #: Prepended to ``sys.path`` before ``app``/``wsgi`` are imported (relative to the config
+    #: file's directory, which is on it anyway).
+    app_dir: ConfigPath | None = None
     app: str | None = None
     wsgi: str | None = None
-    static_dir: Path | None = None
+    static_dir: ConfigPath | None = None
     root_path: str = ""
     lifespan: Literal["auto", "on", "off"] = "auto"
     wsgi_threads: int = Field(default=16, ge=1, le=1024)

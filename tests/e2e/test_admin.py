@@ -192,11 +192,12 @@ def test_post_reload_rereads_the_file(daemon: Any, tmp_path: Path) -> None:
 
 
 def test_aionet_token_prints_a_token_and_its_hash() -> None:
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "aionet", "token", "--role", "admin", "--name", "ci"],
         capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
-    token, entry = out[0], out[-1]
-    assert len(token) >= 40
+    )  # fmt: skip
+    token = done.stdout.removesuffix("\n")  # TOKEN=$(aionet token) gets the token alone
+    entry = done.stderr.splitlines()[-1]
+    assert len(token) >= 40 and "\n" not in token and " " not in token
     assert entry == f"- {{name: ci, role: admin, sha256: {hash_token(token)}}}"
     assert json.dumps(entry)  # one line of YAML flow mapping

@@ -310,7 +310,10 @@ def test_corrupt_users_file_fails_start_up_with_its_position(tmp_path: Path) -> 
     users = tmp_path / "users.yaml"
     users.write_text("users:\n  bob:\n    password_hash: nope\n    roles: [admin]\n")
     config = tmp_path / "c.yaml"
-    config.write_text(f"auth: {{users_file: {users}}}\nlisteners: []\n")
+    config.write_text(
+        f"auth: {{users_file: {users}}}\n"
+        "listeners: [{name: e, protocol: echo, bind: '127.0.0.1:0'}]\n"
+    )
     result = run_aionet("run", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"{users}:3:20: users.bob.password_hash: ")

@@ -321,7 +321,7 @@ def test_config_errors_point_at_the_record(tmp_path: Path) -> None:
     col = text[11].index("bad.zone") + 1
     assert lines[1].startswith(
         f"{config}:12:{col}: listeners[0].options.zones.other.test.zone_file: "
-        "zone file bad.zone:4: "
+        f"zone file {tmp_path / 'bad.zone'}:4: "  # relative to the config file's directory
     )
 
 

@@ -136,7 +136,9 @@ def test_bad_app_reference_is_a_positioned_config_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == (
         f"{path}:7:12: listeners[0].options.app: cannot import module 'no_such_module_xyz': "
-        "no module named 'no_such_module_xyz'\n"
+        "no module named 'no_such_module_xyz' (references import from the config file's "
+        "directory, each http listener's app_dir and installed packages: put it there, set "
+        "app_dir, or pip install it)\n"
     )
 
 

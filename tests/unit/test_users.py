@@ -230,10 +230,14 @@ TRUNCATED = "$argon2id$v=19$m=8192,t=1,p=1$c2E$aGFzaA"
             ["u.yaml:3:1: YAML syntax error: expected the node content, but found '<stream end>'"],
             id="yaml-syntax",
         ),
-        pytest.param("usres: {}\n", ["u.yaml:1:1: usres: unknown key"], id="unknown-top-key"),
+        pytest.param(
+            "usres: {}\n",
+            ["u.yaml:1:1: usres: unknown key (did you mean 'users'?)"],
+            id="unknown-top-key",
+        ),
         pytest.param(
             f"users:\n  alice:\n    password_hash: {HASH}\n    role: [a]\n",
-            ["u.yaml:4:5: users.alice.role: unknown key"],
+            ["u.yaml:4:5: users.alice.role: unknown key (did you mean 'roles'?)"],
             id="unknown-user-key",
         ),
         pytest.param(

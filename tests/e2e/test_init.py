@@ -1,0 +1,125 @@
+"""``aionet init DIR`` → ``aionet run -c DIR/aionet.yaml``: a first user's lab, driven by
+clients nobody here wrote — smtplib, poplib (STLS), curl over FTPS, dig, and an HTTP client.
+
+The lab is used as written, but for its ports: they become ephemeral (a developer may have
+aionet running on the default ones)."""
+
+from __future__ import annotations
+
+import poplib
+import re
+import shutil
+import smtplib
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import run_aionet
+
+PORTS = ("7007", "8080", "8053", "8025", "8110", "8021", "9090")
+
+
+def _init(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    lab = tmp_path / "lab"
+    done = run_aionet("init", str(lab))
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"user (\S+), password (\S+)", done.stdout)
+    token = re.search(r"admin viewer token (\S+)", done.stdout)
+    assert found and token, done.stdout
+    assert found.group(2) not in (lab / "users.yaml").read_text()  # only a hash is stored
+    config = lab / "aionet.yaml"
+    text = config.read_text()
+    for port in PORTS:
+        text = text.replace(f':{port}"', ':0"')
+    config.write_text(text.replace('"50000-50099"', '"0"'))
+    return lab, {"user": found.group(1), "password": found.group(2), "token": token.group(1)}
+
+
+def test_init_refuses_a_directory_in_use_unless_forced(tmp_path: Path) -> None:
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "notes.txt").write_text("mine")
+    refused = run_aionet("init", str(tmp_path / "lab"))
+    assert refused.returncode == 1 and "not empty" in refused.stderr
+    assert sorted(p.name for p in (tmp_path / "lab").iterdir()) == ["notes.txt"]
+    assert run_aionet("init", str(tmp_path / "lab"), "--force").returncode == 0
+    assert (tmp_path / "lab" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "lab" / "aionet.yaml").exists()
+
+
+@pytest.mark.tool("curl")
+@pytest.mark.tool("dig")
+def test_a_lab_serves_mail_ftps_dns_and_http(daemon: Any, tmp_path: Path) -> None:
+    for tool in ("curl", "dig"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian packages curl, dnsutils)")
+    lab, secrets = _init(tmp_path)
+    user, password = secrets["user"], secrets["password"]
+    d = daemon(None, "-c", str(lab / "aionet.yaml"), "--log-level", "info")
+    tls = ssl.create_default_context(cafile=str(lab / "tls" / "cert.pem"))
+
+    # A mail sent with smtplib (STARTTLS) is read back with poplib (STLS).
+    with smtplib.SMTP(*d.address("smtp"), timeout=10) as smtp:
+        smtp.starttls(context=tls)
+        smtp.sendmail("friend@example.test", [f"{user}@localhost"], "Subject: hi\r\n\r\nhello lab")
+    pop = poplib.POP3(*d.address("pop3"), timeout=10)
+    pop.stls(context=tls)
+    pop.user(user)
+    pop.pass_(password)
+    assert pop.stat()[0] == 1
+    assert b"hello lab" in b"\n".join(pop.retr(1)[1])
+    pop.quit()
+
+    # A file put and got over FTPS (AUTH TLS, PROT P) with curl.
+    port = d.address("ftp")[1]
+    (tmp_path / "up.txt").write_text("to the lab and back")
+    common = ["curl", "-sS", "--ssl-reqd", "--cacert", str(lab / "tls" / "cert.pem"),
+              "--user", f"{user}:{password}", "--max-time", "20"]  # fmt: skip
+    url = f"ftp://localhost:{port}/up.txt"
+    subprocess.run([*common, "-T", str(tmp_path / "up.txt"), url], check=True, timeout=30)
+    got = subprocess.run([*common, url], check=True, capture_output=True, text=True, timeout=30)
+    assert got.stdout == "to the lab and back"
+
+    # dig gets the zone's answer; the site and the admin's metrics (viewer token) answer.
+    dns_host, dns_port = d.address("dns", "udp")
+    answer = subprocess.run(
+        ["dig", "+short", "+time=3", "+tries=1", f"@{dns_host}", "-p", str(dns_port),
+         "www.aionet.test"], check=True, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert answer.stdout == "127.0.0.1\n"
+    web = httpx.get("http://{}:{}/".format(*d.address("http")), timeout=10)
+    assert web.status_code == 200 and "aionet lab" in web.text
+    admin = "http://{}:{}/metrics".format(*d.address("admin"))
+    metrics = httpx.get(admin, headers={"Authorization": f"Bearer {secrets['token']}"})
+    assert metrics.status_code == 200
+    accepted = 'aionet_smtp_messages_accepted_total{listener="smtp"} 1.0'
+    assert accepted in metrics.text.splitlines()
+
+
+def test_version_flag_and_an_empty_listener_list(tmp_path: Path) -> None:
+    from aionet import __version__
+
+    version = run_aionet("--version")
+    assert (version.returncode, version.stdout) == (0, f"aionet {__version__}\n")
+    (tmp_path / "empty.yaml").write_text("listeners: []\n")
+    empty = run_aionet("check", "-c", str(tmp_path / "empty.yaml"))
+    assert empty.returncode == 2
+    assert empty.stderr.startswith(f"{tmp_path / 'empty.yaml'}:1:12: listeners: no listeners")
+
+
+def test_unknown_keys_get_the_nearest_known_one(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "auth: {user_file: u.yaml}\n"
+        "listeners:\n"
+        "  - {name: e, protocol: echo, bind: '127.0.0.1:0', limits: {max_conections: 3}}\n"
+    )
+    done = run_aionet("check", "-c", "c.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "c.yaml:1:8: auth.user_file: unknown key (did you mean 'users_file'?)",
+        "c.yaml:3:61: listeners[0].limits.max_conections: unknown key "
+        "(did you mean 'max_connections'?)",
+    ]
