@@ -31,9 +31,11 @@ from ._reload import _Reloads
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ...auth.users import UserStore
     from ...config.models import Config
     from ..handler import Handler
     from ..metrics import Sample
+    from ..tls import TlsStore
 
 __all__ = ["LockoutPeers", "Server"]
 
@@ -70,6 +72,8 @@ class Server(_Reloads):
         *,
         after_bind: Callable[[], None] | None = None,
         notifier: Notifier | None = None,
+        tls: TlsStore | None = None,
+        users: UserStore | None = None,
     ) -> None:
         self.config = config
         #: Called by ``start()`` once every socket is bound, before any handler starts (the
@@ -81,8 +85,11 @@ class Server(_Reloads):
         self.config_path = config_path
         self.manager = ConnectionManager(config.server.limits)
         self.handlers = {}
-        self.users = None
-        self.tls = None
+        #: The user and TLS stores. ``aionet run`` hands in the ones ``preflight`` loaded
+        #: (``Checked.users``, ``Checked.tls``); ``start()`` loads what the config names and
+        #: was not handed in. A reload re-reads them.
+        self.users = users
+        self.tls = tls
         self.portal = None
         self.listeners = {}
         self.ready = asyncio.Event()

@@ -106,14 +106,20 @@ class _Setup:
         return True
 
     def _load_stores(self) -> None:
-        """The shared user store and portal (ConfigError with FILE:LINE:COL if corrupt), and
-        the TLS store (TlsError)."""
+        """The stores the config names that were not handed in (``preflight`` loaded them for
+        ``aionet run``), and the auth portal over the user store.
+
+        Raises:
+            ConfigError: the users file is corrupt (FILE:LINE:COL).
+            TlsError: a certificate does not load.
+        """
         auth = self.config.auth
-        if auth.users_file is not None:
+        if self.users is None and auth.users_file is not None:
             # The daemon never rewrites the operator's users file (no rehash on login).
             self.users = UserStore.load(auth.users_file, rehash_on_login=False)
+        if self.users is not None:
             self.portal = Portal(self.users, auth.throttle)
-        if self.config.tls.certificates:
+        if self.tls is None and self.config.tls.certificates:
             self.tls = TlsStore(self.config.tls.certificates)
 
     def _build_handlers(self) -> None:
