@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from .config.models import Config
+    from .core.preflight import Checked
     from .core.privileges import Daemon
 
 __all__ = ["main"]
@@ -213,7 +214,9 @@ def _print_config_error(exc: ConfigError) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exactly what ``aionet run`` checks before it binds (``preflight``), then stop."""
-    config = preflight(args.config)
+    checked = preflight(args.config)
+    checked.close()  # nothing is served: the stores were loaded only to check them
+    config = checked.config
     name = args.config or DEFAULT_CONFIG_NAME
     n = len(config.listeners)
     print(f"{name}: ok ({n} listener{'' if n == 1 else 's'})")
@@ -246,7 +249,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .core.privileges import Daemon, PrivilegeError
     from .core.supervisor import Supervisor, worker_info
 
-    config = preflight(args.config)  # the checks ``aionet check`` runs: a config error exits 2
+    def configure(config: Config) -> None:  # before the files load: what they log is logged
+        configure_logging(
+            args.log_format or config.logging.format, args.log_level or config.logging.level
+        )
+
+    # The checks ``aionet check`` runs (a config error exits 2); what they load is served.
+    checked = preflight(args.config, before_files=configure)
+    config = checked.config
     workers = args.workers if args.workers is not None else config.server.workers
     if workers < 1:
         print("aionet: --workers must be at least 1", file=sys.stderr)
@@ -262,9 +272,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PrivilegeError as exc:
         print(f"aionet: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(
-        args.log_format or config.logging.format, args.log_level or config.logging.level
-    )
     if info is None and workers > 1:
         unix = [lc.name for lc in config.listeners if lc.bind.kind == "unix"]
         if unix:
@@ -284,6 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             passed += ["--log-level", args.log_level]
         if args.allow_root:
             passed.append("--allow-root")
+        checked.close()  # each worker runs this command: its own preflight, its own stores
         supervisor = Supervisor(config, args.config, passed, daemon)
         try:
             return asyncio.run(supervisor.run())
@@ -291,12 +299,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             daemon.cleanup()
     try:
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
-            return runner.run(_serve(config, args.config, daemon))
+            return runner.run(_serve(checked, args.config, daemon))
     finally:
         daemon.cleanup()
 
 
-async def _serve(config: Config, path: str | None = None, daemon: Daemon | None = None) -> int:
+async def _serve(checked: Checked, path: str | None = None, daemon: Daemon | None = None) -> int:
     from .core.server import Server
     from .core.supervisor import (
         PeerLockouts,
@@ -310,11 +318,14 @@ async def _serve(config: Config, path: str | None = None, daemon: Daemon | None 
 
     info = worker_info()
     transform = worker_transform(info) if info is not None else None
+    config = checked.config
     server = Server(
-        transform(config) if transform else config,
+        transform(config) if transform else config,  # ports and SO_REUSEPORT: same stores
         path,
         after_bind=daemon.after_bind if daemon is not None else None,
         notifier=Notifier.from_env(),  # a worker's environment has no NOTIFY_SOCKET
+        tls=checked.tls,  # loaded by preflight: not loaded again
+        users=checked.users,
     )
     server.config_transform = transform
     peers: PeerSamples | None = None

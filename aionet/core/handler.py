@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
     from ..auth.portal import Portal
     from ..auth.users import UserStore
-    from .connections import ConnectionManager, ConnectionRecord
+
+    # Where they live, not the face: the face re-exports StreamProtocol, which imports this.
+    from .connections._manager import ConnectionManager, ConnectionRecord
     from .samples import Sample
     from .starttls import PlaintextBuffer
     from .tls import TlsStore

@@ -8,10 +8,15 @@ for the server, never validated again), bind collisions per transport, and — i
 file the server would load at start: certificates (and client CAs), the users file, and what
 each handler's ``preflight()`` names (``static_dir``...). Every problem is reported at once as
 ``FILE:LINE:COL: key.path: message``.
+
+What the check loads is what the server uses: ``preflight()`` returns a ``Checked`` (the
+config, the TLS store with each listener's contexts, the user store), and ``aionet run`` hands
+it to the ``Server``, which loads only what it was not given. A SIGHUP reload reads them anew.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -33,11 +38,12 @@ from .tls import TlsError, TlsStore
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ..config.models import Config, ListenerConfig
 
 __all__ = [
+    "Checked",
     "config_from_dict",
     "load_config",
     "load_config_text",
@@ -70,9 +76,38 @@ def config_from_dict(data: Mapping[str, Any], file: str = "<dict>") -> Config:
     return _checked(source_from_dict(data, file))
 
 
-def preflight(path: str | os.PathLike[str] | None = None) -> Config:
+@dataclass(frozen=True)
+class Checked:
+    """What ``preflight`` checked and loaded, for the ``Server`` to use rather than load again.
+
+    Attributes:
+        config: the validated config (every listener's handler options resolved).
+        tls: the certificates (``tls.certificates``), with the contexts of every listener's
+            ``tls:`` built; None when the config names none.
+        users: the user store (``auth.users_file``); None when the config names none.
+    """
+
+    config: Config
+    tls: TlsStore | None = None
+    users: UserStore | None = None
+
+    def close(self) -> None:
+        """Release what was loaded, for a caller that will not serve it (``aionet check``)."""
+        if self.users is not None:
+            self.users.close()
+
+
+def preflight(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    before_files: Callable[[Config], None] | None = None,
+) -> Checked:
     """Everything ``aionet run`` checks before it binds, and all ``aionet check`` does:
-    ``load_config`` plus every file the server loads at start.
+    ``load_config`` plus loading every file the server loads at start.
+
+    ``before_files(config)`` is called once the config is valid, before any file is loaded:
+    ``aionet run`` configures logging there, so that what loading logs (a users file others
+    may read) goes where the config says.
 
     Raises:
         ConfigError: anything is wrong; a file that cannot be loaded is positioned at the key
@@ -80,9 +115,15 @@ def preflight(path: str | os.PathLike[str] | None = None) -> Config:
     """
     source = read_source(path)
     config = _checked(source)
-    check_files(source, config)
-    source.raise_issues()
-    return config
+    if before_files is not None:
+        before_files(config)
+    checked = check_files(source, config)
+    try:
+        source.raise_issues()
+    except ConfigError:
+        checked.close()
+        raise
+    return checked
 
 
 def resolve_config(config: Config) -> None:
@@ -190,24 +231,25 @@ def _collides(a: _Key, b: _Key) -> bool:
 # -- files -------------------------------------------------------------------------------------
 
 
-def check_files(source: Source, config: Config) -> None:
-    """Load every file the server loads at start; each failure becomes an issue of ``source``."""
+def check_files(source: Source, config: Config) -> Checked:
+    """Load every file the server loads at start; each failure becomes an issue of ``source``.
+    Returns what loaded (a store whose files failed is None)."""
     store = _check_certificates(source, config)
     for i, lc in enumerate(config.listeners):
         if lc.tls is not None and store is not None:
             try:
-                store.listener(lc.tls)  # client_ca
+                store.listener(lc.tls)  # client_ca; the store keeps it for the server
             except TlsError as exc:
                 source.issue(("listeners", i, "tls"), str(exc))
         cls, options = resolve_listener(lc)
         for path, message in cls.preflight(options):
             source.issue(("listeners", i, "options", *path), message)
-    _check_users(source, config)
+    return Checked(config, store, _check_users(source, config))
 
 
 def _check_certificates(source: Source, config: Config) -> TlsStore | None:
-    """A scratch ``TlsStore`` of the certificates (None if one does not load: then each is
-    loaded alone, to position the error at the entry that failed)."""
+    """The ``TlsStore`` of the certificates (None if one does not load: then each is loaded
+    alone, to position the error at the entry that failed)."""
     certificates = config.tls.certificates
     if not certificates:
         return None
@@ -226,15 +268,18 @@ def _check_certificates(source: Source, config: Config) -> TlsStore | None:
     return None
 
 
-def _check_users(source: Source, config: Config) -> None:
+def _check_users(source: Source, config: Config) -> UserStore | None:
+    """The user store as the server loads it (None if there is none, or it does not load)."""
     users_file = config.auth.users_file
     if users_file is None:
-        return
+        return None
     try:
-        UserStore.load(users_file, rehash_on_login=False).close()
+        # The daemon never rewrites the operator's users file (no rehash on login).
+        return UserStore.load(users_file, rehash_on_login=False)
     except ConfigError as exc:
         for issue in exc.issues:
             if issue.path == "" and issue.message.startswith("cannot read users file"):
                 source.issue(("auth", "users_file"), issue.message)  # at the key naming it
             else:
                 source.issues.append(issue)  # the users file's own FILE:LINE:COL
+        return None

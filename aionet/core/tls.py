@@ -81,7 +81,9 @@ class TlsStore:
         self._certs: dict[str, _Cert] = {}
         for config in certificates:
             self._certs[config.name] = _Cert(config, _check_pair(config))
-        self._listeners: list[ListenerTls] = []
+        #: One ``ListenerTls`` per distinct settings: built once (``preflight`` checks a
+        #: listener's by building it; the server then uses that one), reloaded together.
+        self._listeners: dict[ListenerTlsConfig, ListenerTls] = {}
 
     def names(self) -> list[str]:
         return list(self._certs)
@@ -92,7 +94,16 @@ class TlsStore:
         return self.listener(ListenerTlsConfig(certificates=(name,), alpn=alpn)).context
 
     def listener(self, settings: ListenerTlsConfig) -> ListenerTls:
-        """A ``ListenerTls`` for ``settings``; its certificate names must exist."""
+        """The ``ListenerTls`` for ``settings``, built on first use and kept (so the store
+        holds one per distinct settings however often a reload asks); its certificate names
+        must exist.
+
+        Raises:
+            TlsError: an unknown certificate name, or a file (``client_ca``) does not load.
+        """
+        built = self._listeners.get(settings)
+        if built is not None:
+            return built
         missing = [n for n in settings.certificates if n not in self._certs]
         if missing:
             raise TlsError(f"unknown certificate {missing[0]!r} (known: {', '.join(self._certs)})")
@@ -101,7 +112,7 @@ class TlsStore:
         result = ListenerTls(settings, default, by_cert)
         if len(by_cert) > 1:
             default.sni_callback = self._sni_callback(result)
-        self._listeners.append(result)
+        self._listeners[settings] = result
         return result
 
     def _context(self, name: str, settings: ListenerTlsConfig) -> ssl.SSLContext:
@@ -144,7 +155,7 @@ class TlsStore:
             TlsError: a new certificate/key pair is broken; nothing was changed.
         """
         fresh = {name: _check_pair(c.config) for name, c in self._certs.items()}
-        for lt in self._listeners:
+        for lt in self._listeners.values():
             for name, ctx in lt.by_cert.items():
                 _load(ctx, self._certs[name].config)
         for name, names in fresh.items():

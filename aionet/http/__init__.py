@@ -2,8 +2,10 @@
 
 Layout (the framing rules themselves are sans-IO, in ``aionet.proto.http``):
 
-* ``protocol.py`` — ``HttpProtocol``, the ``asyncio.Protocol``: parser callbacks, pipelining
-  queue, flow control, timeouts, strict-framing refusals, drain, the upgrade seam.
+* ``protocol.py`` — ``HttpProtocol``, the ``asyncio.Protocol``: its state, the callbacks and
+  the upgrade seam; one base per concern in private modules: ``_reading.py`` (parser
+  callbacks, pipelining queue, strict-framing checks), ``_deadlines.py`` (refusals, timeouts,
+  keep-alive, drain), ``_output.py`` (writes, flow control, ``sendfile``).
 * ``cycle.py``    — ``RequestCycle``: one request's ASGI ``receive``/``send``, response
   framing (Content-Length, chunked, HEAD, 100-continue), the access log line.
 * ``state.py``    — ``HttpState``: what every connection of one listener shares (clock, Date,

@@ -1,41 +1,38 @@
-"""Listeners: one bound endpoint each (TCP over IPv4/IPv6, UDP, unix stream or datagram).
+"""Stream endpoints (TCP over IPv4/IPv6, unix stream sockets) and their accept loop.
 
-A listener binds its own sockets (so it controls ``SO_REUSEADDR``/``SO_REUSEPORT``, the
-backlog, ``IPV6_V6ONLY`` and stale unix socket files), hands them to the event loop, and reads
-back the bound addresses (port 0 → the ephemeral port). It never speaks a protocol: accepted
-connections go to the connection manager's slot, which admits them and runs the handler.
+aionet owns ``accept()`` (``_AcceptLoop``) instead of using ``loop.create_server``, so that
+everything between the kernel's accept and a protocol's ``connection_made`` happens in one
+place, the same on uvloop and asyncio: access control; a PROXY protocol header, read before any
+byte reaches a protocol (``aionet.proto.proxy`` parses it); a reservation against the caps
+where a TLS handshake or a PROXY header can take seconds; the TLS wrapping itself (the loop's
+SSL layer, with the ``protocol_version`` alert it would drop); and a back-off when accept()
+runs out of descriptors or memory.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import errno
 import functools
-import inspect
 import os
 import socket
-import stat
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from ..errors import StartupError
-from ..proto.proxy import ProxyHeader, ProxyProtocolError, parse_proxy_header
-from .acl import trusted
-from .connections import Reservation, StreamProtocol, format_peer, track
-from .handler import DatagramHandler, ProtocolHandler, StreamHandler
+from ...errors import StartupError
+from ...proto.proxy import ProxyHeader, ProxyProtocolError, parse_proxy_header
+from ..acl import trusted
+from ..connections import Reservation, StreamProtocol, format_peer, track
+from ..handler import ProtocolHandler, StreamHandler
+from ._base import Listener, Security
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..config.models import ListenerConfig
-    from ..config.types import BindAddress
-    from .acl import AccessControl, IPNetwork
-    from .connections import ListenerSlot
-    from .tls import ListenerTls
+    from ...config.models import ListenerConfig
+    from ..connections import ListenerSlot
 
-__all__ = ["DatagramListener", "Listener", "Security", "StreamListener", "build_listeners"]
+__all__ = ["ACCEPT_BACKOFF", "ACCEPT_CAPACITY_ERRNOS", "PROTOCOL_VERSION_ALERT", "StreamListener"]
 
 #: accept() errors that mean "out of resources": log, back off, retry (never crash, never spin).
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -44,77 +41,6 @@ ACCEPT_BACKOFF = 0.1
 #: TLS versions below the listener's minimum. OpenSSL writes it, but asyncio's and uvloop's SSL
 #: layers abort the transport without flushing it: the listener sends it itself.
 PROTOCOL_VERSION_ALERT = bytes.fromhex("15030100020246")
-
-
-@dataclass(frozen=True)
-class Security:
-    """What a stream listener checks and wraps at accept: access control, PROXY, TLS."""
-
-    tls: ListenerTls | None = None
-    access: AccessControl | None = None
-    #: Networks a PROXY header is accepted from; None when the listener does not use PROXY.
-    proxies: tuple[IPNetwork, ...] | None = None
-    proxy_timeout: float = 5.0
-
-
-class Listener(abc.ABC):
-    """Base: a named endpoint with sockets, started and stopped by the Server."""
-
-    transport_name = ""
-
-    def __init__(
-        self, config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
-    ) -> None:
-        self.config = config
-        self.slot = slot
-        self.security = security or Security()
-        self.name = config.name
-        self.sockets: list[socket.socket] = []
-        self.addresses: list[Any] = []
-
-    def describe(self) -> str:
-        return f"listener {self.name!r} ({self.transport_name} {self.config.bind})"
-
-    def retarget(self, slot: ListenerSlot, security: Security) -> None:
-        """Reload: new connections (or datagrams) go to ``slot``'s handler under ``security``;
-        the sockets stay bound and connections already handed over keep their old slot."""
-        self.slot = slot
-        self.security = security
-
-    #: SOCK_STREAM or SOCK_DGRAM: what ``bind()`` creates.
-    sock_type = socket.SOCK_STREAM
-
-    def bind(self) -> None:
-        """Bind the sockets without serving them yet (``start()`` serves; it binds first if
-        this was not called). The Server binds every listener before any handler starts, so
-        privileged ports are bound before root privileges are dropped."""
-        if not self.sockets:
-            self.sockets = self._bind(self.sock_type)
-            self.addresses = [sock.getsockname() for sock in self.sockets]
-
-    @abc.abstractmethod
-    async def start(self) -> None:
-        """Bind (unless ``bind()`` did) and start accepting; ``addresses`` holds the bound
-        addresses after."""
-
-    @abc.abstractmethod
-    async def stop(self) -> None:
-        """Stop accepting. Live connections are left to the manager's drain."""
-
-    def _bind(self, sock_type: int) -> list[socket.socket]:
-        bind = self.config.bind
-        if bind.kind == "unix":
-            return [_bind_unix(bind.path, sock_type, self.describe())]
-        return _bind_inet(bind, sock_type, self.config.reuse_port, self.describe())
-
-    def _cleanup_unix(self) -> None:
-        bind = self.config.bind
-        if bind.kind == "unix":
-            try:
-                if stat.S_ISSOCK(os.stat(bind.path).st_mode):
-                    os.unlink(bind.path)
-            except OSError:
-                pass
 
 
 class StreamListener(Listener):
@@ -398,119 +324,6 @@ class _AcceptLoop:
             self.loop.add_reader(self.sock.fileno(), self._on_readable)
 
 
-class _DatagramProtocol(asyncio.DatagramProtocol):
-    def __init__(
-        self, slot: ListenerSlot, handler: DatagramHandler, access: AccessControl | None = None
-    ) -> None:
-        self.slot = slot
-        self.handler = handler
-        self.access = access
-        self.transport: asyncio.DatagramTransport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast("asyncio.DatagramTransport", transport)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        stats = self.slot.stats
-        stats.datagrams_in += 1
-        stats.bytes_in += len(data)
-        if self.access is not None and isinstance(addr, tuple):
-            reason = self.access.check(addr[0])
-            if reason is not None:  # dropped unanswered, counted like a refused connection
-                stats.refused[reason] += 1
-                return
-        try:
-            reply = self.handler.datagram(data, addr)
-        except Exception as exc:
-            self.slot.handler_error(None, exc)
-            return
-        if inspect.isawaitable(reply):
-            task = asyncio.ensure_future(self._finish(reply, addr))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        elif reply is not None:
-            self._send(reply, addr)
-
-    async def _finish(self, pending: Any, addr: Any) -> None:
-        try:
-            reply = await pending
-        except Exception as exc:
-            self.slot.handler_error(None, exc)
-            return
-        if reply is not None:
-            self._send(reply, addr)
-
-    def _send(self, reply: bytes, addr: Any) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        self.transport.sendto(reply, addr)
-        self.slot.stats.datagrams_out += 1
-        self.slot.stats.bytes_out += len(reply)
-
-    def error_received(self, exc: Exception) -> None:
-        self.slot.log.debug("datagram_error", error=repr(exc))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-class DatagramListener(Listener):
-    """UDP (v4/v6) or unix datagram endpoint, for DatagramHandler."""
-
-    transport_name = "udp"
-    sock_type = socket.SOCK_DGRAM
-
-    def __init__(
-        self, config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
-    ) -> None:
-        super().__init__(config, slot, security)
-        self._transports: list[asyncio.DatagramTransport] = []
-        self._protocols: list[_DatagramProtocol] = []
-        if config.bind.kind == "unix":
-            self.transport_name = "unix-dgram"
-
-    def retarget(self, slot: ListenerSlot, security: Security) -> None:
-        super().retarget(slot, security)
-        handler = slot.handler
-        assert isinstance(handler, DatagramHandler)
-        for proto in self._protocols:
-            proto.slot, proto.handler, proto.access = slot, handler, security.access
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        handler = self.slot.handler
-        assert isinstance(handler, DatagramHandler)
-        self.bind()
-        try:
-            for sock in self.sockets:
-                proto = _DatagramProtocol(self.slot, handler, self.security.access)
-                transport, _ = await loop.create_datagram_endpoint(_returning(proto), sock=sock)
-                self._transports.append(transport)
-                self._protocols.append(proto)
-        except BaseException:
-            await self.stop()
-            raise
-        self.addresses = [sock.getsockname() for sock in self.sockets]
-
-    async def stop(self) -> None:
-        for transport in self._transports:
-            transport.close()
-        for proto in self._protocols:
-            for task in list(proto.tasks):
-                task.cancel()
-        if self._protocols:  # the loop closes its socket (uvloop: a dup) only after this
-            await asyncio.wait([p.closed for p in self._protocols], timeout=5)
-        self._transports.clear()
-        self._protocols.clear()
-        for sock in self.sockets:
-            sock.close()
-        self.sockets = []
-        self._cleanup_unix()
-
-
 def _reserved(
     factory: Callable[[], asyncio.BaseProtocol], reservation: Reservation
 ) -> Callable[[], asyncio.BaseProtocol]:
@@ -544,93 +357,3 @@ async def _read_proxy_header(loop: asyncio.AbstractEventLoop, conn: socket.socke
             conn.recv(header.length)
             return header
         await asyncio.sleep(0.01)  # part of a header: the socket stays readable, so wait a bit
-
-
-def _returning(proto: _DatagramProtocol) -> Callable[[], _DatagramProtocol]:
-    return lambda: proto
-
-
-def build_listeners(
-    config: ListenerConfig, slot: ListenerSlot, security: Security | None = None
-) -> list[Listener]:
-    """The listeners a handler needs: stream, datagram, or both (a DNS-style handler)."""
-    handler = slot.handler
-    out: list[Listener] = []
-    if isinstance(handler, StreamHandler | ProtocolHandler):
-        out.append(StreamListener(config, slot, security))
-    if isinstance(handler, DatagramHandler):
-        out.append(DatagramListener(config, slot, security))
-    return out
-
-
-# -- binding -------------------------------------------------------------------------------------
-
-
-def _bind_inet(
-    bind: BindAddress, sock_type: int, reuse_port: bool, what: str
-) -> list[socket.socket]:
-    host = bind.host or None
-    if host in ("*",):
-        host = None
-    try:
-        infos = socket.getaddrinfo(
-            host, bind.port, type=sock_type, flags=socket.AI_PASSIVE | socket.AI_ADDRCONFIG
-        )
-    except socket.gaierror as exc:
-        raise StartupError(f"{what}: cannot resolve {bind.host!r}: {exc.strerror}") from None
-    seen: set[tuple[Any, ...]] = set()
-    sockets: list[socket.socket] = []
-    try:
-        for family, stype, proto, _, sockaddr in infos:
-            if (family, sockaddr) in seen:
-                continue
-            seen.add((family, sockaddr))
-            sock = socket.socket(family, stype, proto)
-            sockets.append(sock)
-            if sock_type == socket.SOCK_STREAM:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(sockaddr)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        raise StartupError(f"{what}: cannot bind: {exc.strerror or exc}") from None
-    return sockets
-
-
-def _bind_unix(path: str, sock_type: int, what: str) -> socket.socket:
-    _remove_stale_unix_socket(path, sock_type, what)
-    sock = socket.socket(socket.AF_UNIX, sock_type)
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"{what}: cannot bind: {exc.strerror or exc}") from None
-    return sock
-
-
-def _remove_stale_unix_socket(path: str, sock_type: int, what: str) -> None:
-    """Unlink a socket file left by a dead process; refuse if something live owns it."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StartupError(f"{what}: cannot use {path}: {exc.strerror}") from None
-    if not stat.S_ISSOCK(mode):
-        raise StartupError(f"{what}: {path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, sock_type)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)  # stale: nobody is listening
-        return
-    except OSError:
-        os.unlink(path)
-        return
-    finally:
-        probe.close()
-    raise StartupError(f"{what}: cannot bind: {path} is in use by a running server")

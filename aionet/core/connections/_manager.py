@@ -1,9 +1,9 @@
-"""The connection manager: one per process, shared by every listener.
+"""The live table: connection records, listener slots, the manager, reservations.
 
-It admits or refuses each new connection (global, per-listener and per-IP caps), keeps the live
-table (id → record), closes idle connections with one periodic sweep, counts what happened, and
-drives drain: refuse new connections, wait on an event that fires at zero connections, abort the
-rest.
+The manager admits or refuses each new connection (global, per-listener and per-IP caps), keeps
+the live table (id → record), closes idle connections with one periodic sweep, counts what
+happened, and drives drain: refuse new connections, wait on an event that fires at zero
+connections, abort the rest.
 
 Costs on the hot path are kept to what the numbers need: admission is a few integer compares
 and a dict insert in ``connection_made``; per read, a protocol adds to two integers and copies a
@@ -15,6 +15,9 @@ handshake or a header can take seconds, the listener takes a ``Reservation`` at 
 same counters a live connection holds) and ``admit`` turns it into the record, so silent
 clients cannot hold more sockets than the caps allow. A plain listener admits in
 ``connection_made``, in the same loop iteration as the accept.
+
+The four classes name each other (a record's slot, a slot's manager, the manager's records, a
+reservation's slot), so they live together; what does not need them is beside this module.
 """
 
 from __future__ import annotations
@@ -24,31 +27,25 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
-from .counting import CountingTransport
-from .handler import Connection, LineTooLong
+from ._counters import Clock, ListenerStats, decrement, format_peer
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from ..config.models import Limits
-    from .handler import Handler, StreamHandler
+    from ...config.models import Limits
+    from ..handler import Handler
 
 __all__ = [
-    "Clock",
+    "HALF_CLOSE_TIMEOUT",
+    "IDLE_CLOSE_GRACE",
     "ConnectionManager",
     "ConnectionRecord",
-    "CountingTransport",
     "ListenerSlot",
-    "ListenerStats",
     "Reservation",
-    "StreamProtocol",
-    "Tracked",
-    "track",
 ]
 
 _log = structlog.get_logger("aionet.core")
@@ -62,53 +59,6 @@ IDLE_CLOSE_GRACE = 5.0
 #: something is written to it, so a protocol that neither writes nor closes after EOF would
 #: otherwise hold the socket in CLOSE-WAIT, counted as live, until the idle timeout.
 HALF_CLOSE_TIMEOUT = 5.0
-
-
-class Clock:
-    """A coarse monotonic clock: ``now`` is refreshed by the sweep, read for free on hot paths."""
-
-    __slots__ = ("now",)
-
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def tick(self) -> float:
-        self.now = time.monotonic()
-        return self.now
-
-
-class ListenerStats:
-    """Counters for one listener; the metrics endpoint exposes them."""
-
-    __slots__ = (
-        "accepted",
-        "bytes_in",
-        "bytes_out",
-        "closed",
-        "datagrams_in",
-        "datagrams_out",
-        "handler_errors",
-        "idle_closed",
-        "refused",
-        "tls_failures",
-    )
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.tls_failures = 0
-        self.closed = 0
-        self.idle_closed = 0
-        self.handler_errors = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.datagrams_in = 0
-        self.datagrams_out = 0
-        self.refused: Counter[str] = Counter()
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
-        out["refused"] = dict(self.refused)
-        return out
 
 
 class ConnectionRecord:
@@ -187,13 +137,6 @@ class ConnectionRecord:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
         }
-
-
-def format_peer(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = peer[0]
-        return f"[{host}]:{peer[1]}" if ":" in str(host) else f"{host}:{peer[1]}"
-    return str(peer) if peer else "unix"
 
 
 class ListenerSlot:
@@ -284,21 +227,6 @@ class ListenerSlot:
         self.stats.handler_errors += 1
         log = rec.bind_log() if rec is not None else self.log
         log.error("handler_error", error=repr(exc), exc_info=exc)
-
-    async def serve_stream(self, conn: Connection, handler: StreamHandler) -> None:
-        """Run ``handler.handle(conn)``; whatever happens, the connection is closed after."""
-        try:
-            await handler.handle(conn)
-        except asyncio.CancelledError:
-            pass  # aborted by the core (drain deadline, idle grace); the finally closes
-        except LineTooLong as exc:  # the client's fault, not the handler's
-            conn.log.info("line_too_long", limit=exc.limit)
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            conn.log.debug("connection_error", error=repr(exc))
-        except Exception as exc:
-            self.handler_error(conn._record, exc)
-        finally:
-            conn.writer.close()
 
 
 class ConnectionManager:
@@ -544,242 +472,3 @@ class Reservation:
             manager = self.slot.manager
             manager.reserved -= 1
             manager._uncount(self.slot, self.ip)
-
-
-def decrement(counts: dict[str, int], key: str) -> None:
-    """One less of ``key`` in a table of counts (the key goes at zero, so tables stay small)."""
-    left = counts.get(key, 0) - 1
-    if left > 0:
-        counts[key] = left
-    else:
-        counts.pop(key, None)
-
-
-# -- protocol tracking ---------------------------------------------------------------------------
-
-
-class Tracked:
-    """Marker base for protocols that do their own tracking inline (aionet's hot paths).
-
-    Such a protocol must, in ``connection_made``, set ``self._aionet_rec`` to
-    ``self._aionet_slot.admit(transport)`` and do nothing more when that is None (refused);
-    per read, add to ``rec.bytes_in`` and copy ``rec.clock.now`` to ``rec.last_active``; and
-    in ``connection_lost`` call ``rec.release()`` once. ``EchoProtocol`` is the model. Every
-    other protocol gets the same behaviour from ``track()`` without writing any of it.
-    """
-
-    if not TYPE_CHECKING:  # adds no instance dict; mypy still sees the attributes
-        __slots__ = ()
-    _aionet_slot: ListenerSlot
-    _aionet_rec: ConnectionRecord | None
-    _aionet_peer: Any  # set by the listener when a PROXY header named the real client
-
-
-def _tracked_subclass(cls: type, foreign: bool = True) -> type:
-    """A direct subclass of ``cls`` whose callbacks put it under the connection manager.
-
-    ``connection_made`` asks the slot to admit the connection before ``cls``'s own runs (a
-    refused connection never reaches the protocol); ``data_received`` counts bytes and marks
-    activity; an exception from the protocol is logged, counted and aborts the connection;
-    ``connection_lost`` releases the record after ``cls``'s own, in a ``finally``.
-
-    A ``foreign`` (third-party) protocol also gets its transport behind a ``CountingTransport``
-    (its output is counted in ``bytes_out``), and when it keeps the connection open after the
-    peer's EOF, the record's half-close clock starts (``HALF_CLOSE_TIMEOUT``): a protocol that
-    then neither writes nor closes is closed by the sweep instead of holding the socket. The
-    stream handlers' protocol is not foreign: its writer counts, and its task always closes.
-
-    It is a direct subclass adding no slots because CPython only allows ``obj.__class__ = new``
-    between classes of the same layout (a mixin base in front of ``cls`` breaks that); the
-    methods reach ``cls``'s own through closures, since zero-argument ``super()`` cannot be
-    shared between generated classes.
-    """
-    base: Any = cls
-    made, data = base.connection_made, base.data_received
-    eof, lost = base.eof_received, base.connection_lost
-
-    def connection_made(self: Any, transport: asyncio.BaseTransport) -> None:
-        self._aionet_rec = None  # a refusal may report connection_lost before admit returns
-        rec = self._aionet_rec = self._aionet_slot.admit(transport, self._aionet_peer)
-        if rec is not None:
-            try:
-                made(self, CountingTransport(transport, rec) if foreign else transport)
-            except Exception as exc:
-                rec.slot.handler_error(rec, exc)
-                rec.transport.abort()
-
-    def data_received(self: Any, chunk: bytes) -> None:
-        rec = self._aionet_rec
-        if rec is not None:
-            rec.bytes_in += len(chunk)
-            rec.last_active = rec.clock.now
-            try:
-                data(self, chunk)
-            except Exception as exc:
-                rec.slot.handler_error(rec, exc)
-                rec.transport.abort()
-
-    def eof_received(self: Any) -> bool | None:
-        rec = self._aionet_rec
-        if rec is None:
-            return None
-        keep_open: bool | None = eof(self)
-        if keep_open and foreign:
-            rec.eof_at, rec.eof_out = rec.clock.tick(), rec.bytes_out
-        return keep_open
-
-    def connection_lost(self: Any, exc: Exception | None) -> None:
-        rec = self._aionet_rec
-        if rec is None:
-            return
-        self._aionet_rec = None
-        try:
-            lost(self, exc)
-        finally:
-            rec.release()
-
-    namespace: dict[str, Any] = {
-        "__slots__": (),
-        "_aionet_tracked": True,
-        "_aionet_peer": None,
-        "connection_made": connection_made,
-        "data_received": data_received,
-        "eof_received": eof_received,
-        "connection_lost": connection_lost,
-    }
-    if issubclass(cls, asyncio.BufferedProtocol):
-        updated = base.buffer_updated
-
-        def buffer_updated(self: Any, nbytes: int) -> None:
-            rec = self._aionet_rec
-            if rec is not None:
-                rec.bytes_in += nbytes
-                rec.last_active = rec.clock.now
-                updated(self, nbytes)
-
-        namespace["buffer_updated"] = buffer_updated
-    return type(f"Tracked{cls.__name__}", (cls,), namespace)
-
-
-class _Forwarder(asyncio.Protocol):
-    """Forwards every callback to another protocol (for classes that refuse a class swap)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        result: bool | None = self._inner.eof_received()
-        return result
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-
-_tracked_classes: dict[type, type] = {}
-
-
-def _tracked_class(cls: type) -> type:
-    tracked = _tracked_classes.get(cls)
-    if tracked is None:
-        tracked = _tracked_classes[cls] = _tracked_subclass(cls)
-    return tracked
-
-
-def track(protocol: asyncio.BaseProtocol, slot: ListenerSlot) -> asyncio.BaseProtocol:
-    """Put ``protocol`` under ``slot``'s tracking and return the object to give the loop.
-
-    A ``Tracked`` protocol (aionet's own, written for speed) is only handed its slot. Any
-    other protocol object has its class swapped, once per class, for a generated direct
-    subclass with the tracking callbacks, so the object stays itself: no wrapper in the data
-    path, and an in-place TLS upgrade that re-targets a transport at the same object (aiosmtpd's
-    STARTTLS) keeps the tracking. A class that refuses the swap (a C type, ``__slots__``
-    without ``__dict__``) is wrapped in a forwarding proxy instead.
-    """
-    cls = type(protocol)
-    if not (isinstance(protocol, Tracked) or getattr(cls, "_aionet_tracked", False)):
-        try:
-            protocol.__class__ = _tracked_class(cls)
-        except TypeError:
-            protocol = _tracked_class(_Forwarder)(protocol)
-    try:
-        protocol._aionet_slot = slot  # type: ignore[attr-defined]
-    except AttributeError:
-        protocol.__class__ = cls
-        protocol = _tracked_class(_Forwarder)(protocol)
-        protocol._aionet_slot = slot  # type: ignore[attr-defined]
-    return protocol
-
-
-class _CountingWriter(asyncio.StreamWriter):
-    """A StreamWriter that counts bytes written into the connection record."""
-
-    _aionet_rec: ConnectionRecord
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._aionet_rec.bytes_out += len(data)
-        super().write(data)
-
-    def writelines(self, data: Any) -> None:
-        for chunk in data:
-            self.write(chunk)
-
-
-class LineReader(asyncio.StreamReader):
-    """``conn.reader``: asyncio's StreamReader whose over-long lines raise ``LineTooLong``."""
-
-    async def readline(self) -> bytes:
-        try:
-            return await super().readline()
-        except ValueError as exc:  # asyncio's readline: "chunk exceed the limit"
-            raise LineTooLong(self._limit) from exc  # type: ignore[attr-defined]
-
-    async def readuntil(self, separator: Any = b"\n") -> bytes:
-        try:
-            return await super().readuntil(separator)
-        except asyncio.LimitOverrunError as exc:
-            if isinstance(exc, LineTooLong):
-                raise
-            raise LineTooLong(self._limit, exc.consumed) from exc  # type: ignore[attr-defined]
-
-
-class _StreamProtocolBase(asyncio.StreamReaderProtocol):
-    """The protocol behind every ``StreamHandler`` connection: streams plus one task."""
-
-    def __init__(self, slot: ListenerSlot, handler: StreamHandler, loop: asyncio.AbstractEventLoop):
-        reader = LineReader(limit=handler.stream_limit, loop=loop)
-        super().__init__(reader, loop=loop)
-        self._aionet_slot = slot
-        self._aionet_rec: ConnectionRecord | None = None
-        self._aionet_handler = handler
-        self._aionet_reader: asyncio.StreamReader | None = reader  # strong until connected
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        reader, self._aionet_reader = self._aionet_reader, None
-        rec = self._aionet_rec
-        assert rec is not None
-        assert reader is not None
-        super().connection_made(transport)
-        loop = self._loop  # type: ignore[attr-defined]
-        writer = _CountingWriter(transport, self, reader, loop)  # type: ignore[arg-type]
-        writer._aionet_rec = rec
-        self._stream_writer = writer
-        conn = Connection(reader, writer, rec)
-        rec.task = loop.create_task(self._aionet_slot.serve_stream(conn, self._aionet_handler))
-
-
-StreamProtocol: type[_StreamProtocolBase] = _tracked_subclass(_StreamProtocolBase, foreign=False)
