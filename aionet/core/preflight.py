@@ -160,7 +160,7 @@ def _check_listeners(source: Source, config: Config | None) -> None:
     certificates = certificate_names(source.data)
     taken: list[tuple[_Key, int]] = []
     for i, item in listener_items(source):
-        listener = listener_config(config, i, item)
+        listener = listener_config(config, i, item, source)
         if listener is None:
             _check_protocol_only(source, i, item)  # the rest was reported by the whole config
             continue
@@ -196,8 +196,17 @@ def _resolve(source: Source, index: int, listener: ListenerConfig) -> Any:
     except RegistryError as exc:
         source.issue(("listeners", index, "protocol"), str(exc))
     except ValidationError as exc:
-        add_validation_issues(source, exc, ("listeners", index, "options"))
+        options_model = _options_model(listener.protocol)
+        add_validation_issues(source, exc, ("listeners", index, "options"), options_model)
     return None
+
+
+def _options_model(protocol: str) -> Any:
+    """The options class of ``protocol`` (it resolved, since its options were validated)."""
+    try:
+        return resolve(protocol).Options
+    except RegistryError:
+        return None
 
 
 def _check_protocol_only(source: Source, index: int, item: Any) -> None:

@@ -115,6 +115,7 @@ def test_unknown_keys_get_the_nearest_known_one(tmp_path: Path) -> None:
         "auth: {user_file: u.yaml}\n"
         "listeners:\n"
         "  - {name: e, protocol: echo, bind: '127.0.0.1:0', limits: {max_conections: 3}}\n"
+        "  - {name: s, protocol: smtp, bind: '127.0.0.1:0', options: {max_recipents: 3}}\n"
     )
     done = run_aionet("check", "-c", "c.yaml", cwd=tmp_path)
     assert done.returncode == 2
@@ -122,4 +123,6 @@ def test_unknown_keys_get_the_nearest_known_one(tmp_path: Path) -> None:
         "c.yaml:1:8: auth.user_file: unknown key (did you mean 'users_file'?)",
         "c.yaml:3:61: listeners[0].limits.max_conections: unknown key "
         "(did you mean 'max_connections'?)",
+        "c.yaml:4:62: listeners[1].options.max_recipents: unknown key "
+        "(did you mean 'max_recipients'?)",
     ]
