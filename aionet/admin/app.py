@@ -6,8 +6,10 @@
     GET  /connections   the live table as JSON, ?listener=NAME filters  (viewer or admin)
     POST /reload        re-read the config file, as SIGHUP does         (admin)
     POST /drain         stop being ready, ask sessions to finish        (admin)
+    POST /undrain       call a drain off: ready again                   (admin)
     GET  /lockouts      auth lock-outs and failures being counted (JSON) (viewer or admin)
     POST /lockouts/clear  clear them: ?network=ADDR and/or ?user=NAME, or all  (admin)
+    GET  /              the endpoints, as JSON                          (viewer or admin)
 
 Credentials: ``Authorization: Bearer TOKEN`` where the SHA-256 of TOKEN is listed under the
 listener's ``tokens`` (tokens are random, so a fast hash is the right one: nothing to
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AdminApp", "hash_token"]
 
+_JSON = b"application/json"
 #: Roles that may read (GET) and write (POST).
 READ_ROLES = ("viewer", "admin")
 WRITE_ROLES = ("admin",)
@@ -72,12 +75,14 @@ class AdminApp:
         self.server = server
         self.tokens = tokens
         self.routes: dict[str, tuple[str, Any, tuple[str, ...] | None]] = {
+            "/": ("GET", self.index, READ_ROLES),
             "/healthz": ("GET", self.healthz, None),
             "/readyz": ("GET", self.readyz, None),
             "/metrics": ("GET", self.metrics, READ_ROLES),
             "/connections": ("GET", self.connections, READ_ROLES),
             "/reload": ("POST", self.reload, WRITE_ROLES),
             "/drain": ("POST", self.drain, WRITE_ROLES),
+            "/undrain": ("POST", self.undrain, WRITE_ROLES),
             "/lockouts": ("GET", self.lockouts, READ_ROLES),
             "/lockouts/clear": ("POST", self.clear_lockouts, WRITE_ROLES),
         }
@@ -199,12 +204,26 @@ class AdminApp:
 
     async def reload(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
         ok = await self.server.reload()
-        body = json.dumps({"reloaded": ok} | ({} if ok else {"see": "log event reload_failed"}))
+        errors = list(self.server.reload_errors)
+        body = json.dumps({"reloaded": ok} | ({} if ok else {"errors": errors}), indent=1)
         return (200 if ok else 409), body.encode() + b"\n", [(b"content-type", b"application/json")]
 
     async def drain(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
         await self.server.begin_drain()
         return 202, b'{"draining": true}\n', [(b"content-type", b"application/json")]
+
+    async def undrain(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        undone = await self.server.end_drain()
+        body = json.dumps({"draining": self.server.drain_requested, "undone": undone})
+        return (200 if undone else 409), body.encode() + b"\n", [(b"content-type", _JSON)]
+
+    async def index(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        endpoints = [
+            {"path": path, "method": method, "roles": list(roles) if roles else None}
+            for path, (method, _, roles) in self.routes.items()
+        ]
+        body = json.dumps({"endpoints": endpoints}, indent=1)
+        return 200, body.encode() + b"\n", [(b"content-type", _JSON)]
 
     async def lockouts(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
         portal = self.server.portal

@@ -85,6 +85,7 @@ class ServerView(Protocol):
     state: str
     worker: tuple[int, int]
     drain_requested: bool
+    reload_errors: list[str]
     peer_samples: Callable[[], list[Sample]] | None
     peer_lockouts: Any
 
@@ -99,6 +100,9 @@ class ServerView(Protocol):
 
     async def begin_drain(self) -> None:
         """Stop being ready and ask sessions to finish (still accepting)."""
+
+    async def end_drain(self) -> bool:
+        """Undo ``begin_drain`` (False: nothing to undo)."""
 
     def clear_lockouts(self, *, network: str | None = None, user: str | None = None) -> int:
         """Clear auth lock-outs, in every worker."""
@@ -196,6 +200,10 @@ class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three sh
         Called once when the server starts draining; the core then waits for connections to
         close on their own, up to ``server.shutdown_timeout``, and aborts the rest.
         """
+
+    async def undrain(self) -> None:  # noqa: B027 - an optional hook
+        """The drain was called off (``POST /undrain``): serve new sessions as before. Default:
+        nothing to undo."""
 
     def metrics(self) -> list[Sample]:
         """This handler's own metrics, read at scrape time (``aionet.core.metrics.Sample``;

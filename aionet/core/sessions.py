@@ -67,6 +67,10 @@ class Sessions(Generic[S]):
         finally:
             self.live.discard(session)
 
+    def undrain(self) -> None:
+        """The drain was called off: sessions still open carry on, new ones are served."""
+        self.draining = False
+
     def drain(self) -> None:
         """Set ``draining`` and let every session that waits for a command go now."""
         self.draining = True

@@ -283,3 +283,6 @@ class DnsHandler(StreamHandler, DatagramHandler):
         for writer in list(self._waiting):
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def undrain(self) -> None:
+        self._draining = False

@@ -198,6 +198,9 @@ class FtpHandler(StreamHandler):
         transfer is done."""
         self.config.sessions.drain()
 
+    async def undrain(self) -> None:
+        self.config.sessions.undrain()
+
     async def stop(self) -> None:
         self.config.passive.close_all()
 

@@ -201,6 +201,10 @@ class HttpHandler(ProtocolHandler):
         """Idle keep-alive connections close now; busy ones answer with Connection: close."""
         self.state.drain()
 
+    async def undrain(self) -> None:
+        """New connections keep alive again (those told to close already have)."""
+        self.state.draining = False
+
     async def stop(self) -> None:
         """Cancel what is still running, run the lifespan shutdown, stop the thread pool."""
         if self._ticker is not None:

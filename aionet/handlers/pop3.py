@@ -220,5 +220,8 @@ class Pop3Handler(StreamHandler):
     async def drain(self) -> None:
         self.sessions.drain()
 
+    async def undrain(self) -> None:
+        self.sessions.undrain()
+
     async def stop(self) -> None:
         self.store.close()

@@ -97,5 +97,8 @@ class SmtpHandler(ProtocolHandler):
     async def drain(self) -> None:
         self.smtp.sessions.drain()
 
+    async def undrain(self) -> None:
+        self.smtp.sessions.undrain()
+
     async def stop(self) -> None:
         await self.smtp.stop()

@@ -106,6 +106,24 @@ async def test_health_readiness_and_drain(tmp_path: Path) -> None:
             writer.write(b"hi")
             assert await reader.readexactly(2) == b"hi"
             writer.close()
+            # ...and the drain can be called off: ready again (a second undo has nothing to do)
+            undo = await client.post("/undrain", headers=bearer(ADMIN))
+            assert undo.status_code == 200 and undo.json() == {"draining": False, "undone": True}
+            assert (await client.get("/readyz")).status_code == 200
+            again = await client.post("/undrain", headers=bearer(ADMIN))
+            assert again.status_code == 409 and again.json()["undone"] is False
+            assert (await client.post("/undrain", headers=bearer(VIEWER))).status_code == 403
+
+
+async def test_the_index_lists_the_endpoints(tmp_path: Path) -> None:
+    async with serve(config(tmp_path)) as server:
+        admin = "http://{}:{}".format(*server.address("admin"))
+        async with httpx.AsyncClient(base_url=admin) as client:
+            assert (await client.get("/")).status_code == 401
+            index = (await client.get("/", headers=bearer(VIEWER))).json()["endpoints"]
+    listed = {(e["method"], e["path"]) for e in index}
+    assert {("GET", "/metrics"), ("POST", "/drain"), ("POST", "/undrain")} <= listed
+    assert {"path": "/healthz", "method": "GET", "roles": None} in index
 
 
 async def test_admin_auth(tmp_path: Path) -> None:
@@ -184,6 +202,9 @@ def test_post_reload_rereads_the_file(daemon: Any, tmp_path: Path) -> None:
     (tmp_path / "aionet.yaml").write_text(text + "  - {name: echo, protocol: echo}\n")
     response = httpx.post(base + "/reload", headers=bearer(ADMIN), timeout=10)
     assert response.status_code == 409 and response.json()["reloaded"] is False
+    assert response.json()["errors"] == [
+        f"{tmp_path / 'aionet.yaml'}:5:5: listeners[1].bind: required key is missing"
+    ]
     metrics = families(httpx.get(base + "/metrics", headers=bearer(ADMIN)).text)
     assert value(metrics, "aionet_reloads_total", result="applied") == 1
     assert value(metrics, "aionet_reloads_total", result="failed") == 1

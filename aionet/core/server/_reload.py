@@ -69,6 +69,7 @@ class _Reloads(_Setup):
             if self.state != "running":
                 return False
             self.notifier.reloading()
+            self.reload_errors: list[str] = []
             applied = False
             try:
                 new = config if config is not None else load_config(self.config_path)
@@ -77,7 +78,7 @@ class _Reloads(_Setup):
                 resolve_config(new)  # a Config built without the loader (nothing if it was)
                 applied = await self._apply(new)
             except ConfigError as exc:
-                self._log.error("reload_failed", errors=[str(i) for i in exc.issues])
+                self._reload_failed([str(i) for i in exc.issues])
             finally:
                 if self.state == "running":  # READY=1 after STOPPING=1 would confuse systemd
                     status = "config reloaded" if applied else "reload failed, old config kept"
@@ -85,6 +86,11 @@ class _Reloads(_Setup):
             result = "applied" if applied else "failed"
             self.reload_counts[result] = self.reload_counts.get(result, 0) + 1
             return applied
+
+    def _reload_failed(self, errors: list[str]) -> None:
+        """Log why a reload was refused, and keep it for ``POST /reload``'s answer."""
+        self.reload_errors = errors
+        self._log.error("reload_failed", errors=errors)
 
     async def _apply(self, new: Config) -> bool:
         """Execute ``plan_reload(old, new, bound)``: prepare what can fail (stores, handlers),
@@ -105,7 +111,7 @@ class _Reloads(_Setup):
                 tls = TlsStore(new.tls.certificates) if new.tls.certificates else None
         except (ConfigError, TlsError) as exc:
             issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
-            log.error("reload_failed", errors=issues)
+            self._reload_failed(issues)
             if plan.fresh_users and users is not None:
                 users.close()
             return False
@@ -119,8 +125,7 @@ class _Reloads(_Setup):
                 await handler.start()
                 started.append(handler)
         except Exception as exc:
-            error = f"listener {starting!r}: handler failed to start: {exc}"
-            log.error("reload_failed", errors=[error])
+            self._reload_failed([f"listener {starting!r}: handler failed to start: {exc}"])
             for handler in reversed(started):
                 with contextlib.suppress(Exception):
                     await handler.stop()

@@ -114,6 +114,8 @@ class Server(_Reloads):
         self.reload_counts = {}
         #: Set by ``begin_drain()`` (``POST /drain``) and at shutdown: /readyz answers 503.
         self.drain_requested = False
+        #: Why the last reload was refused (empty when it was applied).
+        self.reload_errors: list[str] = []
         #: Listener configs as bound: a port-0 bind replaced by the port it got, so that a
         #: reloaded file naming that port keeps the sockets.
         self._bound_as = {}
@@ -203,6 +205,21 @@ class Server(_Reloads):
                 await handler.drain()
             except Exception as exc:
                 self._log.error("handler_drain_failed", error=repr(exc), exc_info=exc)
+
+    async def end_drain(self) -> bool:
+        """Undo ``begin_drain``: ready again, and handlers keep new sessions alive. Sessions
+        already told to go are gone; False when there was no drain to undo (or the server is
+        stopping: a shutdown's drain cannot be undone)."""
+        if not self.drain_requested or self.state != "running":
+            return False
+        self.drain_requested = False
+        self._log.info("drain_cancelled")
+        for handler in self.handlers.values():
+            try:
+                await handler.undrain()
+            except Exception as exc:
+                self._log.error("handler_undrain_failed", error=repr(exc), exc_info=exc)
+        return True
 
     # -- stop ----------------------------------------------------------------------------------
 
