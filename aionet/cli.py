@@ -22,6 +22,7 @@ from .auth.cli import cmd_users
 from .config.loader import DEFAULT_CONFIG_NAME
 from .core.certgen import DEFAULT_HOSTS, generate_self_signed
 from .core.preflight import preflight
+from .core.registry import resolve_listener
 from .errors import AionetError, ConfigError, StartupError
 
 if TYPE_CHECKING:
@@ -79,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config file without binding anything")
     check.add_argument("-c", "--config", help="YAML config file (default: the embedded default)")
+
+    config = sub.add_parser("config", help="show the effective config, or its JSON Schema")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config_sub.add_parser(
+        "show",
+        help="the effective config as YAML: ${VAR}s and defaults resolved, relative paths made "
+        "absolute, handler options validated, secrets masked",
+    )
+    show.add_argument("-c", "--config", help="YAML config file (default: the embedded default)")
+    config_sub.add_parser(
+        "schema", help="the JSON Schema of aionet.yaml (for editor completion and checks)"
+    )
 
     sub.add_parser("version", help="print versions of aionet, Python, the loop and dependencies")
     # Parsed by aionet.bench.cli (its subcommands come from the bench target registry).
@@ -187,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "token": cmd_token,
         "lockouts": cmd_lockouts,
         "init": cmd_init,
+        "config": cmd_config,
     }
     try:
         return commands[args.command](args)
@@ -221,6 +235,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     n = len(config.listeners)
     print(f"{name}: ok ({n} listener{'' if n == 1 else 's'})")
     return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """``config show`` (after the same checks as ``check``) or ``config schema``."""
+    import json
+
+    import yaml
+
+    from .config.models import Config
+
+    if args.config_command == "schema":
+        schema = Config.model_json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["title"] = "aionet.yaml"
+        print(json.dumps(schema, indent=1))
+        return EXIT_OK
+    checked = preflight(args.config)
+    checked.close()
+    config = checked.config
+    data = config.model_dump(mode="json")
+    for item, listener in zip(data["listeners"], config.listeners, strict=True):
+        _cls, options = resolve_listener(listener)
+        item["options"] = options.model_dump(mode="json")
+    print(yaml.safe_dump(_masked(data), sort_keys=False, allow_unicode=True), end="")
+    return EXIT_OK
+
+
+_SECRET_KEYS = ("password", "secret", "sha256", "token_value")
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with what a secret key holds replaced by ``"***"``."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if any(s in str(k).lower() for s in _SECRET_KEYS) and v else _masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def cmd_cert(args: argparse.Namespace) -> int:

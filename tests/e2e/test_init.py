@@ -126,3 +126,25 @@ def test_unknown_keys_get_the_nearest_known_one(tmp_path: Path) -> None:
         "c.yaml:4:62: listeners[1].options.max_recipents: unknown key "
         "(did you mean 'max_recipients'?)",
     ]
+
+
+def test_config_show_and_schema(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    lab, secrets = _init(tmp_path)
+    shown = run_aionet("config", "show", "-c", str(lab / "aionet.yaml"), cwd=tmp_path.root)
+    assert shown.returncode == 0, shown.stderr
+    data = yaml.safe_load(shown.stdout)
+    assert data["server"]["data_dir"] == str(lab / "data")  # resolved against the config
+    assert data["auth"]["users_file"] == str(lab / "users.yaml")
+    admin = next(item for item in data["listeners"] if item["name"] == "admin")
+    assert admin["options"]["tokens"][0]["sha256"] == "***"
+    smtp = next(item for item in data["listeners"] if item["name"] == "smtp")
+    assert smtp["options"]["max_recipients"] == 100  # a handler default, shown
+    assert secrets["password"] not in shown.stdout
+    schema = json.loads(run_aionet("config", "schema").stdout)
+    assert set(schema["properties"]) == {"server", "logging", "tls", "auth", "listeners"}
+    listener = schema["$defs"]["ListenerConfig"]
+    assert {"name", "protocol", "bind"} <= set(listener["required"])
