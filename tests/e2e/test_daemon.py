@@ -110,12 +110,13 @@ async def test_bind_failure_leaves_nothing_bound(tmp_path: Path) -> None:
     from aionet.errors import StartupError
     from aionet.testing import serve
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        first_port = free.getsockname()[1]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
+        # Chosen while `taken` holds its port, so the kernel cannot hand out the same one twice.
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            first_port = free.getsockname()[1]
         config = {
             "listeners": [
                 {"name": "first", "protocol": "echo", "bind": f"127.0.0.1:{first_port}"},
