@@ -120,8 +120,10 @@ def test_proxy_protocol_needs_trusted_proxies() -> None:
     from aionet.core.preflight import load_config_text
     from aionet.errors import ConfigError
 
-    text = (f"listeners:\n  - {{name: w, protocol: '{WHO}', bind: '127.0.0.1:0', "
-            "proxy_protocol: true}\n")
+    text = (
+        f"listeners:\n  - {{name: w, protocol: '{WHO}', bind: '127.0.0.1:0', "
+        "proxy_protocol: true}\n"
+    )
     with pytest.raises(ConfigError, match="proxy_protocol needs trusted_proxies"):
         load_config_text(text, "p.yaml")
 
@@ -129,8 +131,16 @@ def test_proxy_protocol_needs_trusted_proxies() -> None:
 async def test_access_control_applies_to_datagrams(tmp_path: Path) -> None:
     import socket
 
-    cfg = {"listeners": [{"name": "u", "protocol": "udp-echo", "bind": "127.0.0.1:0",
-                          "access": {"deny": ["127.0.0.0/8"]}}]}
+    cfg = {
+        "listeners": [
+            {
+                "name": "u",
+                "protocol": "udp-echo",
+                "bind": "127.0.0.1:0",
+                "access": {"deny": ["127.0.0.0/8"]},
+            }
+        ]
+    }
     async with serve(cfg, data_dir=tmp_path) as server:
         host, port = server.address("u", "udp")
 

@@ -62,8 +62,11 @@ async def test_echo_over_tls(tmp_path: Path) -> None:
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "c.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     config = {
-        "tls": {"certificates": [{"name": "c", "cert": str(tmp_path / "c.pem"),
-                                  "key": str(tmp_path / "c.pem")}]},
+        "tls": {
+            "certificates": [
+                {"name": "c", "cert": str(tmp_path / "c.pem"), "key": str(tmp_path / "c.pem")}
+            ]
+        },
         "listeners": [
             {"name": "e", "protocol": "echo", "bind": "127.0.0.1:0", "tls": {"certificates": ["c"]}}
         ],
@@ -106,8 +109,14 @@ async def test_dns_over_udp_and_tcp(tmp_path: Path) -> None:
         assert_clean(await bench(["dns", addr(server, "dns", "udp"), *names], Plan(4, requests=N)))
         tcp = ["dns", addr(server, "dns", "tcp"), "--tcp", *names]
         assert_clean(await bench(tcp, Plan(2, requests=N)))
-        strict = ["dns", addr(server, "dns", "udp"), "--name", "nope.aionet.test", "--rcode",
-                  "NOERROR"]
+        strict = [
+            "dns",
+            addr(server, "dns", "udp"),
+            "--name",
+            "nope.aionet.test",
+            "--rcode",
+            "NOERROR",
+        ]
         refused = await bench(strict, Plan(1, requests=10))
         assert refused.errors == {"rcode NXDOMAIN": 10}
 
@@ -148,8 +157,18 @@ def free_port() -> int:
 def uvicorn_server() -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.apps.raw_apps:hello", "--port", str(port),
-         "--lifespan", "off", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.apps.raw_apps:hello",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -168,8 +187,9 @@ def uvicorn_server() -> Iterator[int]:
 def test_http_against_uvicorn(uvicorn_server: int, tmp_path: Path) -> None:
     out = tmp_path / "u.json"
     url = f"http://127.0.0.1:{uvicorn_server}/"
-    code = bench_cli.main(["http", url, "-c", "4", "-n", str(N), "--workers", "1", "-q",
-                           "--json", str(out)])
+    code = bench_cli.main(
+        ["http", url, "-c", "4", "-n", str(N), "--workers", "1", "-q", "--json", str(out)]
+    )
     assert code == 0
     assert_clean(Result.load(out))
 
@@ -299,7 +319,6 @@ async def test_pop3_login_and_retr() -> None:
         await server.wait_closed()
 
 
-
 def server_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     ca = trustme.CA()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -335,8 +354,13 @@ def test_smtp_starttls_auth_and_refused_recipients(tmp_path: Path) -> None:
     ctx, ca = server_tls(tmp_path)
     port = free_port()
     controller = Controller(
-        Picky(), hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
-        authenticator=authenticator, auth_require_tls=True,
+        Picky(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=ctx,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
     )
     controller.start()
     try:
@@ -360,8 +384,11 @@ async def test_https_against_aionet(tmp_path: Path) -> None:
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "c.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     config = http_config(app="tests.apps.raw_apps:hello")
-    config["tls"] = {"certificates": [{"name": "c", "cert": str(tmp_path / "c.pem"),
-                                       "key": str(tmp_path / "c.pem")}]}
+    config["tls"] = {
+        "certificates": [
+            {"name": "c", "cert": str(tmp_path / "c.pem"), "key": str(tmp_path / "c.pem")}
+        ]
+    }
     config["listeners"][0]["tls"] = {"certificates": ["c"]}
     async with serve(config, data_dir=tmp_path / "d") as server:
         url = f"https://{addr(server, 'web')}/"
@@ -400,8 +427,21 @@ def test_ftps_download_against_pyftpdlib(tmp_path: Path) -> None:
     thread.start()
     try:
         target = f"127.0.0.1:{server.address[1]}"
-        argv = ["ftp", target, "--user", "bench", "--password", "secret", "--ftps", "--cafile",
-                str(tmp_path / "ca.pem"), "--get", "blob.bin", "--expect-size", "50000"]
+        argv = [
+            "ftp",
+            target,
+            "--user",
+            "bench",
+            "--password",
+            "secret",
+            "--ftps",
+            "--cafile",
+            str(tmp_path / "ca.pem"),
+            "--get",
+            "blob.bin",
+            "--expect-size",
+            "50000",
+        ]
         result = asyncio.run(bench(argv, Plan(2, requests=10)))
         plain = asyncio.run(bench([a for a in argv if a != "--ftps"], Plan(1, requests=2)))
     finally:

@@ -227,11 +227,17 @@ def test_connection_events_are_json_lines_with_context(daemon: Any) -> None:
 
 
 def test_default_config_runs_the_documented_listeners(daemon: Any, tmp_path: Path) -> None:
-    for port, kind in ((7007, socket.SOCK_STREAM), (7007, socket.SOCK_DGRAM),
-                       (8080, socket.SOCK_STREAM), (8053, socket.SOCK_DGRAM),
-                       (8053, socket.SOCK_STREAM), (9090, socket.SOCK_STREAM),
-                       (8025, socket.SOCK_STREAM), (8110, socket.SOCK_STREAM),
-                       (8021, socket.SOCK_STREAM)):
+    for port, kind in (
+        (7007, socket.SOCK_STREAM),
+        (7007, socket.SOCK_DGRAM),
+        (8080, socket.SOCK_STREAM),
+        (8053, socket.SOCK_DGRAM),
+        (8053, socket.SOCK_STREAM),
+        (9090, socket.SOCK_STREAM),
+        (8025, socket.SOCK_STREAM),
+        (8110, socket.SOCK_STREAM),
+        (8021, socket.SOCK_STREAM),
+    ):
         with socket.socket(socket.AF_INET, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon does
             try:
@@ -322,11 +328,14 @@ async def test_server_offers_the_portal_to_handlers(tmp_path: Path) -> None:
     from aionet.testing import serve
 
     users = tmp_path / "users.yaml"
-    added = run_aionet("users", "add", "--file", str(users), "alice", "--role", "relay",
-                       input="s3cret\n")
+    added = run_aionet(
+        "users", "add", "--file", str(users), "alice", "--role", "relay", input="s3cret\n"
+    )
     assert added.returncode == 0, added.stderr
-    config = {"auth": {"users_file": str(users)},
-              "listeners": [{"name": "e", "protocol": "echo", "bind": "127.0.0.1:0"}]}
+    config = {
+        "auth": {"users_file": str(users)},
+        "listeners": [{"name": "e", "protocol": "echo", "bind": "127.0.0.1:0"}],
+    }
     async with serve(config, data_dir=tmp_path) as server:
         portal = server.handlers["e"].services.portal
         assert portal is not None
@@ -340,8 +349,10 @@ async def test_users_reload_keeps_the_old_store_when_the_file_breaks(tmp_path: P
 
     users = tmp_path / "users.yaml"
     assert run_aionet("users", "add", "--file", str(users), "ann", input="pw\n").returncode == 0
-    config = {"auth": {"users_file": str(users)},
-              "listeners": [{"name": "e", "protocol": "echo", "bind": "127.0.0.1:0"}]}
+    config = {
+        "auth": {"users_file": str(users)},
+        "listeners": [{"name": "e", "protocol": "echo", "bind": "127.0.0.1:0"}],
+    }
     async with serve(config, data_dir=tmp_path) as server:
         assert server.users is not None
         assert run_aionet("users", "add", "--file", str(users), "ben", input="pw\n").returncode == 0

@@ -77,8 +77,15 @@ def test_two_workers_serve_merge_metrics_restart_and_drain(daemon: Any, tmp_path
     exited = d.wait_for("worker_exited", pid=victim)
     assert exited["exit_code"] == -signal.SIGKILL
     deadline = time.monotonic() + 10
-    while not (started := [e for e in list(d.logs) if e.get("event") == "worker_started"
-                           and e["worker"] == exited["worker"] and e["pid"] != victim]):
+    while not (
+        started := [
+            e
+            for e in list(d.logs)
+            if e.get("event") == "worker_started"
+            and e["worker"] == exited["worker"]
+            and e["pid"] != victim
+        ]
+    ):
         assert time.monotonic() < deadline, "no replacement worker started"
         time.sleep(0.1)
     restarted = started[0]
