@@ -6,41 +6,29 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from aionet.core.server import Server
 from aionet.testing import serve
 
+from .conftest import Pki
+
 SILENT = 40
 
 
-def _pki(tmp_path: Path) -> tuple[Path, Path, trustme.CA]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    key, pem = tmp_path / "key.pem", tmp_path / "cert.pem"
-    cert.private_key_pem.write_to_path(str(key))
-    cert.cert_chain_pems[0].write_to_path(str(pem))
-    return pem, key, ca
-
-
-def _config(
-    tmp_path: Path, *, listener: dict[str, Any], **limits: Any
-) -> tuple[dict[str, Any], trustme.CA]:
-    pem, key, ca = _pki(tmp_path)
+def _config(pki: Pki, *, listener: dict[str, Any], **limits: Any) -> dict[str, Any]:
     return {
         "logging": {"level": "warning"},
         "server": {"limits": limits} if limits else {},
-        "tls": {"certificates": [{"name": "main", "cert": str(pem), "key": str(key)}]},
+        "tls": {"certificates": [pki.certificate("main")]},
         "listeners": [
             {"name": "echo", "protocol": "echo", "bind": "127.0.0.1:0", **listener},
         ],
-    }, ca
+    }
 
 
 def _fds() -> int:
@@ -91,12 +79,16 @@ async def _silent_clients(server: Server, addr: tuple[str, int], count: int) -> 
     ids=["per-ip", "global", "listener", "listener-per-ip"],
 )
 async def test_silent_tls_clients_over_the_cap_are_refused_at_once(
-    tmp_path: Path, limits: dict[str, int], listener_limits: dict[str, int], reason: str
+    tmp_path: Path,
+    pki: Pki,
+    limits: dict[str, int],
+    listener_limits: dict[str, int],
+    reason: str,
 ) -> None:
     listener = {"tls": {"certificates": ["main"], "handshake_timeout": 30}}
     if listener_limits:
         listener["limits"] = listener_limits
-    config, _ = _config(tmp_path, listener=listener, **limits)
+    config = _config(pki, listener=listener, **limits)
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("echo")[:2]
         before = _fds()
@@ -120,11 +112,12 @@ async def test_silent_tls_clients_over_the_cap_are_refused_at_once(
         assert server.manager.per_ip == {}
 
 
-async def test_a_reserved_connection_is_admitted_after_its_handshake(tmp_path: Path) -> None:
+async def test_a_reserved_connection_is_admitted_after_its_handshake(
+    tmp_path: Path, pki: Pki
+) -> None:
     listener = {"tls": {"certificates": ["main"], "handshake_timeout": 30}}
-    config, ca = _config(tmp_path, listener=listener, max_connections_per_ip=2)
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
+    config = _config(pki, listener=listener, max_connections_per_ip=2)
+    ctx = pki.client()
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("echo")[:2]
         r1, w1 = await asyncio.open_connection(*addr, ssl=ctx, server_hostname="localhost")
@@ -148,7 +141,7 @@ async def test_a_reserved_connection_is_admitted_after_its_handshake(tmp_path: P
 
 
 async def test_silent_clients_waiting_for_a_proxy_header_count_against_the_listener_cap(
-    tmp_path: Path,
+    tmp_path: Path, pki: Pki
 ) -> None:
     listener = {
         "proxy_protocol": True,
@@ -156,7 +149,7 @@ async def test_silent_clients_waiting_for_a_proxy_header_count_against_the_liste
         "proxy_timeout": 30,
         "limits": {"max_connections": 5},
     }
-    config, _ = _config(tmp_path, listener=listener)
+    config = _config(pki, listener=listener)
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("echo")[:2]
         clients = await _silent_clients(server, addr, 12)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from aionet.bench import cli as bench_cli
 from aionet.bench.result import Result
@@ -25,6 +23,8 @@ from aionet.bench.runner import Plan
 from aionet.testing import serve
 from tests.bench_helpers import bench
 from tests.http_helpers import http_config
+
+from .conftest import Pki
 
 N = 200
 
@@ -56,23 +56,15 @@ async def test_echo_ping_pong_pipelined_and_streaming(tmp_path: Path) -> None:
         assert_clean(stream)
 
 
-async def test_echo_over_tls(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "c.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+async def test_echo_over_tls(tmp_path: Path, pki: Pki) -> None:
     config = {
-        "tls": {
-            "certificates": [
-                {"name": "c", "cert": str(tmp_path / "c.pem"), "key": str(tmp_path / "c.pem")}
-            ]
-        },
+        "tls": {"certificates": [pki.certificate("c")]},
         "listeners": [
             {"name": "e", "protocol": "echo", "bind": "127.0.0.1:0", "tls": {"certificates": ["c"]}}
         ],
     }
     async with serve(config, data_dir=tmp_path) as server:
-        argv = ["echo", addr(server, "e"), "--tls", "--cafile", str(tmp_path / "ca.pem")]
+        argv = ["echo", addr(server, "e"), "--tls", "--cafile", str(pki.ca_file)]
         assert_clean(await bench(argv, Plan(2, requests=50)), 50)
         unverified = await bench(argv[:3], Plan(1, requests=5))  # the system CAs: refused
         assert unverified.requests == 0 and set(unverified.errors) == {"tls"}
@@ -319,15 +311,7 @@ async def test_pop3_login_and_retr() -> None:
         await server.wait_closed()
 
 
-def server_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    return ctx, tmp_path / "ca.pem"
-
-
-def test_smtp_starttls_auth_and_refused_recipients(tmp_path: Path) -> None:
+def test_smtp_starttls_auth_and_refused_recipients(pki: Pki) -> None:
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
@@ -351,7 +335,7 @@ def test_smtp_starttls_auth_and_refused_recipients(tmp_path: Path) -> None:
         ok = (data.login, data.password) == (b"u", b"pw")
         return AuthResult(success=ok, handled=False)  # handled=True would send no reply
 
-    ctx, ca = server_tls(tmp_path)
+    ctx, ca = pki.server(), pki.ca_file
     port = free_port()
     controller = Controller(
         Picky(),
@@ -378,38 +362,25 @@ def test_smtp_starttls_auth_and_refused_recipients(tmp_path: Path) -> None:
     assert wrong.errors == {"reply 535": 2}
 
 
-async def test_https_against_aionet(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "c.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+async def test_https_against_aionet(tmp_path: Path, pki: Pki) -> None:
     config = http_config(app="tests.apps.raw_apps:hello")
-    config["tls"] = {
-        "certificates": [
-            {"name": "c", "cert": str(tmp_path / "c.pem"), "key": str(tmp_path / "c.pem")}
-        ]
-    }
+    config["tls"] = {"certificates": [pki.certificate("c")]}
     config["listeners"][0]["tls"] = {"certificates": ["c"]}
     async with serve(config, data_dir=tmp_path / "d") as server:
         url = f"https://{addr(server, 'web')}/"
-        argv = ["http", url, "--cafile", str(tmp_path / "ca.pem")]
+        argv = ["http", url, "--cafile", str(pki.ca_file)]
         result = await bench(argv, Plan(2, requests=50))
     assert_clean(result, 50)
 
 
 @pytest.mark.filterwarnings("ignore:The asyncore module:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:The asynchat module:DeprecationWarning")
-def test_ftps_download_against_pyftpdlib(tmp_path: Path) -> None:
+def test_ftps_download_against_pyftpdlib(tmp_path: Path, pki: Pki) -> None:
     pytest.importorskip("OpenSSL", reason="pyftpdlib's TLS handler needs pyOpenSSL")
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import TLS_FTPHandler
     from pyftpdlib.servers import ThreadedFTPServer
 
-    ca = trustme.CA()
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
-        str(tmp_path / "server.pem")
-    )
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     root = tmp_path / "ftp"
     root.mkdir()
     (root / "blob.bin").write_bytes(b"q" * 50_000)
@@ -418,7 +389,8 @@ def test_ftps_download_against_pyftpdlib(tmp_path: Path) -> None:
 
     class Handler(TLS_FTPHandler):
         authorizer = auth
-        certfile = str(tmp_path / "server.pem")
+        certfile = str(pki.cert)
+        keyfile = str(pki.key)
         tls_control_required = True
         tls_data_required = True
 
@@ -436,7 +408,7 @@ def test_ftps_download_against_pyftpdlib(tmp_path: Path) -> None:
             "secret",
             "--ftps",
             "--cafile",
-            str(tmp_path / "ca.pem"),
+            str(pki.ca_file),
             "--get",
             "blob.bin",
             "--expect-size",
@@ -452,8 +424,8 @@ def test_ftps_download_against_pyftpdlib(tmp_path: Path) -> None:
     assert plain.requests == 0 and plain.errors == {"reply 550": 2}  # TLS required: USER refused
 
 
-async def test_pop3_over_implicit_tls(tmp_path: Path) -> None:
-    ctx, ca = server_tls(tmp_path)
+async def test_pop3_over_implicit_tls(pki: Pki) -> None:
+    ctx, ca = pki.server(), pki.ca_file
     server = await asyncio.get_running_loop().create_server(FakePop3, "127.0.0.1", 0, ssl=ctx)
     try:
         target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 import yaml
 from argon2 import PasswordHasher
 
 from aionet.testing import serve
+
+from .conftest import Pki
 
 PW = "s3cret-pw"
 HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
@@ -50,7 +51,7 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
+def site(tmp_path: Path, pki: Pki) -> Site:
     users = tmp_path / "users.yaml"
     h = HASHER.hash(PW)
     users.write_text(
@@ -64,15 +65,7 @@ def site(tmp_path: Path) -> Site:
             }
         )
     )
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    return Site(
-        tmp_path, tmp_path / "data", users, tmp_path / "ca.pem", tmp_path / "cert.pem",
-        tmp_path / "key.pem",
-    )  # fmt: skip
+    return Site(tmp_path, tmp_path / "data", users, pki.ca_file, pki.cert, pki.key)
 
 
 def config(site: Site, *, tls: str | None = None, bind: str = "127.0.0.1:0", **options: Any) -> Any:

@@ -14,14 +14,10 @@ import pytest
 from aionet.storage.maildir import Maildir, deliver_many
 from aionet.testing import serve
 
-from .mail_helpers import Pki, mail_config, without_received
+from .conftest import Pki
+from .mail_helpers import mail_config, without_received
 
 PLAIN = {"auth_without_tls": True}
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
 
 
 def put(data_dir: Path, *bodies: bytes, user: str = "alice") -> list[str]:

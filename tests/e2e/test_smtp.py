@@ -19,8 +19,8 @@ import pytest
 from aionet.core.logging import configure_logging
 from aionet.testing import serve
 
+from .conftest import Pki
 from .mail_helpers import (
-    Pki,
     delivered,
     mail_config,
     make_users,
@@ -60,11 +60,6 @@ def client_of(server: Any, **kw: Any) -> aiosmtplib.SMTP:
 
 def codes(transcript: bytes) -> list[int]:
     return [int(line[:3]) for line in transcript.split(b"\r\n") if line[3:4] == b" "]
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
 
 
 async def test_plain_round_trip_is_byte_identical(tmp_path: Path) -> None:

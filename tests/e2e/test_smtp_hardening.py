@@ -21,12 +21,8 @@ from aionet import ProtocolHandler
 from aionet.core.connections import HALF_CLOSE_TIMEOUT
 from aionet.testing import serve
 
-from .mail_helpers import Pki, delivered, mail_config
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
+from .conftest import Pki
+from .mail_helpers import delivered, mail_config
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
