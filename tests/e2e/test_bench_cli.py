@@ -21,7 +21,7 @@ from aionet.bench import cli as bench_cli
 from aionet.bench.result import Result
 from aionet.bench.runner import Plan
 from aionet.testing import serve
-from tests.bench_helpers import bench
+from tests.bench_helpers import bench, fake_server
 from tests.http_helpers import http_config
 
 MS = 1_000_000
@@ -61,14 +61,9 @@ class StallingEcho(asyncio.Protocol):
 
 async def test_a_stall_shows_in_corrected_but_not_uncorrected_percentiles() -> None:
     StallingEcho.seen = 0
-    server = await asyncio.get_running_loop().create_server(StallingEcho, "127.0.0.1", 0)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with fake_server(StallingEcho) as port:
         plan = Plan(1, rate=100, duration=1.0)  # one request every 10 ms on one connection
         result = await bench(["echo", f"127.0.0.1:{port}", "--size", "16"], plan)
-    finally:
-        server.close()
-        await server.wait_closed()
     assert result.uncorrected is not None and result.errors == {}
     # ~40 requests were due during the 400 ms stall: each waited for it, from its intended time
     assert result.latency.percentile(90) > 100 * MS

@@ -15,6 +15,7 @@ import pytest
 from aionet.bench.clients import http as http_client
 from aionet.bench.clients.http import HttpTarget
 from aionet.bench.runner import Plan, WorkerRun
+from tests.bench_helpers import fake_server
 
 MS = 1_000_000
 SLOW = 0.03  # seconds of client-side work injected; latency must stay well below it
@@ -44,13 +45,8 @@ class HelloServer(asyncio.Protocol):
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
-    server = await asyncio.get_running_loop().create_server(HelloServer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with fake_server(HelloServer) as port:
         yield f"http://127.0.0.1:{port}/hello"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def run(target: HttpTarget, requests: int = 5) -> Any:
