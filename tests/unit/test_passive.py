@@ -81,7 +81,7 @@ async def test_pool_caps_each_address_and_user_and_counts_them_back() -> None:
     d = pool.open("127.0.0.1", "127.0.0.3", timeout=5, user="bob")  # others are served
     assert pool.stats()["capped"] == 2 and pool.stats()["exhausted"] == 0 and len(pool) == 6
     waiting = asyncio.create_task(a.accept())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn of the loop: the accept() task runs up to its wait
     a.close()  # counted back at once, while the cancelled accept() still holds the socket
     e = pool.open("127.0.0.1", "127.0.0.1", timeout=5, user="alice")
     with pytest.raises(asyncio.CancelledError):
@@ -125,7 +125,7 @@ async def test_accept_takes_the_peer_and_closing_cancels_a_wait() -> None:
     client.close()
     waiting = pool.open("127.0.0.1", "127.0.0.1", timeout=5)
     task = asyncio.create_task(waiting.accept())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn of the loop: the accept() task runs up to its wait
     waiting.close()
     with pytest.raises(asyncio.CancelledError):
         await task
