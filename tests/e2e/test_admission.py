@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 
 from aionet.core.server import Server
 from aionet.testing import serve
+from tests.waiting import wait_until
 
 from .conftest import Pki
 
@@ -48,13 +48,6 @@ async def _closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:
         return False
 
 
-async def _until(condition: Any, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 async def _silent_clients(server: Server, addr: tuple[str, int], count: int) -> list[socket.socket]:
     """Open ``count`` connections that never send a byte; return them once the server has seen
     every one (counted or refused)."""
@@ -64,7 +57,7 @@ async def _silent_clients(server: Server, addr: tuple[str, int], count: int) -> 
         s.connect(addr)
         clients.append(s)
     stats = server.manager.slots["echo"].stats
-    await _until(lambda: server.manager.reserved + sum(stats.refused.values()) >= count)
+    await wait_until(lambda: server.manager.reserved + sum(stats.refused.values()) >= count)
     return clients
 
 
@@ -107,7 +100,7 @@ async def test_silent_tls_clients_over_the_cap_are_refused_at_once(
             for c in clients:
                 c.close()
         # The silent ones are gone: their failed handshakes give the counts back.
-        await _until(lambda: server.manager.reserved == 0)
+        await wait_until(lambda: server.manager.reserved == 0)
         assert server.manager.slots["echo"].count == 0
         assert server.manager.per_ip == {}
 
@@ -125,12 +118,12 @@ async def test_a_reserved_connection_is_admitted_after_its_handshake(
         assert await r1.readexactly(3) == b"one"
         assert (len(server.manager.live), server.manager.reserved) == (1, 0)
         silent = socket.create_connection(addr)  # the second slot, held by a handshake
-        await _until(lambda: server.manager.reserved == 1)
+        await wait_until(lambda: server.manager.reserved == 1)
         third = socket.create_connection(addr)  # over the cap of 2: closed at once
         assert await _closed_by_server(third, 3.0)
         silent.close()
         third.close()
-        await _until(lambda: server.manager.reserved == 0)
+        await wait_until(lambda: server.manager.reserved == 0)
         r2, w2 = await asyncio.open_connection(*addr, ssl=ctx, server_hostname="localhost")
         w2.write(b"two")
         assert await r2.readexactly(3) == b"two"
@@ -160,4 +153,4 @@ async def test_silent_clients_waiting_for_a_proxy_header_count_against_the_liste
         finally:
             for c in clients:
                 c.close()
-        await _until(lambda: server.manager.reserved == 0)
+        await wait_until(lambda: server.manager.reserved == 0)

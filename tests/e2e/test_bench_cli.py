@@ -10,10 +10,9 @@ import socketserver
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -23,6 +22,7 @@ from aionet.bench.runner import Plan
 from aionet.testing import serve
 from tests.bench_helpers import bench, fake_server
 from tests.http_helpers import http_config
+from tests.waiting import poll_until
 
 MS = 1_000_000
 
@@ -99,15 +99,20 @@ def test_merging_two_results_equals_the_counts_of_one_run(tmp_path: Path) -> Non
 
 
 class _Echo(socketserver.BaseRequestHandler):
+    #: Clients that have had at least one message echoed (set.add is atomic: threads).
+    echoed: ClassVar[set[Any]] = set()
+
     def handle(self) -> None:
         with contextlib.suppress(OSError):
             while data := self.request.recv(65536):
                 self.request.sendall(data)
+                self.echoed.add(self.client_address)
 
 
 @pytest.fixture
 def echo_port() -> Iterator[int]:
     """A threaded echo server (the bench runs in a subprocess, so not in the test's loop)."""
+    _Echo.echoed.clear()
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -143,7 +148,8 @@ def test_ctrl_c_prints_the_results_so_far(echo_port: int, tmp_path: Path) -> Non
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)  # two spawned workers import and start
+    # both spawned workers have imported, connected and had a request answered
+    poll_until(lambda: len(_Echo.echoed) >= 2, 30, what="both workers under way")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr

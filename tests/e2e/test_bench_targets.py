@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from aionet.bench.runner import Plan
 from aionet.testing import serve
 from tests.bench_helpers import bench, fake_server
 from tests.http_helpers import http_config
+from tests.waiting import poll_until
 
 from .conftest import Pki
 
@@ -165,11 +165,13 @@ def uvicorn_server() -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.05)
+                return True
+            return False
+
+        poll_until(listening, 15, what="uvicorn listening")
         yield port
     finally:
         proc.terminate()

@@ -14,6 +14,7 @@ import pytest
 
 from aionet.testing import serve
 from tests.http_helpers import exchange, http_config, split_responses
+from tests.waiting import wait_until
 
 from .conftest import Pki
 
@@ -88,10 +89,19 @@ async def test_slow_reader_holds_the_app_at_send(tmp_path: Path) -> None:
 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         writer.write(b"GET /?mib=256 HTTP/1.1\r\nHost: t\r\n\r\n")
-        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        seen = {"chunks": -1, "since": loop.time()}
+
+        def parked() -> bool:
+            """The app has sent and then made no progress for 0.3 s (the observation window
+            is part of the test: a parked app stays parked)."""
+            chunks, now = raw_apps.STATE["chunks_sent"], loop.time()
+            if chunks != seen["chunks"]:
+                seen.update(chunks=chunks, since=now)
+            return chunks > 0 and now - seen["since"] >= 0.3
+
+        await wait_until(parked, 10, what="the app parked at send()")
         sent_then = raw_apps.STATE["chunks_sent"]
-        await asyncio.sleep(0.3)
-        assert raw_apps.STATE["chunks_sent"] == sent_then  # the app is parked at send()
         assert sent_then * 65536 < 64 * 1024 * 1024  # far less than the 256 MiB asked for
         [rec] = server.manager.live.values()
         assert rec.transport.get_write_buffer_size() <= 1024 * 1024

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aionet.testing import serve
 from tests.http_helpers import exchange, http_config, read_until_closed, split_responses
+from tests.waiting import wait_until
 
 RAW = "tests.apps.raw_apps"
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -28,7 +29,7 @@ async def test_slowloris_does_not_starve_a_normal_client(tmp_path: Path) -> None
                         break
                     writer.write(bytes([byte]))
                     await writer.drain()
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # part of the test: the trickle
             except ConnectionError:
                 pass
             result = await reading
@@ -37,8 +38,7 @@ async def test_slowloris_does_not_starve_a_normal_client(tmp_path: Path) -> None
 
         loop = asyncio.get_running_loop()
         trickling = [asyncio.create_task(trickler()) for _ in range(200)]
-        await asyncio.sleep(0.5)  # all 200 are connected and trickling
-        assert len(server.manager.live) >= 200
+        await wait_until(lambda: len(server.manager.live) >= 200, 10, what="200 trickling")
         start = loop.time()
         data, closed = await exchange(host, port, b"GET /normal HTTP/1.1\r\nHost: t\r\n"
                                       b"Connection: close\r\n\r\n")  # fmt: skip
@@ -56,7 +56,7 @@ async def test_over_the_connection_cap_gets_503_then_close(tmp_path: Path) -> No
     async with serve(config, data_dir=tmp_path) as server:
         host, port = server.address("web")
         held = [await asyncio.open_connection(host, port) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: len(server.manager.live) == 2, 5, what="both held admitted")
         data, closed = await exchange(host, port, GET % b"/")
         [response] = split_responses(data)
         assert response.status == 503
@@ -98,7 +98,12 @@ async def test_drain_finishes_in_flight_requests_with_connection_close(tmp_path:
         await idle_r.readuntil(b"/first")  # served; now an idle keep-alive connection
         busy_r, busy_w = await asyncio.open_connection(host, port)
         busy_w.write(GET % b"/slow/1500" + GET % b"/never-started")
-        await asyncio.sleep(0.1)
+        size = len(GET % b"/slow/1500" + GET % b"/never-started")
+        await wait_until(
+            lambda: any(r.bytes_in == size for r in server.manager.live.values()),
+            5,
+            what="the slow request read (and started)",
+        )
         start = loop.time()
         shutdown = asyncio.create_task(server.shutdown())
         assert await read_until_closed(idle_r, 2) == (b"", True)

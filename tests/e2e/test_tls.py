@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from aionet.testing import serve
+from tests.waiting import wait_until
 
 from .conftest import Pki
 
@@ -136,8 +137,8 @@ async def test_plain_text_to_a_tls_port_is_closed_and_counted(pki: Pki, tmp_path
         truncated_w.write_eof()
         assert await asyncio.wait_for(truncated_r.read(), 5) == b""
         truncated_w.close()
-        await asyncio.sleep(0.1)
-        assert server.manager.slots["who"].stats.tls_failures == 2
+        stats = server.manager.slots["who"].stats
+        await wait_until(lambda: stats.tls_failures == 2, 5, what="both handshakes failed")
         answer, _ = await ask((host, port), pki.client())
         assert answer["tls"] is True
 
@@ -156,8 +157,8 @@ async def test_starttls_upgrade_in_place(pki: Pki, tmp_path: Path) -> None:
         answer = json.loads(await reader.readline())
         assert answer["tls"] is True and answer["version"] == "TLSv1.3"
         writer.close()
-        await asyncio.sleep(0.05)
-        assert server.manager.live == {}  # the upgraded connection was still tracked
+        # the upgraded connection was still tracked: its close releases it
+        await wait_until(lambda: server.manager.live == {}, 5, what="the connection released")
 
 
 async def test_reload_serves_the_new_cert_to_new_handshakes_only(pki: Pki, tmp_path: Path) -> None:
@@ -281,8 +282,7 @@ async def test_starttls_for_a_protocol_handler(pki: Pki, tmp_path: Path) -> None
         [rec] = server.manager.live.values()
         assert rec.transport.get_extra_info("ssl_object") is not None  # the core has the TLS one
         writer.close()
-        await asyncio.sleep(0.1)
-        assert server.manager.live == {}
+        await wait_until(lambda: server.manager.live == {}, 5, what="the connection released")
 
 
 def _tls11_client_hello() -> bytes:
