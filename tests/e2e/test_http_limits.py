@@ -42,8 +42,10 @@ async def test_slowloris_does_not_starve_a_normal_client(tmp_path: Path) -> None
         start = loop.time()
         data, closed = await exchange(host, port, b"GET /normal HTTP/1.1\r\nHost: t\r\n"
                                       b"Connection: close\r\n\r\n")  # fmt: skip
-        assert loop.time() - start < 1.0, "the normal client waited behind the slow ones"
         assert split_responses(data)[0].body == b"/normal" and closed
+        # Served while every slow client was still held (none cut off yet, at 1.5 s): ordering,
+        # where a bound of 1 s on a loaded machine was 1.5x from the failure it stands for.
+        assert len(server.manager.live) >= 200, "the normal client waited behind the slow ones"
         results = await asyncio.gather(*trickling)
         elapsed = loop.time() - start
         bad = [(d[:40], c) for d, c in results if not (d.startswith(b"HTTP/1.1 408 ") and c)]
@@ -106,10 +108,14 @@ async def test_drain_finishes_in_flight_requests_with_connection_close(tmp_path:
         )
         start = loop.time()
         shutdown = asyncio.create_task(server.shutdown())
-        assert await read_until_closed(idle_r, 2) == (b"", True)
-        # idle keep-alive closed after the short drain grace (0.25 s), not after the 1.5 s
-        assert loop.time() - start < 1.0
-        data, closed = await read_until_closed(busy_r, 3)
+        idle = asyncio.create_task(read_until_closed(idle_r, 2))
+        busy = asyncio.create_task(read_until_closed(busy_r, 3))
+        done, _ = await asyncio.wait({idle, busy}, return_when=asyncio.FIRST_COMPLETED)
+        # idle keep-alive closed after the short drain grace (0.25 s), before the 1.5 s request
+        # answers: ordering, where a bound of 1 s was 1.5x from the failure it stands for
+        assert idle in done and not busy.done()
+        assert idle.result() == (b"", True)
+        data, closed = await busy
         [response] = split_responses(data)  # the pipelined second request is not started
         assert response.body == b"/slow/1500"
         assert response.headers["connection"] == "close" and closed
