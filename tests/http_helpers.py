@@ -82,7 +82,7 @@ async def exchange(
             writer.write(piece)
             await writer.drain()
             if pause:
-                await asyncio.sleep(pause)
+                await asyncio.sleep(pause)  # the caller's slow client: pieces arrive apart
         return await read_until_closed(reader, timeout)
     finally:
         writer.close()

@@ -9,7 +9,7 @@ warning aiosmtpd logs on every AUTH, and ``quiet_aiosmtpd_logging`` drops the lo
 format strings would carry credentials.
 
 ``PRIVATE_NAMES`` lists every private name used below, by owner. ``pyproject.toml`` pins
-aiosmtpd to the minor series tested (1.4.x); ``tests/unit/test_aiosmtpd_internals.py`` checks
+aiosmtpd to the minor series tested (1.4.x); ``tests/handlers/test_aiosmtpd_internals.py`` checks
 each name still exists and fails naming the ones an upgrade moved.
 """
 

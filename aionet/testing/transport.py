@@ -1,9 +1,9 @@
 """``MemoryTransport``: drive an ``asyncio.Protocol`` without sockets (tier-2 tests).
 
-Writes land in ``buffer``; ``close()``/``abort()`` call the protocol's ``connection_lost`` on
-the next ``flush()`` or immediately (``abort``), reading can be paused, and the write buffer
-size can be set to exercise flow control. Modelled on uvicorn's ``MockTransport`` and Twisted's
-``StringTransport``.
+Writes land in ``buffer``; ``close()``/``abort()`` call the protocol's ``connection_lost``
+immediately, ``feed()``/``feed_eof()`` deliver the peer's bytes and EOF, reading can be paused,
+and the write buffer size can be set to exercise flow control. Modelled on uvicorn's
+``MockTransport`` and Twisted's ``StringTransport``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ class MemoryTransport(asyncio.Transport):
     def feed(self, data: bytes) -> None:
         assert isinstance(self._protocol, asyncio.Protocol)
         self._protocol.data_received(data)
+
+    def feed_eof(self) -> None:
+        """The peer half-closed: ``eof_received()``; the transport closes unless it says to
+        keep the connection half-open (a true return), as asyncio's transports do."""
+        assert isinstance(self._protocol, asyncio.Protocol)
+        if not self._protocol.eof_received():
+            self.close()
 
     def take(self) -> bytes:
         """Everything written so far (and clear it); a paused writer resumes when drained."""

@@ -42,7 +42,7 @@ async def slow_path(scope: Scope, receive: Any, send: Any) -> None:
         return
     parts = scope["path"].split("/")
     if len(parts) > 2 and parts[1] == "slow":
-        await asyncio.sleep(int(parts[2]) / 1000)
+        await asyncio.sleep(int(parts[2]) / 1000)  # the known time the tests measure
     body = scope["path"].encode()
     await _start(send, 200, [(b"content-length", str(len(body)).encode())])
     await send({"type": "http.response.body", "body": body})

@@ -1,39 +1,21 @@
-"""Shared pieces of the mail tests: users, certificates, configs, Maildir readers."""
+"""Shared pieces of the mail tests: users, configs, Maildir readers (certificates: the
+``pki`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
 import re
-import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trustme
 from argon2 import PasswordHasher
 
 from aionet.auth.users import UserStore
 
+if TYPE_CHECKING:
+    from .conftest import Pki
+
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 RECEIVED = re.compile(rb"^Received: .*?\r\n(?=[^\t ])", re.DOTALL)
-
-
-class Pki:
-    def __init__(self, tmp_path: Path) -> None:
-        self.ca = trustme.CA()
-        cert = self.ca.issue_cert("localhost", "127.0.0.1")
-        self.key = tmp_path / "mail.key"
-        self.cert = tmp_path / "mail.pem"
-        cert.private_key_pem.write_to_path(str(self.key))
-        cert.cert_chain_pems[0].write_to_path(str(self.cert))
-
-    def client(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        self.ca.configure_trust(ctx)
-        return ctx
-
-    def ca_file(self, tmp_path: Path) -> Path:
-        path = tmp_path / "ca.pem"
-        self.ca.cert_pem.write_to_path(str(path))
-        return path
 
 
 def make_users(tmp_path: Path) -> Path:
@@ -58,9 +40,7 @@ def mail_config(
     if server:
         config["server"] = server
     if pki is not None:
-        config["tls"] = {
-            "certificates": [{"name": "mail", "cert": str(pki.cert), "key": str(pki.key)}]
-        }
+        config["tls"] = {"certificates": [pki.certificate("mail")]}
     tls = {"tls": "mail"} if implicit else {}
     config["listeners"] = [
         {"name": "smtp", "protocol": "smtp", "bind": "127.0.0.1:0", **tls,

@@ -6,41 +6,29 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from aionet.core.server import Server
 from aionet.testing import serve
+from tests.waiting import wait_until
+
+from .conftest import Pki
 
 SILENT = 40
 
 
-def _pki(tmp_path: Path) -> tuple[Path, Path, trustme.CA]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    key, pem = tmp_path / "key.pem", tmp_path / "cert.pem"
-    cert.private_key_pem.write_to_path(str(key))
-    cert.cert_chain_pems[0].write_to_path(str(pem))
-    return pem, key, ca
-
-
-def _config(
-    tmp_path: Path, *, listener: dict[str, Any], **limits: Any
-) -> tuple[dict[str, Any], trustme.CA]:
-    pem, key, ca = _pki(tmp_path)
+def _config(pki: Pki, *, listener: dict[str, Any], **limits: Any) -> dict[str, Any]:
     return {
         "logging": {"level": "warning"},
         "server": {"limits": limits} if limits else {},
-        "tls": {"certificates": [{"name": "main", "cert": str(pem), "key": str(key)}]},
+        "tls": {"certificates": [pki.certificate("main")]},
         "listeners": [
             {"name": "echo", "protocol": "echo", "bind": "127.0.0.1:0", **listener},
         ],
-    }, ca
+    }
 
 
 def _fds() -> int:
@@ -60,13 +48,6 @@ async def _closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:
         return False
 
 
-async def _until(condition: Any, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 async def _silent_clients(server: Server, addr: tuple[str, int], count: int) -> list[socket.socket]:
     """Open ``count`` connections that never send a byte; return them once the server has seen
     every one (counted or refused)."""
@@ -76,7 +57,7 @@ async def _silent_clients(server: Server, addr: tuple[str, int], count: int) -> 
         s.connect(addr)
         clients.append(s)
     stats = server.manager.slots["echo"].stats
-    await _until(lambda: server.manager.reserved + sum(stats.refused.values()) >= count)
+    await wait_until(lambda: server.manager.reserved + sum(stats.refused.values()) >= count)
     return clients
 
 
@@ -91,12 +72,16 @@ async def _silent_clients(server: Server, addr: tuple[str, int], count: int) -> 
     ids=["per-ip", "global", "listener", "listener-per-ip"],
 )
 async def test_silent_tls_clients_over_the_cap_are_refused_at_once(
-    tmp_path: Path, limits: dict[str, int], listener_limits: dict[str, int], reason: str
+    tmp_path: Path,
+    pki: Pki,
+    limits: dict[str, int],
+    listener_limits: dict[str, int],
+    reason: str,
 ) -> None:
     listener = {"tls": {"certificates": ["main"], "handshake_timeout": 30}}
     if listener_limits:
         listener["limits"] = listener_limits
-    config, _ = _config(tmp_path, listener=listener, **limits)
+    config = _config(pki, listener=listener, **limits)
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("echo")[:2]
         before = _fds()
@@ -115,16 +100,17 @@ async def test_silent_tls_clients_over_the_cap_are_refused_at_once(
             for c in clients:
                 c.close()
         # The silent ones are gone: their failed handshakes give the counts back.
-        await _until(lambda: server.manager.reserved == 0)
+        await wait_until(lambda: server.manager.reserved == 0)
         assert server.manager.slots["echo"].count == 0
         assert server.manager.per_ip == {}
 
 
-async def test_a_reserved_connection_is_admitted_after_its_handshake(tmp_path: Path) -> None:
+async def test_a_reserved_connection_is_admitted_after_its_handshake(
+    tmp_path: Path, pki: Pki
+) -> None:
     listener = {"tls": {"certificates": ["main"], "handshake_timeout": 30}}
-    config, ca = _config(tmp_path, listener=listener, max_connections_per_ip=2)
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
+    config = _config(pki, listener=listener, max_connections_per_ip=2)
+    ctx = pki.client()
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("echo")[:2]
         r1, w1 = await asyncio.open_connection(*addr, ssl=ctx, server_hostname="localhost")
@@ -132,12 +118,12 @@ async def test_a_reserved_connection_is_admitted_after_its_handshake(tmp_path: P
         assert await r1.readexactly(3) == b"one"
         assert (len(server.manager.live), server.manager.reserved) == (1, 0)
         silent = socket.create_connection(addr)  # the second slot, held by a handshake
-        await _until(lambda: server.manager.reserved == 1)
+        await wait_until(lambda: server.manager.reserved == 1)
         third = socket.create_connection(addr)  # over the cap of 2: closed at once
         assert await _closed_by_server(third, 3.0)
         silent.close()
         third.close()
-        await _until(lambda: server.manager.reserved == 0)
+        await wait_until(lambda: server.manager.reserved == 0)
         r2, w2 = await asyncio.open_connection(*addr, ssl=ctx, server_hostname="localhost")
         w2.write(b"two")
         assert await r2.readexactly(3) == b"two"
@@ -148,7 +134,7 @@ async def test_a_reserved_connection_is_admitted_after_its_handshake(tmp_path: P
 
 
 async def test_silent_clients_waiting_for_a_proxy_header_count_against_the_listener_cap(
-    tmp_path: Path,
+    tmp_path: Path, pki: Pki
 ) -> None:
     listener = {
         "proxy_protocol": True,
@@ -156,7 +142,7 @@ async def test_silent_clients_waiting_for_a_proxy_header_count_against_the_liste
         "proxy_timeout": 30,
         "limits": {"max_connections": 5},
     }
-    config, _ = _config(tmp_path, listener=listener)
+    config = _config(pki, listener=listener)
     async with serve(config, data_dir=tmp_path / "data") as server:
         addr = server.address("echo")[:2]
         clients = await _silent_clients(server, addr, 12)
@@ -167,4 +153,4 @@ async def test_silent_clients_waiting_for_a_proxy_header_count_against_the_liste
         finally:
             for c in clients:
                 c.close()
-        await _until(lambda: server.manager.reserved == 0)
+        await wait_until(lambda: server.manager.reserved == 0)

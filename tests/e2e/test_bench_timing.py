@@ -15,9 +15,13 @@ import pytest
 from aionet.bench.clients import http as http_client
 from aionet.bench.clients.http import HttpTarget
 from aionet.bench.runner import Plan, WorkerRun
+from tests.bench_helpers import fake_server
 
 MS = 1_000_000
-SLOW = 0.03  # seconds of client-side work injected; latency must stay well below it
+#: Seconds of client-side work injected; a latency must stay below half of it. 0.1 rather than
+#: 0.03: the half is then 50 ms of room for a loaded machine's scheduling (not 15 ms) between a
+#: correct measurement (well under a millisecond on loopback) and a wrong one (SLOW or more).
+SLOW = 0.1
 
 
 class HelloServer(asyncio.Protocol):
@@ -44,13 +48,8 @@ class HelloServer(asyncio.Protocol):
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
-    server = await asyncio.get_running_loop().create_server(HelloServer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with fake_server(HelloServer) as port:
         yield f"http://127.0.0.1:{port}/hello"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def run(target: HttpTarget, requests: int = 5) -> Any:
@@ -69,7 +68,7 @@ class SlowToBuild(HttpTarget):
 
         def slow() -> Iterator[tuple[bytes, bool]]:
             for item in requests:
-                time.sleep(SLOW)
+                time.sleep(SLOW)  # the injected client-side work (blocking, on purpose)
                 yield item
 
         session.requests = slow()
@@ -83,7 +82,7 @@ class SlowParser:
         self.parser = parser
 
     def feed_data(self, data: bytes) -> None:
-        time.sleep(SLOW)
+        time.sleep(SLOW)  # the injected client-side work (blocking, on purpose)
         self.parser.feed_data(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -128,7 +127,7 @@ async def test_without_keepalive_the_connect_is_part_of_the_latency(
     connect = http_client.open_protocol
 
     async def slow_connect(*args: Any) -> Any:
-        await asyncio.sleep(SLOW)
+        await asyncio.sleep(SLOW)  # a connect that takes SLOW
         return await connect(*args)
 
     monkeypatch.setattr(http_client, "open_protocol", slow_connect)

@@ -12,6 +12,7 @@ import pytest
 
 from aionet.testing import serve
 from tests.conftest import EXAMPLES
+from tests.waiting import wait_until
 
 N = 10_000
 
@@ -44,14 +45,6 @@ CLIENT = textwrap.dedent("""
 
     asyncio.run(main())
 """)
-
-
-async def wait_until(predicate: object, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(180)

@@ -24,6 +24,7 @@ from aionet.core.server import Server
 from aionet.handlers.dns import DnsHandler
 from aionet.testing import serve
 from tests.conftest import run_aionet
+from tests.waiting import wait_until
 
 ZONE = "aionet.test"
 RECORDS: list[dict[str, Any]] = [
@@ -275,7 +276,12 @@ async def test_rrl_drops_and_slips_over_udp_but_not_tcp(tmp_path: Path) -> None:
         queries = 40
         for _ in range(queries):
             transport.sendto(dns.message.make_query(f"www.{ZONE}", "A").to_wire())
-        await asyncio.sleep(0.5)
+        stats = server.manager.slots["dns"].stats
+        await wait_until(
+            lambda: stats.datagrams_in == queries and len(collector.replies) == stats.datagrams_out,
+            5,
+            what="every query read and every reply sent received",
+        )
         transport.close()
         full = [r for r in collector.replies if not r[2] & 0x02]
         slipped = [r for r in collector.replies if r[2] & 0x02]

@@ -17,7 +17,6 @@ import ssl
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -26,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 import yaml
 from argon2 import PasswordHasher
 
+from aionet.handlers.ftp import FtpHandler
 from aionet.testing import serve
+from tests.waiting import poll_until, wait_until
+
+from .conftest import Pki
 
 PW = "s3cret-pw"
 HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
@@ -50,7 +52,7 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
+def site(tmp_path: Path, pki: Pki) -> Site:
     users = tmp_path / "users.yaml"
     h = HASHER.hash(PW)
     users.write_text(
@@ -64,15 +66,7 @@ def site(tmp_path: Path) -> Site:
             }
         )
     )
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    return Site(
-        tmp_path, tmp_path / "data", users, tmp_path / "ca.pem", tmp_path / "cert.pem",
-        tmp_path / "key.pem",
-    )  # fmt: skip
+    return Site(tmp_path, tmp_path / "data", users, pki.ca_file, pki.cert, pki.key)
 
 
 def config(site: Site, *, tls: str | None = None, bind: str = "127.0.0.1:0", **options: Any) -> Any:
@@ -587,7 +581,8 @@ async def test_dropped_and_aborted_uploads_leave_nothing(site: Site) -> None:
         await asyncio.to_thread(reset_data)
         await asyncio.to_thread(client_vanishes)
         await asyncio.to_thread(abort)
-        await asyncio.sleep(0.2)
+        # the aborted uploads' temporary files are removed once their sessions notice
+        await wait_until(lambda: sorted(p.name for p in root.iterdir()) == ["keep"], 5)
     assert sorted(p.name for p in root.iterdir()) == ["keep"]
     assert (root / "keep").read_bytes() == b"original"
 
@@ -853,10 +848,8 @@ async def test_passive_caps_per_address_and_per_user(site: Site) -> None:
             assert put(greedy[1], "h.bin", b"greedy").startswith("226")  # socket when done
             for f in [*greedy[1:], *elsewhere, bob, bob_here]:
                 f.quit()
-            deadline = time.monotonic() + 5  # a cancelled accept closes its socket a step later
-            while samples()["aionet_ftp_passive_open"] and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert samples()["aionet_ftp_passive_open"] == 0
+            # a cancelled accept closes its socket a step later
+            poll_until(lambda: samples()["aionet_ftp_passive_open"] == 0, 5, what="none open")
             again = [login_from(addr, "127.0.0.1") for _ in range(3)]  # nothing leaked
             assert [code(g, "EPSV") for g in again] == ["229", "229", "229"]
             for f in again:
@@ -947,7 +940,9 @@ async def test_drain_answers_421_after_the_transfer_and_refusal_is_421(site: Sit
         conn = await asyncio.to_thread(f.transfercmd, "STOR drained.bin")
         await asyncio.to_thread(conn.sendall, big[:1000])
         shutdown = asyncio.create_task(server.shutdown(timeout=10))
-        await asyncio.sleep(0.2)
+        handler = server.handlers["ftp"]
+        assert isinstance(handler, FtpHandler)
+        await wait_until(lambda: handler.config.draining, 5, what="the drain begun")
         await asyncio.to_thread(conn.sendall, big[1000:])  # the transfer in flight finishes
         conn.close()
         assert (await asyncio.to_thread(f.voidresp)).startswith("226")

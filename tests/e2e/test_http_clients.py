@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trustme
 
 from aionet.testing import serve
 from tests.http_helpers import exchange, http_config, split_responses
+from tests.waiting import wait_until
+
+from .conftest import Pki
 
 RAW = "tests.apps.raw_apps"
 
@@ -88,10 +89,19 @@ async def test_slow_reader_holds_the_app_at_send(tmp_path: Path) -> None:
 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         writer.write(b"GET /?mib=256 HTTP/1.1\r\nHost: t\r\n\r\n")
-        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        seen = {"chunks": -1, "since": loop.time()}
+
+        def parked() -> bool:
+            """The app has sent and then made no progress for 0.3 s (the observation window
+            is part of the test: a parked app stays parked)."""
+            chunks, now = raw_apps.STATE["chunks_sent"], loop.time()
+            if chunks != seen["chunks"]:
+                seen.update(chunks=chunks, since=now)
+            return chunks > 0 and now - seen["since"] >= 0.3
+
+        await wait_until(parked, 10, what="the app parked at send()")
         sent_then = raw_apps.STATE["chunks_sent"]
-        await asyncio.sleep(0.3)
-        assert raw_apps.STATE["chunks_sent"] == sent_then  # the app is parked at send()
         assert sent_then * 65536 < 64 * 1024 * 1024  # far less than the 256 MiB asked for
         [rec] = server.manager.live.values()
         assert rec.transport.get_write_buffer_size() <= 1024 * 1024
@@ -165,22 +175,13 @@ async def test_curl_expect_100_continue_and_chunked_upload(tmp_path: Path) -> No
         assert (tmp_path / "out2").read_bytes() == upload.read_bytes()
 
 
-async def test_https_listener(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+async def test_https_listener(tmp_path: Path, pki: Pki) -> None:
     config: dict[str, Any] = http_config(app=f"{RAW}:slow_path")
-    config["tls"] = {
-        "certificates": [
-            {"name": "web", "cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "key.pem")}
-        ]
-    }
+    config["tls"] = {"certificates": [pki.certificate("web")]}
     config["listeners"][0]["tls"] = "web"
     async with serve(config, data_dir=tmp_path) as server:
         host, port = server.address("web")
-        context = ssl.create_default_context()
-        ca.configure_trust(context)
+        context = pki.client()
         async with httpx.AsyncClient(base_url=f"https://{host}:{port}", verify=context) as client:
             responses = [await client.get(f"/tls/{i}") for i in range(3)]
         assert [r.text for r in responses] == ["/tls/0", "/tls/1", "/tls/2"]

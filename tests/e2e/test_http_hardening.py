@@ -16,6 +16,7 @@ from aionet.http.protocol import MAX_QUEUE, HttpProtocol
 from aionet.testing import serve
 from tests.apps.raw_apps import STATE, reset_state
 from tests.http_helpers import http_config, split_responses
+from tests.waiting import wait_until
 
 RAW = "tests.apps.raw_apps"
 #: About 80 bytes each: 1.4 MB of them is some 17,000 requests.
@@ -66,13 +67,14 @@ async def test_a_pipelined_flood_that_is_not_read_stays_bounded(tmp_path: Path) 
             loop = asyncio.get_running_loop()
             with raw_client(*server.address("web"), rcvbuf=4096) as sock:
                 sending = asyncio.create_task(loop.sock_sendall(sock, flood))
-                await asyncio.sleep(0.2)
+                state = server.manager.slots["web"].handler.state
+                await wait_until(lambda: state.protocols, 5, what="the connection served")
                 proto = the_protocol(server)
                 deepest = unparsed = 0
                 for _ in range(40):  # the server answers what the socket buffers take, then waits
                     deepest = max(deepest, len(proto._queue))
                     unparsed = max(unparsed, len(getattr(proto, "_backlog", b"")))
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # part of the test: sampled for 2 s
                 assert deepest <= MAX_QUEUE + 1, deepest
                 assert unparsed <= 512 * 1024, unparsed  # at most one read waits unparsed
                 received = bytearray()
@@ -96,17 +98,16 @@ async def test_requests_never_answered_are_not_each_logged(tmp_path: Path) -> No
             with raw_client(*server.address("web")) as sock:
                 sending = asyncio.create_task(loop.sock_sendall(sock, flood))
                 await asyncio.wait_for(STATE["started"].wait(), 5)
-                await asyncio.sleep(0.3)
-                assert len(the_protocol(server)._queue) <= MAX_QUEUE + 1
+                proto = the_protocol(server)  # the flood fills its queue up to the bound
+                await wait_until(lambda: len(proto._queue) >= MAX_QUEUE, 5, what="a full queue")
+                assert len(proto._queue) <= MAX_QUEUE + 1
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()  # a reset: the client vanishes
                 with contextlib.suppress(OSError):
                     await sending
                 STATE["release"].set()  # the request in flight is answered (into a reset socket)
-                for _ in range(100):
-                    if not server.manager.slots["web"].handler.state.protocols:
-                        break
-                    await asyncio.sleep(0.05)
+                state = server.manager.slots["web"].handler.state
+                await wait_until(lambda: not state.protocols, 5, what="the connection gone")
     answered = [e for e in logs if e["event"] == "http_request"]
     assert [e["path"] for e in answered] in ([], ["/0"])
     # The queued requests cost one line for the connection, not one each.
@@ -127,7 +128,7 @@ async def wait_closed(server: Any, timeout: float, *, seen: bool = False) -> boo
         seen = seen or slot.count > 0
         if seen and not slot.handler.state.protocols and slot.count == 0:
             return True
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling the condition until the deadline
     return False
 
 
@@ -140,11 +141,8 @@ async def test_a_client_that_stops_reading_is_cut_off_at_send_timeout(tmp_path: 
             await loop.sock_sendall(sock, b"GET /?mib=64 HTTP/1.1\r\nHost: t\r\n\r\n")
             assert await wait_closed(server, 10), "a zero-window client held the connection"
             state = server.manager.slots["web"].handler.state
-            for _ in range(40):  # the app's send() saw the disconnect: its task ended
-                if not state.tasks:
-                    break
-                await asyncio.sleep(0.05)
-            assert not state.tasks
+            # the app's send() saw the disconnect: its task ended
+            await wait_until(lambda: not state.tasks, 2, what="the app's task ending")
             assert STATE["chunks_sent"] < 64 * 16
 
 
@@ -159,11 +157,8 @@ async def test_a_static_file_not_read_is_cut_off_at_send_timeout(tmp_path: Path)
             await loop.sock_sendall(sock, b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
             assert await wait_closed(server, 10), "a zero-window client held the connection"
             state = server.manager.slots["web"].handler.state
-            for _ in range(40):
-                if not state.tasks:
-                    break
-                await asyncio.sleep(0.05)
-            assert not state.tasks  # the file send did not hang on the closed socket
+            # the file send did not hang on the closed socket
+            await wait_until(lambda: not state.tasks, 2, what="the file send ending")
 
 
 async def test_a_slow_reader_that_makes_progress_is_not_cut_off(tmp_path: Path) -> None:
@@ -178,7 +173,7 @@ async def test_a_slow_reader_that_makes_progress_is_not_cut_off(tmp_path: Path) 
                 chunk = await asyncio.wait_for(loop.sock_recv(sock, 16384), 5)
                 assert chunk, "closed while the client was still reading"
                 received += chunk
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # part of the test: a slow reader
             [response] = split_responses(bytes(received))
             assert response.status == 200 and len(response.body) == 2 * 1024 * 1024
             assert server.manager.slots["web"].count == 1  # still open, for the next request
@@ -208,7 +203,7 @@ async def test_a_body_that_trickles_within_body_timeout_is_read(tmp_path: Path) 
         with raw_client(*server.address("web")) as sock:
             await loop.sock_sendall(sock, POST_100)
             for _ in range(10):  # 2 s in all, never more than 0.2 s between two reads
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # part of the test: the trickle
                 await loop.sock_sendall(sock, b"x" * 10)
             data, closed = await recv_until_closed(sock, 2)
             [response] = split_responses(data)
@@ -222,7 +217,8 @@ async def test_a_half_close_mid_body_disconnects_the_app_and_closes(tmp_path: Pa
         loop = asyncio.get_running_loop()
         with raw_client(*server.address("web")) as sock:
             await loop.sock_sendall(sock, POST_100 + b"x" * 10)
-            await asyncio.sleep(0.2)
+            received = STATE["received"]
+            await wait_until(lambda: received == ["http.request"], 5, what="the app mid-body")
             sock.shutdown(socket.SHUT_WR)
             data, closed = await recv_until_closed(sock, 5)
             assert closed and b"200" not in data
@@ -290,7 +286,7 @@ async def send_in_pieces(server: Any, pieces: list[bytes]) -> tuple[bytes, bool]
         with contextlib.suppress(ConnectionError):
             for piece in pieces:
                 await loop.sock_sendall(sock, piece)
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.002)  # part of the test: each piece its own read
         return await recv_until_closed(sock, 5)
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from aionet.testing import serve
 
-from .mail_helpers import Pki, delivered, mail_config, without_received
+from .conftest import Pki
+from .mail_helpers import delivered, mail_config, without_received
 
 
 def need(tool: str, package: str) -> None:
@@ -29,10 +30,9 @@ async def run(*argv: str) -> tuple[int, bytes, str]:
 
 
 @pytest.mark.tool("curl")
-async def test_curl_sends_over_starttls_and_reads_over_stls(tmp_path: Path) -> None:
+async def test_curl_sends_over_starttls_and_reads_over_stls(tmp_path: Path, pki: Pki) -> None:
     need("curl", "curl")
-    pki = Pki(tmp_path)
-    ca = str(pki.ca_file(tmp_path))
+    ca = str(pki.ca_file)
     body = b"Subject: curl\r\n\r\n.dotted\r\nhello from curl\r\n"
     (tmp_path / "m.eml").write_bytes(body)
     config = mail_config(tmp_path, pki, {"starttls": "mail"}, {"starttls": "mail"})
@@ -62,15 +62,14 @@ async def test_curl_sends_over_starttls_and_reads_over_stls(tmp_path: Path) -> N
 
 
 @pytest.mark.tool("swaks")
-async def test_swaks_starttls_auth_pipelining(tmp_path: Path) -> None:
+async def test_swaks_starttls_auth_pipelining(tmp_path: Path, pki: Pki) -> None:
     need("swaks", "swaks")
-    pki = Pki(tmp_path)
     config = mail_config(tmp_path, pki, {"starttls": "mail"})
     async with serve(config, data_dir=tmp_path / "data") as server:
         host, port = server.address("smtp")[:2]
         rc, out, err = await run(
             "swaks", "--server", f"{host}:{port}", "--to", "bob@localhost", "--from", "s@x.test",
-            "--tls", "--tls-ca-path", str(pki.ca_file(tmp_path)), "--auth", "PLAIN",
+            "--tls", "--tls-ca-path", str(pki.ca_file), "--auth", "PLAIN",
             "--auth-user", "bob", "--auth-password", "bob-pw", "--pipeline",
             "--header", "Subject: from swaks", "--body", "hi from swaks",
         )  # fmt: skip

@@ -45,7 +45,9 @@ def send_then_kill(addr: Any, subject: bytes, kill: Any) -> bool:
         sock.sendall(
             b"Subject: " + subject + b"\r\n\r\nbody\r\n.\r\n"
             b"MAIL FROM:<d@d.test>\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n"
-            + b"Subject: unacked\r\n\r\n" + b"y" * 998 + b"\r\n"
+            + b"Subject: unacked\r\n\r\n"
+            + b"y" * 998
+            + b"\r\n"
         )
         acked = reply(sock).startswith(b"250 ")
         kill()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import poplib
 import smtplib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,12 @@ import pytest
 
 from aionet.storage.maildir import Maildir, deliver_many
 from aionet.testing import serve
+from tests.waiting import poll_until
 
-from .mail_helpers import Pki, mail_config, without_received
+from .conftest import Pki
+from .mail_helpers import mail_config, without_received
 
 PLAIN = {"auth_without_tls": True}
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
 
 
 def put(data_dir: Path, *bodies: bytes, user: str = "alice") -> list[str]:
@@ -42,14 +38,19 @@ def pop(addr: Any, user: str = "alice", password: str = "alice-pw") -> poplib.PO
 
 def pop_after_drop(addr: Any) -> poplib.POP3:
     """Log in again after dropping a session: the server frees the lock when it sees the drop."""
-    for _ in range(50):
+    clients: list[poplib.POP3] = []
+
+    def logged_in() -> bool:
         try:
-            return pop(addr)
+            clients.append(pop(addr))
         except poplib.error_proto as exc:
             if b"IN-USE" not in exc.args[0]:
                 raise
-            time.sleep(0.05)
-    raise AssertionError("the mailbox stayed locked after the session dropped")
+            return False
+        return True
+
+    poll_until(logged_in, 2.5, what="the mailbox unlocked after the session dropped")
+    return clients[0]
 
 
 def joined(lines: list[bytes]) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 from aionet.core.preflight import config_from_dict, load_config
 from aionet.testing import serve
 from tests.conftest import Daemon
+from tests.waiting import wait_until
 
 
 def free_port() -> int:
@@ -150,10 +150,7 @@ async def test_added_removed_and_rebound_listeners(tmp_path: Path) -> None:
         assert stopped == []  # the old handler stops only once its last connection is gone
         writer.close()
         await writer.wait_closed()
-        for _ in range(100):
-            if stopped:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: stopped, 2, what="the old handler stopped")
         assert stopped == ["echo"]
 
         assert await asyncio.to_thread(udp_echo, server.address("udp", "udp")) == b"hello"
@@ -208,13 +205,19 @@ async def test_http_traffic_through_a_reload_sees_no_error(tmp_path: Path) -> No
                         errors.append(exc)
 
         clients = [asyncio.create_task(load()) for _ in range(4)]
-        await asyncio.sleep(0.3)
+
+        async def more_requests(n: int = 8) -> None:
+            """The clients keep the server busy: ``n`` more answers (or errors) arrive."""
+            seen = len(results) + len(errors)
+            await wait_until(lambda: len(results) + len(errors) >= seen + n, 10)
+
+        await more_requests()
         handlers = {server.handlers["web"]}
         for n in range(3):  # three reloads, each changing the web listener (same port)
             cfg["listeners"][2] = web(f"{6 + n}s", f"{host}:{port}")
             assert await server.reload(config_from_dict(cfg))
             handlers.add(server.handlers["web"])
-            await asyncio.sleep(0.3)
+            await more_requests()  # requests answered by the new handler, under load
         done.set()
         await asyncio.gather(*clients)
         assert errors == []
@@ -243,9 +246,8 @@ def test_sighup_reloads_the_file_and_an_invalid_file_changes_nothing(
             assert s.recv(10) == b"x\n"
     config.write_text(text + "  - {name: echo2, protocol: nope, bind: '127.0.0.1:0'}\n")
     d.send_signal(signal.SIGHUP)
-    failed = d.wait_for("reload_failed")
+    failed = d.wait_for("reload_failed")  # logged once the refused reload is all done
     assert any("nope" in e for e in failed["errors"]), failed
-    time.sleep(0.2)
     echo2 = d.address("echo2")
     with socket.create_connection(echo2, timeout=5) as s:
         s.sendall(b"y\n")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import poplib
 import smtplib
@@ -14,9 +16,17 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from aionet.core.logging import configure_logging
 from aionet.testing import serve
 
-from .mail_helpers import Pki, delivered, mail_config, tmp_files, without_received
+from .conftest import Pki
+from .mail_helpers import (
+    delivered,
+    mail_config,
+    make_users,
+    tmp_files,
+    without_received,
+)
 
 ACCEPTED: list[Any] = []
 
@@ -50,11 +60,6 @@ def client_of(server: Any, **kw: Any) -> aiosmtplib.SMTP:
 
 def codes(transcript: bytes) -> list[int]:
     return [int(line[:3]) for line in transcript.split(b"\r\n") if line[3:4] == b" "]
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
 
 
 async def test_plain_round_trip_is_byte_identical(tmp_path: Path) -> None:
@@ -402,3 +407,23 @@ async def test_auth_without_tls_loopback_allows_only_loopback_clients(
         pop3 = await exchange(server.address("pop3"), proxy + b"CAPA\r\nQUIT\r\n", until=b"+OK bye")
     assert (b"250-AUTH" in smtp) is offered
     assert (b"\r\nUSER\r\n" in pop3) is offered
+
+
+async def test_aiosmtpd_line_logging_never_carries_credentials(tmp_path: Path) -> None:
+    out = io.StringIO()
+    configure_logging("json", "debug", out)
+    secret = b"AUTH PLAIN AGFsaWNlAGFsaWNlLXB3"  # \0alice\0alice-pw
+    config = {
+        "auth": {"users_file": str(make_users(tmp_path))},
+        "listeners": [{"name": "smtp", "protocol": "smtp", "bind": "127.0.0.1:0",
+                       "options": {"auth_without_tls": True}}],
+    }  # fmt: skip
+    async with serve(config, data_dir=tmp_path / "data") as server:
+        reader, writer = await asyncio.open_connection(*server.address("smtp")[:2])
+        writer.write(b"EHLO a\r\n" + secret + b"\r\nQUIT\r\n")
+        assert b"235 2.7.0" in await reader.read()
+        writer.close()
+    logging.getLogger("mail.log").warning("other aiosmtpd records: %s", "kept")
+    text = out.getvalue()
+    assert "auth_succeeded" in text and "other aiosmtpd records: kept" in text
+    assert "AGFsaWNl" not in text and ">>" not in text

@@ -9,8 +9,6 @@ import smtplib
 import socket
 import ssl
 import struct
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +18,10 @@ from structlog.testing import capture_logs
 from aionet import ProtocolHandler
 from aionet.core.connections import HALF_CLOSE_TIMEOUT
 from aionet.testing import serve
+from tests.waiting import wait_until
 
-from .mail_helpers import Pki, delivered, mail_config
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until it holds; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+from .conftest import Pki
+from .mail_helpers import delivered, mail_config
 
 
 def vanish(addr: Any, how: str) -> None:
@@ -54,8 +41,8 @@ async def test_clients_gone_before_the_greeting_are_released(tmp_path: Path, how
             vanish(addr, how)
         # every one was admitted (counted), and every one is released long before the sweep
         stats = server.manager.slots["smtp"].stats
-        await wait_until(lambda: stats.accepted == 5)
-        await wait_until(lambda: not server.manager.live)
+        await wait_until(lambda: stats.accepted == 5, 5)
+        await wait_until(lambda: not server.manager.live, 5)
         assert stats.closed == 5 and stats.idle_closed == 0
 
 
@@ -84,7 +71,7 @@ async def test_a_wrapped_protocol_that_keeps_a_vanished_peer_is_released(tmp_pat
         for i in range(6):
             vanish(addr, "reset" if i % 2 else "close")
         stats = server.manager.slots["mute"].stats
-        await wait_until(lambda: stats.accepted == 6)
+        await wait_until(lambda: stats.accepted == 6, 5)
         # HALF_CLOSE_TIMEOUT (5 s) after the EOF, at the next sweep (1 s apart at most)
         await wait_until(lambda: not server.manager.live, HALF_CLOSE_TIMEOUT + 5)
         assert stats.closed == 6 and stats.idle_closed == 0
@@ -149,7 +136,7 @@ async def test_bytes_out_of_an_smtp_session_are_counted(
             received = await asyncio.to_thread(
                 smtp_session, server.address("smtp"), pki.client() if starttls else None
             )
-            await wait_until(lambda: not server.manager.live)
+            await wait_until(lambda: not server.manager.live, 5)
             stats = server.manager.slots["smtp"].stats
             samples = {(s.name, s.labels): s.value for s in server.samples()}
     assert received > 0

@@ -27,7 +27,8 @@ from aionet.core.handler import InBandTlsOptions
 from aionet.core.registry import BUILTIN, resolve
 from aionet.testing import serve
 
-from .mail_helpers import Pki, make_users
+from .conftest import Pki
+from .mail_helpers import make_users
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _config(tmp_path: Path, pki: Pki, protocol: str) -> dict[str, Any]:
     return {
         "logging": {"level": "warning"},
         "auth": {"users_file": str(make_users(tmp_path))},
-        "tls": {"certificates": [{"name": "mail", "cert": str(pki.cert), "key": str(pki.key)}]},
+        "tls": {"certificates": [pki.certificate("mail")]},
         "listeners": [
             {"name": "up", "protocol": protocol, "bind": "127.0.0.1:0",
              "options": {"starttls": "mail"}},
@@ -134,9 +135,8 @@ def _attack(
 @pytest.mark.parametrize("protocol", sorted(UPGRADES))
 @pytest.mark.parametrize("padded", [False, True], ids=["pipelined", "padded-past-one-read"])
 async def test_commands_pipelined_after_the_upgrade_verb_never_run(
-    tmp_path: Path, protocol: str, padded: bool
+    tmp_path: Path, pki: Pki, protocol: str, padded: bool
 ) -> None:
-    pki = Pki(tmp_path)
     up = UPGRADES[protocol]
     async with serve(_config(tmp_path, pki, protocol), data_dir=tmp_path / "data") as server:
         addr = server.address("up")[:2]
@@ -148,8 +148,7 @@ async def test_commands_pipelined_after_the_upgrade_verb_never_run(
         assert up.probe_reply.match(first), f"an injected command ran under TLS: {first!r}"
 
 
-async def test_discarded_plaintext_is_logged(tmp_path: Path) -> None:
-    pki = Pki(tmp_path)
+async def test_discarded_plaintext_is_logged(tmp_path: Path, pki: Pki) -> None:
     up = UPGRADES["pop3"]
     config = _config(tmp_path, pki, "pop3")
     async with serve(config, data_dir=tmp_path / "data") as server:

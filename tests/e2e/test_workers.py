@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aionet.admin.app import hash_token
 from tests.conftest import Daemon
+from tests.waiting import poll_until
 
 TOKEN = "workers-test-token"
 
@@ -61,37 +61,56 @@ def test_two_workers_serve_merge_metrics_restart_and_drain(daemon: Any, tmp_path
         u.settimeout(5)
         u.sendto(b"dgram", ("127.0.0.1", port["udp"]))
         assert u.recv(10) == b"dgram"
+
     # /metrics adds up every worker's counters (published each second).
-    time.sleep(1.5)
-    text = httpx.get(admin + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-    }
+    def metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(admin + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+
+    accepted = ("aionet_connections_accepted_total", (("listener", "echo"),))
+    scraped: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]] = []
+
+    def published() -> bool:  # whichever worker answers, once it has the other's counts
+        scraped.append(metrics())
+        return scraped[-1].get(accepted) == 6
+
+    poll_until(published, 10, what="both workers' counts published")
+    samples = scraped[-1]
     assert samples[("aionet_workers", ())] == 2
-    assert samples[("aionet_connections_accepted_total", (("listener", "echo"),))] == 6
+    assert samples[accepted] == 6
     # A killed worker is replaced.
     victim = ready["pids"][0]
     os.kill(victim, signal.SIGKILL)
     exited = d.wait_for("worker_exited", pid=victim)
     assert exited["exit_code"] == -signal.SIGKILL
-    deadline = time.monotonic() + 10
-    while not (started := [e for e in list(d.logs) if e.get("event") == "worker_started"
-                           and e["worker"] == exited["worker"] and e["pid"] != victim]):
-        assert time.monotonic() < deadline, "no replacement worker started"
-        time.sleep(0.1)
-    restarted = started[0]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if pids_answering(admin + "/connections", 10) & {restarted["pid"]}:
-            break
-    else:
-        raise AssertionError("the replacement worker never answered")
+
+    def replacements() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in list(d.logs)
+            if e.get("event") == "worker_started"
+            and e["worker"] == exited["worker"]
+            and e["pid"] != victim
+        ]
+
+    poll_until(replacements, 10, what="a replacement worker started")
+    restarted = replacements()[0]
+    poll_until(
+        lambda: restarted["pid"] in pids_answering(admin + "/connections", 10),
+        10,
+        what="the replacement worker answering",
+    )
     # SIGTERM: both drain, the supervisor exits 0.
     held = socket.create_connection(("127.0.0.1", port["echo"]), timeout=5)
+    held.sendall(b"first")  # accepted by a worker (not waiting in the backlog) before SIGTERM
+    assert held.recv(5) == b"first"
     d.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    for worker in (0, 1):  # both are draining
+        d.wait_for("shutdown_started", worker=worker)
     held.sendall(b"still")  # a connection accepted before SIGTERM is served during the drain
     assert held.recv(5) == b"still"
     held.close()

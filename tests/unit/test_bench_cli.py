@@ -26,7 +26,7 @@ class _Null(Session):
         self.fail_every = fail_every
 
     async def request(self) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yields like a request on the network would
         self.n += 1
         if self.fail_every and self.n % self.fail_every == 0:
             raise BenchError("made up")

@@ -163,7 +163,7 @@ async def test_wait_empty_fires_on_last_release() -> None:
     slot = make_slot(manager)
     _, t = connect(slot)
     waiter = asyncio.create_task(manager.wait_empty(5))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the waiter starts waiting
     assert not waiter.done()
     t.close()
     assert await waiter is True

@@ -112,8 +112,12 @@ def test_an_interrupted_expunge_is_finished_on_the_next_sync(tmp_path: Path) -> 
 def test_cleanup_removes_tmp_files_of_dead_writers_and_old_ones(tmp_path: Path) -> None:
     box = Maildir(tmp_path / "t")
     box.create()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(dead.stdout)
     (box.path / "tmp" / f"1.M1P{dead_pid}Q1R00.host").write_bytes(b"half")
     mine = box.path / "tmp" / unique_name()

@@ -33,7 +33,7 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # no time passes; the caller still yields, as it would
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -48,7 +48,7 @@ class FakeVerifier:
     async def verify_async(self, name: str, password: str) -> User | None:
         self.checks += 1
         for _ in range(3):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a few turns of the loop, like a thread's round trip
         expected = PASSWORDS.get(name)
         return expected[1] if expected is not None and expected[0] == password else None
 
@@ -262,7 +262,7 @@ async def test_parallel_logins_of_different_users_all_succeed(portal: Portal) ->
 
 async def test_a_cancelled_attempt_releases_its_locks(portal: Portal, clock: FakeClock) -> None:
     task = asyncio.create_task(login(portal, "alice", "wrong"))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the attempt takes its locks
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -469,7 +468,9 @@ def test_unknown_user_and_wrong_password_take_the_same_time(path: Path) -> None:
     for i in range(40):  # interleaved, so drift in machine load hits both alike
         known.append(_seconds(store.verify, "alice", f"wrong{i}"))
         unknown.append(_seconds(store.verify, f"nobody{i}", "wrong"))
-    k, u = statistics.median(known), statistics.median(unknown)
+    # The fastest of each: the cost of the verification itself. Load on a shared machine only
+    # ever adds time, so the minimum is stable where the median of 40 drifts with it.
+    k, u = min(known), min(unknown)
     assert abs(k - u) / max(k, u) < 0.25, (k, u)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiosmtpd.smtp
 
 from aionet.smtp import _aiosmtpd
+from tests.waiting import wait_until
 
 SMTP_PACKAGE = Path(_aiosmtpd.__file__).parent
 MODULE = Path(_aiosmtpd.__file__)
@@ -47,8 +48,9 @@ async def _owners() -> dict[str, object]:
     (instance attributes exist only after ``__init__``, some only after ``connection_made``)."""
     loop = asyncio.get_running_loop()
     smtp = aiosmtpd.smtp.SMTP(object(), loop=loop)
-    smtp.connection_made(_Transport())
-    await asyncio.sleep(0)  # the session task starts (and writes its greeting)
+    transport = _Transport()
+    smtp.connection_made(transport)
+    await wait_until(lambda: transport.written, 5, what="the session task's greeting")
     owners: dict[str, object] = {
         "SMTP": smtp,
         "Session": aiosmtpd.smtp.Session(loop),
@@ -58,7 +60,7 @@ async def _owners() -> dict[str, object]:
         ),
     }
     smtp.connection_lost(None)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the cancelled session task unwinds
     return owners
 
 

@@ -24,6 +24,7 @@ from aionet.http.protocol import MAX_QUEUE, HttpProtocol
 from aionet.http.state import DRAIN_IDLE_GRACE, HttpLimits, HttpState
 from aionet.testing import MemoryTransport
 from tests.http_helpers import split_responses
+from tests.waiting import wait_until
 
 App = Callable[..., Any]
 GET = b"GET /%s HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -49,6 +50,8 @@ def connect(
 
 
 async def settle(rounds: int = 10) -> None:
+    """Let the loop run ``rounds`` turns (no time passes): the app tasks a request started
+    run up to their next real wait."""
     for _ in range(rounds):
         await asyncio.sleep(0)
 
@@ -60,7 +63,7 @@ async def start(send: Any, status: int = 200, headers: list[Any] | None = None) 
 async def path_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with the path; ``/slow`` waits a little first."""
     if scope["path"] == "/slow":
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # part of the tests: a response that takes time to come
     await start(send)
     await send({"type": "http.response.body", "body": scope["path"].encode()})
 
@@ -68,7 +71,7 @@ async def path_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def test_pipelined_requests_are_answered_in_order() -> None:
     proto, transport, _ = connect(path_app)
     proto.data_received(GET % b"slow" + GET % b"a" + GET % b"b")
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: len(split_responses(bytes(transport.buffer))) == 3, 5)
     bodies = [r.body for r in split_responses(transport.take())]
     assert bodies == [b"/slow", b"/a", b"/b"]
     assert not transport.closed
@@ -386,14 +389,19 @@ async def test_drain_closes_idle_after_a_grace_and_busy_after_its_response() -> 
     state.protocols.add(busy)
     busy.data_received(GET % b"slow")
     await settle()
+    loop = asyncio.get_running_loop()
     state.drain()
+    drained = loop.time()
     assert not idle_transport.closed and not busy_transport.closed
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: busy_transport.closed, 5, what="the busy one closing")
     [response] = split_responses(busy_transport.take())
-    assert response.headers["connection"] == "close" and busy_transport.closed
-    assert not idle_transport.closed  # still within DRAIN_IDLE_GRACE
-    await asyncio.sleep(DRAIN_IDLE_GRACE)
-    assert idle_transport.closed and idle_transport.take() == b""
+    assert response.headers["connection"] == "close"
+    # Ordering, not timing: the busy one (50 ms of work) closed while the idle one waits out
+    # DRAIN_IDLE_GRACE (250 ms); a stalled loop runs the earlier timer first all the same.
+    assert not idle_transport.closed
+    await wait_until(lambda: idle_transport.closed, 5, what="the idle one closing")
+    assert loop.time() - drained >= DRAIN_IDLE_GRACE - 0.005  # not before its grace
+    assert idle_transport.take() == b""
 
 
 async def test_a_request_arriving_in_the_drain_grace_is_answered_then_closed() -> None:

@@ -57,32 +57,3 @@ async def test_starttls_needs_a_configured_certificate(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"options\.starttls: unknown certificate 'missing'"):
         async with serve(config, data_dir=tmp_path):
             pass
-
-
-
-async def test_aiosmtpd_line_logging_never_carries_credentials(tmp_path: Path) -> None:
-    import asyncio
-    import io
-    import logging
-
-    from aionet.core.logging import configure_logging
-
-    from ..e2e.mail_helpers import make_users
-
-    out = io.StringIO()
-    configure_logging("json", "debug", out)
-    secret = b"AUTH PLAIN AGFsaWNlAGFsaWNlLXB3"  # \0alice\0alice-pw
-    config = {
-        "auth": {"users_file": str(make_users(tmp_path))},
-        "listeners": [{"name": "smtp", "protocol": "smtp", "bind": "127.0.0.1:0",
-                       "options": {"auth_without_tls": True}}],
-    }  # fmt: skip
-    async with serve(config, data_dir=tmp_path / "data") as server:
-        reader, writer = await asyncio.open_connection(*server.address("smtp")[:2])
-        writer.write(b"EHLO a\r\n" + secret + b"\r\nQUIT\r\n")
-        assert b"235 2.7.0" in await reader.read()
-        writer.close()
-    logging.getLogger("mail.log").warning("other aiosmtpd records: %s", "kept")
-    text = out.getvalue()
-    assert "auth_succeeded" in text and "other aiosmtpd records: kept" in text
-    assert "AGFsaWNl" not in text and ">>" not in text

@@ -240,8 +240,7 @@ def test_the_table_covers_every_rfc_1939_command_in_its_state() -> None:
     auth = {v for s, v in COMMANDS if s is State.AUTHORIZATION}
     trans = {v for s, v in COMMANDS if s is State.TRANSACTION}
     assert auth == {"CAPA", "USER", "PASS", "AUTH", "STLS", "QUIT"}
-    assert trans == {"CAPA", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP",
-                     "QUIT"}
+    assert trans == {"CAPA", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP", "QUIT"}
     assert not any(s in (State.UPDATE, State.CLOSED) for s, _ in COMMANDS)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from aionet.ftp.quota import QuotaExceeded, QuotaLedger, usage
+from tests.waiting import wait_until
 
 ROOT = Path("/home/alice")
 
@@ -105,7 +106,8 @@ async def test_one_walk_for_uploads_starting_together_and_a_failed_walk_is_retri
     disk.gate.clear()
     ledger = QuotaLedger(disk)
     starting = [asyncio.create_task(ledger.reserve(ROOT, 1000, credit=0, start=0)) for _ in "ab"]
-    await asyncio.sleep(0.05)
+    # Both tasks run their first step in the same turn of the loop, before the thread walks.
+    await wait_until(lambda: disk.walks == 1, what="the walk holding both uploads")
     disk.gate.set()
     a, b = await asyncio.gather(*starting)
     assert disk.walks == 1 and ledger.usage(ROOT) == (100, 0)
@@ -126,7 +128,7 @@ async def test_a_cancelled_start_releases_its_place() -> None:
     disk.gate.clear()
     ledger = QuotaLedger(disk)
     starting = asyncio.create_task(ledger.reserve(ROOT, 1000, credit=0, start=0))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: disk.walks == 1, what="the upload waiting for its walk")
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting

@@ -142,7 +142,7 @@ async def test_lifespan_shutdown_is_bounded() -> None:
         await receive()
         await send({"type": "lifespan.startup.complete"})
         await receive()
-        await asyncio.sleep(60)
+        await asyncio.sleep(60)  # part of the test: an app that never finishes its shutdown
 
     lifespan = Lifespan(stuck, structlog.get_logger(), shutdown_timeout=0.1)
     await lifespan.startup()
