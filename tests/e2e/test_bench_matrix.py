@@ -21,7 +21,8 @@ from aionet.bench.runner import Plan
 from aionet.testing import serve
 from tests.bench_helpers import bench
 
-from .mail_helpers import Pki, make_users
+from .conftest import Pki
+from .mail_helpers import make_users
 
 N = 20
 LOGIN = ["--user", "alice", "--password", "alice-pw"]
@@ -108,9 +109,8 @@ def _config(tmp_path: Path, pki: Pki, row: Row) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("case", sorted(MATRIX))
-async def test_bench_drives_aionet(tmp_path: Path, case: str) -> None:
+async def test_bench_drives_aionet(tmp_path: Path, pki: Pki, case: str) -> None:
     row = MATRIX[case]
-    pki = Pki(tmp_path)
     data = tmp_path / "data"
     if row.target == "pop3":
         await _deliver(tmp_path, data, count=3)
@@ -124,7 +124,7 @@ async def test_bench_drives_aionet(tmp_path: Path, case: str) -> None:
         target = address if row.url is None else row.url.format(address, port=port)
         argv = [row.target, target, *row.args]
         if row.tls != "none":
-            argv += ["--cafile", str(pki.ca_file(tmp_path))]
+            argv += ["--cafile", str(pki.ca_file)]
         result = await bench(argv, Plan(row.connections, requests=N))
     assert result.errors == {}, result.error_details
     assert result.requests == N
