@@ -942,7 +942,7 @@ async def test_drain_answers_421_after_the_transfer_and_refusal_is_421(site: Sit
         shutdown = asyncio.create_task(server.shutdown(timeout=10))
         handler = server.handlers["ftp"]
         assert isinstance(handler, FtpHandler)
-        await wait_until(lambda: handler.config.draining, 5, what="the drain begun")
+        await wait_until(lambda: handler.config.sessions.draining, 5, what="the drain begun")
         await asyncio.to_thread(conn.sendall, big[1000:])  # the transfer in flight finishes
         conn.close()
         assert (await asyncio.to_thread(f.voidresp)).startswith("226")
