@@ -35,7 +35,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned, spawned
+from _harness import (
+    HERE,
+    PY,
+    baseline_tree,
+    free_port,
+    machine_facts,
+    median,
+    on_baseline,
+    pinned,
+    spawned,
+)
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 QNAME = "www.aionet.test"
@@ -225,7 +235,14 @@ def main() -> None:
         action="store_true",
         help="also load aionet with `aionet bench dns` (the Python load generator) each round",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run aionet as of git revision REV (before/after numbers in one run)",
+    )
     args = parser.parse_args()
+    if args.baseline:
+        SERVERS["aionet@base"] = on_baseline(SERVERS["aionet"], baseline_tree(args.baseline))
     if shutil.which("dnsperf") is None:
         sys.exit("dnsperf is not installed (Debian package: dnsperf)")
     servers = {k: v for k, v in SERVERS.items() if k != "nsd" or shutil.which("nsd")}
