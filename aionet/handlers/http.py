@@ -14,6 +14,8 @@ Options (``listener.options``)::
     send_timeout: 60s            # a response the client stops reading: closed (nginx send_timeout)
     body_timeout: 60s            # no request body bytes for this long → 408 (client_body_timeout)
     access_log: true             # one ``http_request`` event per request (aionet.access)
+    proxy_headers: false         # believe Forwarded / X-Forwarded-For / -Proto ...
+    forwarded_allow_ips: [127.0.0.1, "::1"]   # ... from these proxies only (uvicorn's names)
 
 The hot path lives in ``aionet.http.protocol``; this module wires the options, the app (and
 its lifespan), the periodic tick that enforces timeouts, drain and the 503 refusal.
@@ -38,6 +40,7 @@ from ..http.protocol import HttpProtocol
 from ..http.state import HttpLimits, HttpMetrics, HttpState
 from ..http.static import StaticApp
 from ..http.wsgi import WsgiAdapter
+from ..proto.forwarded import ForwardedPolicy
 from ..proto.http import refusal_response
 
 if TYPE_CHECKING:
@@ -77,6 +80,10 @@ class HttpOptions(HandlerOptions):
     app: str | None = None
     wsgi: str | None = None
     static_dir: ConfigPath | None = None
+    #: Believe ``Forwarded``/``X-Forwarded-For``/``X-Forwarded-Proto`` from these proxies
+    #: (uvicorn's names): the ASGI/WSGI client and scheme and the access log's ``client``.
+    proxy_headers: bool = False
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     root_path: str = ""
     lifespan: Literal["auto", "on", "off"] = "auto"
     wsgi_threads: int = Field(default=16, ge=1, le=1024)
@@ -90,6 +97,12 @@ class HttpOptions(HandlerOptions):
     server_header: str | None = "aionet"
 
     _check_app = field_validator("app", "wsgi")(_importable)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        ForwardedPolicy(value)  # raises ValueError naming a bad entry
+        return value
 
     @field_validator("max_header_size")
     @classmethod
@@ -137,6 +150,7 @@ class HttpHandler(ProtocolHandler):
             server_header=opts.server_header,
             root_path=opts.root_path,
             metrics=HttpMetrics() if services.metrics else None,
+            forwarded=ForwardedPolicy(opts.forwarded_allow_ips) if opts.proxy_headers else None,
         )
 
     @classmethod

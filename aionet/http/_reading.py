@@ -38,6 +38,9 @@ from .cycle import RequestCycle
 from .state import ASGI_VERSION, EXTENSIONS
 from .target import decode_path, split_target
 
+if TYPE_CHECKING:
+    from ..proto.forwarded import ForwardedPolicy
+
 __all__ = ["MAX_METHOD", "MAX_QUEUE"]
 
 #: Pipelined requests parsed ahead of the one in flight before reading pauses.
@@ -341,7 +344,20 @@ class _Reading(_Deadlines):
         }
         if state.lifespan_state is not None:
             scope["state"] = state.lifespan_state.copy()
+        if state.forwarded is not None:
+            self._forwarded(scope, state.forwarded)
         return scope
+
+    def _forwarded(self, scope: dict[str, Any], policy: ForwardedPolicy) -> None:
+        """``client`` and ``scheme`` as a trusted proxy forwarded them (``proxy_headers``)."""
+        peer = self.client[0] if self.client else None
+        resolved = policy.resolve(peer, self._headers)
+        if resolved is None:
+            return
+        if resolved.host is not None:
+            scope["client"] = (resolved.host, 0)
+        if resolved.scheme in ("http", "https"):
+            scope["scheme"] = resolved.scheme
 
     def on_body(self, body: bytes) -> None:
         cycle = self._parsing

@@ -472,4 +472,13 @@ class RequestCycle:
             duration=round(duration, 6),
             peer=self.proto.peer,
             request_id=self._prelude_id(),
+            **_forwarded_client(scope, self.proto),
         )
+
+
+def _forwarded_client(scope: dict[str, Any], proto: HttpConnection) -> dict[str, Any]:
+    """``client=`` for the access log when a trusted proxy forwarded another address."""
+    client = scope.get("client")
+    if client is None or client == getattr(proto, "client", None):
+        return {}
+    return {"client": client[0]}

@@ -21,6 +21,7 @@ from ..proto.http import DateCache, HeaderCache, RequestIds
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from ..proto.forwarded import ForwardedPolicy
     from ..proto.http import HttpError
     from .types import ASGIApp
 
@@ -109,6 +110,7 @@ class HttpState:
         "app",
         "date",
         "draining",
+        "forwarded",
         "headers",
         "ids",
         "lifespan_state",
@@ -134,6 +136,7 @@ class HttpState:
         server_header: str | None = "aionet",
         root_path: str = "",
         metrics: HttpMetrics | None = None,
+        forwarded: ForwardedPolicy | None = None,
     ) -> None:
         self.app = app
         #: Per-request counters for ``/metrics``, or None when no admin listener reads them.
@@ -143,6 +146,8 @@ class HttpState:
         # The access logger, or None when access logging is off or filtered out by level.
         self.access = access if access is not None and _enabled(access) else None
         self.root_path = root_path
+        #: ``proxy_headers``: whose Forwarded/X-Forwarded-* headers are believed, or None.
+        self.forwarded = forwarded
         self.date = DateCache(server_header)
         self.ids = RequestIds()
         self.headers = HeaderCache()

@@ -186,3 +186,37 @@ async def test_https_listener(tmp_path: Path, pki: Pki) -> None:
             responses = [await client.get(f"/tls/{i}") for i in range(3)]
         assert [r.text for r in responses] == ["/tls/0", "/tls/1", "/tls/2"]
         assert server.manager.slots["web"].stats.accepted == 1
+
+
+async def client_and_scheme(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app answering with what it was told about the client."""
+    if scope["type"] != "http":
+        return
+    body = f"{scope['client'][0]} {scope['scheme']}".encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize("trusted", [["127.0.0.1"], ["192.0.2.0/24"]])
+async def test_proxy_headers_from_trusted_proxies_only(tmp_path: Path, trusted: list[str]) -> None:
+    from structlog.testing import capture_logs
+
+    config = http_config(
+        app=f"{__name__}:client_and_scheme",
+        proxy_headers=True,
+        forwarded_allow_ips=trusted,
+        access_log=True,
+    )
+    forwarded = {"X-Forwarded-For": "198.51.100.9", "X-Forwarded-Proto": "https"}
+    async with serve(config, data_dir=tmp_path) as server:
+        base = "http://{}:{}".format(*server.address("web")[:2])
+        with capture_logs() as logs:
+            async with httpx.AsyncClient(base_url=base) as client:
+                told = (await client.get("/", headers=forwarded)).text
+    if trusted == ["127.0.0.1"]:  # we are the proxy: believed
+        assert told == "198.51.100.9 https"
+        assert [e.get("client") for e in logs if e["event"] == "http_request"] == ["198.51.100.9"]
+    else:  # not a trusted proxy: the request as sent
+        assert told == "127.0.0.1 http"
+        assert [e.get("client") for e in logs if e["event"] == "http_request"] == [None]
