@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
         help="a DNS name or IP address for the certificate (repeatable; default: "
         "localhost, 127.0.0.1, ::1)",
     )
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script: eval \"$(aionet completion bash)\""
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
     init = sub.add_parser(
         "init",
         help="write a ready lab into DIR: every protocol on, TLS, a user, a DNS zone",
@@ -200,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "token": cmd_token,
         "lockouts": cmd_lockouts,
         "init": cmd_init,
+        "completion": cmd_completion,
         "config": cmd_config,
     }
     try:
@@ -471,6 +476,21 @@ def cmd_token(args: argparse.Namespace) -> int:
     print("# admin listener options.tokens entry (only the hash is stored):", file=sys.stderr)
     entry = f"- {{name: {args.name}, role: {args.role}, sha256: {hash_token(value)}}}"
     print(entry, file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """The completion script for ``args.shell``, drawn from this parser (``bench``'s targets
+    included)."""
+    from .bench.cli import build_parser
+    from .bench.registry import available
+    from .completion import completion_script
+
+    parser = _parser()
+    for action in parser._actions:  # give `bench` its real sub-commands for completion
+        if isinstance(action, argparse._SubParsersAction):
+            action.choices["bench"] = build_parser(available())
+    print(completion_script(parser, args.shell), end="")
     return EXIT_OK
 
 
