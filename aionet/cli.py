@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default from AIONET_ALLOW_ROOT=1)",
     )
     run.add_argument(
+        "--reload",
+        action="store_true",
+        help="for handler authors: restart when a .py or .yaml file under the working "
+        "directory or the config's changes (not for production: SIGHUP reloads in place)",
+    )
+    run.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error", "critical"],
         help="override logging.level",
@@ -195,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = ["--debug"] if "--debug" in argv[: argv.index("bench")] else []
         return bench_main(debug + argv[argv.index("bench") + 1 :])
     args = _parser().parse_args(argv)
+    args.argv = argv
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run,
         "check": cmd_check,
@@ -304,6 +311,11 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.reload:
+        from .core.reloader import run_with_reload
+
+        dirs = [Path.cwd()] + ([Path(args.config).resolve().parent] if args.config else [])
+        return run_with_reload([a for a in args.argv if a != "--reload"], dirs)
     from .core.logging import configure_logging
     from .core.privileges import Daemon, PrivilegeError
     from .core.supervisor import Supervisor, worker_info
