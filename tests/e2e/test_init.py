@@ -148,3 +148,52 @@ def test_config_show_and_schema(tmp_path: Path) -> None:
     assert set(schema["properties"]) == {"server", "logging", "tls", "auth", "listeners"}
     listener = schema["$defs"]["ListenerConfig"]
     assert {"name", "protocol", "bind"} <= set(listener["required"])
+
+
+def _quick_start() -> list[str]:
+    """The two ``sh`` blocks of README's "A lab in one command", as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## A lab in one command", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) == 2, "README's quick start changed shape: update this test"
+    return blocks
+
+
+@pytest.mark.tool("curl")
+@pytest.mark.tool("dig")
+def test_the_readmes_quick_start_as_written(daemon: Any, tmp_path: Path) -> None:
+    import sys
+
+    for tool in ("curl", "dig"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian packages curl, dnsutils)")
+    setup, clients = _quick_start()
+    init, run = [line.split("#")[0].split() for line in setup.strip().splitlines()]
+    assert init[:2] == ["aionet", "init"] and run[:2] == ["aionet", "run"]
+    done = run_aionet(*init[1:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    password = re.search(r"password (\S+)", done.stdout)
+    assert password
+    config = tmp_path / run[-1]
+    text = config.read_text()
+    for port in PORTS:
+        text = text.replace(f':{port}"', ':0"')
+    config.write_text(text.replace('"50000-50099"', '"0"'))
+    d = daemon(None, *run[2:-1], str(config))
+    actual = {
+        "8025": d.address("smtp")[1],
+        "8110": d.address("pop3")[1],
+        "8021": d.address("ftp")[1],
+        "8053": d.address("dns", "udp")[1],
+    }
+    script = clients.replace("PW", password.group(1)).replace("python -", f"{sys.executable} -")
+    for documented, port in actual.items():
+        script = script.replace(documented, str(port))
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "hello" in lines[lines.index("Subject: hi") + 1 :]  # the mail, read back
+    assert lines[-2:] == ["hello", "127.0.0.1"]  # the file got back over FTPS; dig's answer
