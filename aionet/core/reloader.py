@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -27,6 +29,7 @@ __all__ = ["run_with_reload", "snapshot"]
 PATTERNS = ("*.py", "*.yaml", "*.yml")
 POLL = 0.5
 STOP_GRACE = 15.0
+_log = structlog.get_logger("aionet.reload")
 _SKIP = {".git", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache", ".ruff_cache"}
 
 
@@ -70,7 +73,7 @@ def run_with_reload(argv: Sequence[str], dirs: Sequence[Path]) -> int:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     watched = [d.resolve() for d in dict.fromkeys(dirs)]
-    print(f"aionet: --reload watching {', '.join(map(str, watched))}", file=sys.stderr, flush=True)
+    _log.info("reload_watching", dirs=[str(d) for d in watched])
     state = snapshot(watched)
     child = subprocess.Popen([sys.executable, "-m", "aionet", *argv])
     try:
@@ -81,8 +84,9 @@ def run_with_reload(argv: Sequence[str], dirs: Sequence[Path]) -> int:
             if not changed:
                 continue
             state = now
-            names = ", ".join(str(p) for p in changed[:3]) + (" ..." if len(changed) > 3 else "")
-            print(f"aionet: --reload: {names} changed, restarting", file=sys.stderr, flush=True)
+            _log.info(
+                "reload_restarting", changed=[str(p) for p in changed[:3]], more=len(changed) > 3
+            )
             _stop(child)
             child = subprocess.Popen([sys.executable, "-m", "aionet", *argv])
     finally:
