@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccessConfig",
     "AccessControl",
+    "ClientGuard",
     "client_address",
     "is_loopback",
     "parse_networks",
@@ -135,6 +136,53 @@ class AccessControl:
                 del self.buckets[key]
             else:
                 break
+
+
+class ClientGuard:
+    """A listener's ``access:`` rules and per-IP cap, for the clients a handler learns inside
+    its protocol: the client a trusted reverse proxy forwards (HTTP ``proxy_headers``).
+
+    At accept such a proxy's connections pass the listener's access rules and per-IP caps (one
+    proxy carries many clients, as nginx's ``realip`` sees it); the handler asks ``enter(ip)``
+    for each request instead and calls ``leave(ip)`` when it is answered. The allow/deny lists
+    are the listener's; ``rate`` counts requests per second per client (a proxy's connections
+    are shared, so a client's connections cannot be told apart, as with nginx's
+    ``limit_req``); ``max_per_ip`` caps a client's requests in flight at once (``limit_conn``).
+    """
+
+    __slots__ = ("access", "in_flight", "max_per_ip")
+
+    def __init__(
+        self,
+        access: AccessConfig,
+        max_per_ip: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.access = AccessControl(access, clock) if access.active else None
+        self.max_per_ip = max_per_ip
+        self.in_flight: dict[str, int] = {}
+
+    def enter(self, ip: str) -> str | None:
+        """Admit a request from ``ip`` (counted until ``leave``), or the reason it is refused:
+        ``denied``, ``not_allowed``, ``rate_limited`` or ``max_connections_per_ip``."""
+        key = str(client_address(ip) or ip)
+        if self.access is not None:
+            reason = self.access.check(key)
+            if reason is not None:
+                return reason
+        count = self.in_flight.get(key, 0)
+        if self.max_per_ip is not None and count >= self.max_per_ip:
+            return "max_connections_per_ip"
+        self.in_flight[key] = count + 1
+        return None
+
+    def leave(self, ip: str) -> None:
+        key = str(client_address(ip) or ip)
+        count = self.in_flight.get(key, 0)
+        if count <= 1:
+            self.in_flight.pop(key, None)
+        else:
+            self.in_flight[key] = count - 1
 
 
 def is_loopback(peer: object) -> bool:

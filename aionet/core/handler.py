@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ..auth.portal import Portal
     from ..auth.users import UserStore
+    from .acl import ClientGuard
 
     # Where they live, not the face: the face re-exports StreamProtocol, which imports this.
     from .connections._manager import ConnectionManager, ConnectionRecord
@@ -133,6 +134,9 @@ class Services:
     worker: tuple[int, int] = (0, 1)
     #: Whether handlers should count per-request metrics (an ``admin`` listener exists).
     metrics: bool = False
+    #: The listener's access rules and per-IP cap for clients the handler learns inside its
+    #: protocol (see ``Handler.forwarders``), or None when the listener has neither.
+    clients: ClientGuard | None = None
 
 
 class LineTooLong(ProtocolError, asyncio.LimitOverrunError, ValueError):
@@ -209,6 +213,15 @@ class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three sh
         """This handler's own metrics, read at scrape time (``aionet.core.metrics.Sample``;
         the core adds the ``listener`` label). Keep counting cheap: plain ints it bumps."""
         return []
+
+    def forwarders(self) -> Callable[[str], bool] | None:
+        """Which peers carry other clients' requests (a trusted reverse proxy), or None.
+
+        A connection from such a peer passes the listener's access rules and per-IP caps at
+        accept; the handler applies them (``services.clients``) to each client the peer names.
+        HTTP with ``proxy_headers`` returns its ``forwarded_allow_ips`` test.
+        """
+        return None
 
     def refusal(self) -> bytes | None:
         """Bytes sent to a connection the connection manager refuses, before it is closed.

@@ -44,6 +44,8 @@ from ..proto.forwarded import ForwardedPolicy
 from ..proto.http import refusal_response
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..core.handler import Services
     from ..core.metrics import Sample
     from ..http.types import ASGIApp
@@ -151,6 +153,7 @@ class HttpHandler(ProtocolHandler):
             root_path=opts.root_path,
             metrics=HttpMetrics() if services.metrics else None,
             forwarded=ForwardedPolicy(opts.forwarded_allow_ips) if opts.proxy_headers else None,
+            guard=services.clients,
         )
 
     @classmethod
@@ -234,6 +237,12 @@ class HttpHandler(ProtocolHandler):
             await self._lifespan.shutdown()
         if self._wsgi is not None:
             self._wsgi.close()
+
+    def forwarders(self) -> Callable[[str], bool] | None:
+        """``proxy_headers``: the trusted proxies pass access rules and per-IP caps at accept;
+        each request's forwarded client meets them instead (``HttpProtocol._start``)."""
+        forwarded = self.state.forwarded
+        return forwarded.trusts if forwarded is not None else None
 
     def refusal(self) -> bytes:
         """``503 Service Unavailable`` with ``Connection: close`` and a Content-Length."""

@@ -34,7 +34,7 @@ from ..proto.http import (
 )
 from ._deadlines import _Deadlines
 from ._output import PAUSE_QUEUE
-from .cycle import RequestCycle
+from .cycle import RequestCycle, refused_app
 from .state import ASGI_VERSION, EXTENSIONS
 from .target import decode_path, split_target
 
@@ -388,8 +388,31 @@ class _Reading(_Deadlines):
         self._active = cycle
         state = self.state
         state.requests += 1
+        if state.guard is not None and self._guard(cycle):
+            return
         task = cycle.task = self.loop.create_task(cycle.run())
         state.tasks.add(task)
+
+    def _guard(self, cycle: RequestCycle) -> bool:
+        """The listener's access rules and per-IP cap for a request a trusted proxy forwarded
+        (its connection passed them at accept): True when the request was refused (``403`` for
+        the lists, ``429`` for the rate and the cap; the connection, the proxy's, stays)."""
+        state = self.state
+        forwarded, guard, peer = state.forwarded, state.guard, self.client
+        if forwarded is None or guard is None or not forwarded.trusts(peer[0] if peer else None):
+            return False
+        client = cycle.scope["client"]
+        ip = client[0] if client else None
+        if ip is None:
+            return False
+        reason = guard.enter(ip)
+        if reason is None:
+            cycle.guarded = ip
+            return False
+        state.log.info("http_client_refused", client=ip, peer=self.peer, reason=reason)
+        task = cycle.task = self.loop.create_task(cycle.run(refused_app(reason)))
+        state.tasks.add(task)
+        return True
 
     def response_done(self, cycle: RequestCycle) -> None:
         """``cycle``'s response is complete: start the next queued request, idle, or close."""

@@ -23,15 +23,16 @@ from ..proto.http import (
     HttpError,
     chunk,
     error_response,
+    phrase,
     status_allows_body,
     status_line,
 )
 
 if TYPE_CHECKING:
     from .state import HttpState
-    from .types import Message
+    from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["HIGH_WATER", "ClientDisconnected", "RequestCycle"]
+__all__ = ["HIGH_WATER", "ClientDisconnected", "RequestCycle", "refused_app"]
 
 #: Request body bytes buffered for the app before reading from the client pauses.
 HIGH_WATER = 64 * 1024
@@ -99,6 +100,7 @@ class RequestCycle:
         "delivered",
         "disconnected",
         "expect_100",
+        "guarded",
         "http11",
         "keep_alive",
         "length",
@@ -134,6 +136,8 @@ class RequestCycle:
         self.expect_100 = expect_100
         self.request_id = request_id
         self.task: asyncio.Task[None] | None = None
+        #: The forwarded client counted by the listener's ``ClientGuard`` until the end.
+        self.guarded: str | None = None
         state = proto.state
         self.t0 = (
             time.perf_counter() if state.access is not None or state.metrics is not None else 0.0
@@ -402,11 +406,12 @@ class RequestCycle:
 
     # -- running the app ---------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run the app for this request; its failures end here, answered and logged."""
+    async def run(self, app: ASGIApp | None = None) -> None:
+        """Run the app (``app``, else the listener's) for this request; its failures end here,
+        answered and logged."""
         state = self.proto.state
         try:
-            await state.app(self.scope, self.receive, self.send)
+            await (app or state.app)(self.scope, self.receive, self.send)
         except Exception as exc:
             self._failed(exc)
         except asyncio.CancelledError:
@@ -419,6 +424,8 @@ class RequestCycle:
         finally:
             if self.task is not None:
                 state.tasks.discard(self.task)
+            if self.guarded is not None and state.guard is not None:
+                state.guard.leave(self.guarded)
 
     def _failed(self, exc: Exception) -> None:
         proto = self.proto
@@ -482,3 +489,24 @@ def _forwarded_client(scope: dict[str, Any], proto: HttpConnection) -> dict[str,
     if client is None or client == getattr(proto, "client", None):
         return {}
     return {"client": client[0]}
+
+
+#: ``ClientGuard`` refusal reasons → the status a refused request gets.
+_REFUSED_STATUS = {"denied": 403, "not_allowed": 403}
+
+
+def refused_app(reason: str) -> ASGIApp:
+    """The answer to a request the listener's access rules or per-IP cap refuse: ``403`` for
+    the allow/deny lists, else ``429`` with ``Retry-After`` (nginx's ``limit_req`` status when
+    set to 429). The request body is not read; the connection's framing handles it."""
+    status = _REFUSED_STATUS.get(reason, 429)
+    body = b"%d %s\n" % (status, phrase(status).encode())
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    if status == 429:
+        headers.append((b"retry-after", b"1"))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app

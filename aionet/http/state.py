@@ -21,6 +21,7 @@ from ..proto.http import DateCache, HeaderCache, RequestIds
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from ..core.acl import ClientGuard
     from ..proto.forwarded import ForwardedPolicy
     from ..proto.http import HttpError
     from .types import ASGIApp
@@ -111,6 +112,7 @@ class HttpState:
         "date",
         "draining",
         "forwarded",
+        "guard",
         "headers",
         "ids",
         "lifespan_state",
@@ -137,6 +139,7 @@ class HttpState:
         root_path: str = "",
         metrics: HttpMetrics | None = None,
         forwarded: ForwardedPolicy | None = None,
+        guard: ClientGuard | None = None,
     ) -> None:
         self.app = app
         #: Per-request counters for ``/metrics``, or None when no admin listener reads them.
@@ -148,6 +151,9 @@ class HttpState:
         self.root_path = root_path
         #: ``proxy_headers``: whose Forwarded/X-Forwarded-* headers are believed, or None.
         self.forwarded = forwarded
+        #: The listener's access rules and per-IP cap, applied per request to the client a
+        #: trusted proxy forwards (its connections passed them at accept); None: not applied.
+        self.guard = guard if forwarded is not None else None
         self.date = DateCache(server_header)
         self.ids = RequestIds()
         self.headers = HeaderCache()

@@ -220,3 +220,79 @@ async def test_proxy_headers_from_trusted_proxies_only(tmp_path: Path, trusted: 
     else:  # not a trusted proxy: the request as sent
         assert told == "127.0.0.1 http"
         assert [e.get("client") for e in logs if e["event"] == "http_request"] == [None]
+
+
+def proxied(trusted: list[str], **listener: Any) -> dict[str, Any]:
+    """An ``http`` listener behind a reverse proxy (us, on 127.0.0.1) with ``listener`` keys."""
+    config = http_config(
+        app=f"{__name__}:client_and_scheme", proxy_headers=True, forwarded_allow_ips=trusted
+    )
+    config["listeners"][0].update(listener)
+    return config
+
+
+def via(client_ip: str) -> dict[str, str]:
+    return {"X-Forwarded-For": client_ip}
+
+
+async def test_forwarded_client_meets_the_listener_access_rules(tmp_path: Path) -> None:
+    # The proxy (127.0.0.1) is in no allow list: its connection passes at accept; each
+    # forwarded client meets allow/deny per request and the proxy's connection survives a 403.
+    access = {"allow": ["203.0.113.0/24"], "deny": ["203.0.113.66"]}
+    async with serve(proxied(["127.0.0.1"], access=access), data_dir=tmp_path) as server:
+        base = "http://{}:{}".format(*server.address("web")[:2])
+        async with httpx.AsyncClient(base_url=base) as client:
+            ok = await client.get("/", headers=via("203.0.113.5"))
+            denied = await client.get("/", headers=via("203.0.113.66"))
+            outside = await client.get("/", headers=via("198.51.100.9"))
+            again = await client.get("/", headers=via("203.0.113.7"))
+        assert (ok.status_code, ok.text) == (200, "203.0.113.5 http")
+        assert denied.status_code == outside.status_code == 403
+        assert denied.text == "403 Forbidden\n"
+        assert again.status_code == 200
+        assert server.manager.slots["web"].stats.accepted == 1  # one keep-alive connection
+
+
+async def test_untrusted_peer_still_meets_the_access_rules_at_accept(tmp_path: Path) -> None:
+    config = proxied(["192.0.2.0/24"], access={"deny": ["127.0.0.0/8"]})
+    async with serve(config, data_dir=tmp_path) as server:
+        base = "http://{}:{}".format(*server.address("web")[:2])
+        async with httpx.AsyncClient(base_url=base) as client:
+            with pytest.raises(httpx.TransportError):  # refused before a byte is read
+                await client.get("/", headers=via("203.0.113.5"))
+        assert server.manager.slots["web"].stats.refused["denied"] == 1
+
+
+async def test_forwarded_client_rate_is_per_client_not_per_proxy(tmp_path: Path) -> None:
+    config = proxied(["127.0.0.1"], access={"rate": 0.01, "burst": 2})
+    async with serve(config, data_dir=tmp_path) as server:
+        base = "http://{}:{}".format(*server.address("web")[:2])
+        async with httpx.AsyncClient(base_url=base) as client:
+            a = [await client.get("/", headers=via("198.51.100.1")) for _ in range(3)]
+            b = [await client.get("/", headers=via("198.51.100.2")) for _ in range(2)]
+        assert [r.status_code for r in a] == [200, 200, 429]
+        assert a[2].headers["retry-after"] == "1"
+        assert [r.status_code for r in b] == [200, 200]
+        # Without proxy_headers the same rate would have refused the proxy's 2nd connection;
+        # here five requests came in over however many connections httpx chose.
+        assert server.manager.slots["web"].stats.refused.get("rate_limited", 0) == 0
+
+
+async def test_forwarded_client_per_ip_cap_counts_requests_in_flight(tmp_path: Path) -> None:
+    # max_connections_per_ip 1: the proxy opens three connections (not capped: it carries
+    # other clients); one client gets one request in flight at a time, another is unaffected.
+    config = proxied(["127.0.0.1"], limits={"max_connections_per_ip": 1})
+    config["listeners"][0]["options"]["app"] = f"{RAW}:slow_path"
+    async with serve(config, data_dir=tmp_path) as server:
+        host, port = server.address("web")[:2]
+
+        async def get(path: str, client_ip: str) -> int:
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+                return (await client.get(path, headers=via(client_ip))).status_code
+
+        guard = server.handlers["web"].state.guard
+        slow = asyncio.create_task(get("/slow/500", "198.51.100.1"))
+        await wait_until(lambda: guard.in_flight.get("198.51.100.1") == 1)
+        same, other = await asyncio.gather(get("/x", "198.51.100.1"), get("/y", "198.51.100.2"))
+        assert (await slow, same, other) == (200, 429, 200)
+        assert await get("/z", "198.51.100.1") == 200  # released when answered

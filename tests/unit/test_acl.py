@@ -9,6 +9,7 @@ from aionet.core.acl import (
     MAX_BUCKETS,
     AccessConfig,
     AccessControl,
+    ClientGuard,
     is_loopback,
     parse_networks,
     trusted,
@@ -87,3 +88,25 @@ def test_trusted() -> None:
 )
 def test_is_loopback(peer: object, local: bool) -> None:
     assert is_loopback(peer) is local
+
+
+def test_client_guard_checks_lists_then_rate_then_requests_in_flight() -> None:
+    now = [0.0]
+    access = AccessConfig(deny=["203.0.113.66"], rate=1, burst=2)
+    guard = ClientGuard(access, max_per_ip=1, clock=lambda: now[0])
+    assert guard.enter("203.0.113.66") == "denied"
+    assert guard.enter("203.0.113.5") is None
+    assert guard.enter("::ffff:203.0.113.5") == "max_connections_per_ip"  # the same client
+    guard.leave("203.0.113.5")
+    assert guard.enter("203.0.113.5") == "rate_limited"  # burst of 2 spent (cap took one)
+    now[0] += 1.0
+    assert guard.enter("203.0.113.5") is None
+    guard.leave("203.0.113.5")
+    assert guard.in_flight == {}
+
+
+def test_client_guard_without_access_rules_only_caps() -> None:
+    guard = ClientGuard(AccessConfig(), max_per_ip=2)
+    assert [guard.enter("198.51.100.1") for _ in range(3)] == [None, None, "max_connections_per_ip"]
+    assert guard.enter("198.51.100.2") is None
+    assert guard.in_flight == {"198.51.100.1": 2, "198.51.100.2": 1}

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ._binding import bind_inet, bind_unix, unlink_unix_socket
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ...config.models import ListenerConfig
     from ..acl import AccessControl, IPNetwork
     from ..connections import ListenerSlot
@@ -32,6 +34,9 @@ class Security:
     #: Networks a PROXY header is accepted from; None when the listener does not use PROXY.
     proxies: tuple[IPNetwork, ...] | None = None
     proxy_timeout: float = 5.0
+    #: Peers whose connections carry other clients (``Handler.forwarders``): no access rules
+    #: or per-IP caps at accept, the handler applies them per forwarded client.
+    forwarders: Callable[[str], bool] | None = None
 
 
 class Listener(abc.ABC):

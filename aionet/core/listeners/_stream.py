@@ -134,7 +134,11 @@ class _AcceptLoop:
         """Use ``factory`` and the listener's (possibly new) security from now on."""
         self.factory = factory
         security = self.listener.security
-        self.security_checks = security.proxies is not None or security.access is not None
+        self.security_checks = (
+            security.proxies is not None
+            or security.access is not None
+            or security.forwarders is not None
+        )
         # Where a handshake or a header can take seconds, count the connection from accept.
         self.reserving = security.proxies is not None or security.tls is not None
 
@@ -185,6 +189,10 @@ class _AcceptLoop:
             if reservation is not None:
                 self._spawn(self._read_proxy(conn, addr, reservation))
             return
+        if ip is not None and security.forwarders is not None and security.forwarders(ip):
+            # A reverse proxy: its clients are checked per request, by the handler.
+            self._reserve(conn, addr, None)
+            return
         reason = security.access.check(ip) if security.access and ip else None
         if reason is not None:
             self._deny(conn, addr, reason)
@@ -222,9 +230,13 @@ class _AcceptLoop:
             conn.close()
             raise
         peer = addr if header.local or header.source is None else header.source
-        reason = security.access.check(peer[0]) if security.access and peer else None
+        forwarder = security.forwarders is not None and security.forwarders(peer[0])
+        reason = security.access.check(peer[0]) if security.access and not forwarder else None
         if reason is None and not header.local:
-            reason = reservation.move_to(peer)
+            if forwarder:
+                reservation.peer = peer  # a proxy behind PROXY: no per-IP cap on its address
+            else:
+                reason = reservation.move_to(peer)
         if reason is not None:
             reservation.release()
             self._deny(conn, peer, reason, reply=security.tls is None)

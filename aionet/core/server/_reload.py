@@ -178,7 +178,7 @@ class _Reloads(_Setup):
         """Keep ``lc``'s bound sockets; new connections go to ``handler``, the old one drains."""
         old_slot = self.manager.slots[lc.name]
         slot = self.manager.add_listener(lc.name, handler, lc.limits, old_slot.stats)
-        security = self._security(lc)
+        security = self._security(lc, handler)
         for listener in self.listeners.get(lc.name, []):
             listener.retarget(slot, security)
         self._retire(lc.name, self.handlers[lc.name], old_slot)

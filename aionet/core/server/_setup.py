@@ -21,7 +21,7 @@ import structlog
 from ...auth.portal import Portal
 from ...auth.users import UserStore
 from ...errors import ConfigError
-from ..acl import AccessControl, parse_networks
+from ..acl import AccessControl, ClientGuard, parse_networks
 from ..handler import Handler, Services
 from ..listeners import Listener, Security, build_listeners
 from ..registry import resolve_listener
@@ -67,7 +67,7 @@ class _Setup:
 
     # -- stores, security, handlers ------------------------------------------------------------
 
-    def _security(self, lc: ListenerConfig) -> Security:
+    def _security(self, lc: ListenerConfig, handler: Handler) -> Security:
         """TLS context, access control and PROXY settings of one listener."""
         tls = None
         if lc.tls is not None:
@@ -78,6 +78,7 @@ class _Setup:
             access=AccessControl(lc.access) if lc.access.active else None,
             proxies=parse_networks(lc.trusted_proxies) if lc.proxy_protocol else None,
             proxy_timeout=lc.proxy_timeout,
+            forwarders=handler.forwarders(),
         )
 
     def reload_tls(self) -> bool:
@@ -152,6 +153,7 @@ class _Setup:
                 server=server,
                 worker=self.worker,
                 metrics=any(other.protocol == "admin" for other in config.listeners),
+                clients=_client_guard(lc, config),
             )
             handlers[lc.name] = cls(options, services)
         return handlers
@@ -166,7 +168,7 @@ class _Setup:
         slot = self.manager.add_listener(lc.name, handler, lc.limits, stats)
         bound: list[Listener] = []
         self.listeners[lc.name] = bound
-        for listener in build_listeners(lc, slot, self._security(lc)):
+        for listener in build_listeners(lc, slot, self._security(lc, handler)):
             listener.bind()
             bound.append(listener)
         self._bound_as[lc.name] = lc
@@ -199,6 +201,19 @@ class _Setup:
             for listener in bound:
                 await listener.stop()
                 self._log.info("listener_stopped", listener=name, transport=listener.transport_name)
+
+
+def _client_guard(lc: ListenerConfig, config: Config) -> ClientGuard | None:
+    """The access rules and the tighter per-IP cap (listener's or server's) of ``lc``, for a
+    handler to apply to clients it learns inside its protocol; None when there are neither."""
+    caps = [
+        c
+        for c in (lc.limits.max_connections_per_ip, config.server.limits.max_connections_per_ip)
+        if c
+    ]
+    if not lc.access.active and not caps:
+        return None
+    return ClientGuard(lc.access, min(caps) if caps else None)
 
 
 def _format_addr(addr: Any) -> str:
