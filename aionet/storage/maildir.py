@@ -21,7 +21,10 @@ Names follow the Maildir spec: ``<secs>.M<usecs>P<pid>Q<counter>R<random>.<host>
 in ``cur/`` names after ``:2,`` (``S`` seen, ``R`` replied, ``F`` flagged, ``T`` trashed,
 ``D`` draft). Per mailbox, ``aionet-uidlist`` records UIDVALIDITY, the next UID and each unique
 name's UID (like Dovecot's ``dovecot-uidlist``): UIDs are assigned in delivery order when a
-reader syncs the mailbox, never reused, and written atomically under an ``flock``.
+reader syncs the mailbox, never reused, and written atomically under an ``flock``. IMAP's fields
+(modseqs, sizes, internal dates, last-seen flags, keywords) live in the same files; their one
+implementation is ``aionet.storage.index``, which ``Maildir.sync()`` (POP3) also goes through,
+so POP3 and IMAP never disagree about a UID or drop each other's fields.
 
 Everything here blocks (file I/O, fsync): async callers use ``MailStore``'s coroutine methods,
 which run the work on a thread pool so a slow fsync never stalls other sessions.
@@ -124,7 +127,12 @@ class MaildirMessage:
 
 @dataclass
 class UidList:
-    """``aionet-uidlist``: ``V<uidvalidity> N<next uid>`` then one ``<uid> <unique>`` per line."""
+    """A read-only view of ``aionet-uidlist``: UIDVALIDITY, next UID and each unique's UID.
+
+    Parses both the POP3-era format (``<uid> <unique>`` lines) and the IMAP index format
+    (``aionet.storage._records``). ``render()`` writes the POP3-era format, which drops the IMAP
+    fields: nothing in aionet writes the uidlist through it any more.
+    """
 
     uidvalidity: int
     next_uid: int
@@ -135,8 +143,13 @@ class UidList:
         lines = text.splitlines()
         head = {part[0]: part[1:] for part in lines[0].split()} if lines else {}
         uids: dict[str, int] = {}
+        indexed = "M" in head  # the IMAP format: "<uid> <modseq> <size> <date> <flags> <unique>"
         for line in lines[1:]:
-            uid, _, name = line.partition(" ")
+            if indexed:
+                fields = line.split(" ", 5)
+                uid, name = fields[0], fields[5] if len(fields) == 6 else ""
+            else:
+                uid, _, name = line.partition(" ")
             if name:
                 uids[name] = int(uid)
         next_uid = int(head.get("N", "1"))
@@ -221,45 +234,33 @@ class Maildir:
         finally:
             os.close(fd)
 
+    def index_lock(self) -> contextlib.AbstractContextManager[int]:
+        """The ``flock`` every writer of the uidlist, its log and the keywords holds (blocking).
+
+        Not re-entrant: a thread holding it must not take it again through another object.
+        """
+        return self._locked(UIDLIST + ".lock")
+
     def sync(self) -> list[MaildirMessage]:
         """Every message, oldest first, with UIDs (new ones assigned and recorded durably).
 
-        Also finishes an expunge a crash interrupted.
+        Also finishes an expunge a crash interrupted. A thin use of the IMAP index
+        (``aionet.storage.index.MailboxIndex``): IMAP's modseqs and flags survive it.
         """
+        from ._mailbox import MailboxIndex  # the index builds on this module
+
         self.create()
-        self._replay_expunge()
-        with self._locked(UIDLIST + ".lock"):
-            found = sorted(self._scan(), key=lambda m: _delivery_key(m[0]))
-            uidlist_path = self.path / UIDLIST
-            try:
-                uidlist = UidList.parse(uidlist_path.read_text())
-            except FileNotFoundError:
-                uidlist = UidList(int(time.time()), 1, {})
-            changed = False
-            present = {name for name, _, _ in found}
-            for name in [n for n in uidlist.uids if n not in present]:
-                del uidlist.uids[name]
-                changed = True
-            for name, _, _ in found:
-                if name not in uidlist.uids:
-                    uidlist.uids[name] = uidlist.next_uid
-                    uidlist.next_uid += 1
-                    changed = True
-            if changed or not uidlist_path.exists():
-                replace_synced(uidlist_path, uidlist.render().encode())
-        messages = []
-        for name, path, flags in found:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                continue  # expunged by someone else meanwhile
-            messages.append(MaildirMessage(uidlist.uids[name], name, path, size, flags))
-        messages.sort(key=lambda m: m.uid)
-        return messages
+        snapshot = MailboxIndex(self).sync()
+        return [
+            MaildirMessage(m.uid, m.unique, m.path, m.size, flags_of(m.path.name))
+            for m in snapshot.messages
+        ]
 
     def uidvalidity(self) -> int:
-        self.sync()
-        return UidList.parse((self.path / UIDLIST).read_text()).uidvalidity
+        from ._mailbox import MailboxIndex
+
+        self.create()
+        return MailboxIndex(self).sync().uidvalidity
 
     def set_flags(self, message: MaildirMessage, flags: str) -> Path:
         """Move ``message`` into ``cur/`` with ``flags`` (sorted, as the spec asks)."""
@@ -273,14 +274,20 @@ class Maildir:
     # -- expunge -------------------------------------------------------------------------------
 
     def expunge(self, uniques: Iterable[str]) -> int:
-        """Delete these messages all together (journal first, so a crash cannot split them)."""
+        """Delete these messages all together (journal first, so a crash cannot split them).
+
+        Holds the index lock, so an IMAP sync never replays a journal this is still writing.
+        """
         names = sorted(set(uniques))
         if not names:
             return 0
-        replace_synced(self.path / EXPUNGE_JOURNAL, "".join(f"{n}\n" for n in names).encode())
-        return self._replay_expunge()
+        with self.index_lock():
+            journal = "".join(f"{n}\n" for n in names).encode()
+            replace_synced(self.path / EXPUNGE_JOURNAL, journal)
+            return self._replay_expunge()
 
     def _replay_expunge(self) -> int:
+        """Finish the journal's expunge (caller holds the index lock); how many files went."""
         journal = self.path / EXPUNGE_JOURNAL
         try:
             wanted = set(journal.read_text().split())
@@ -294,7 +301,8 @@ class Maildir:
                     removed += 1
         for sub in ("new", "cur"):
             fsync_dir(self.path / sub)
-        journal.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            journal.unlink()
         fsync_dir(self.path)
         return removed
 
