@@ -8,6 +8,8 @@ on disk), ``_flags`` (flags ↔ Maildir letters), ``_core`` (the cached, shared 
 
 from __future__ import annotations
 
+from ._account import Account as Account
+from ._account import MailboxEntry as MailboxEntry
 from ._core import IndexedMessage as IndexedMessage
 from ._core import Snapshot as Snapshot
 from ._core import StoreResult as StoreResult
@@ -20,11 +22,14 @@ from ._errors import StoreError as StoreError
 from ._errors import UnsupportedSpecialUse as UnsupportedSpecialUse
 from ._flags import SYSTEM_FLAGS as SYSTEM_FLAGS
 from ._mailbox import MailboxIndex as MailboxIndex
+from ._names import canonical as canonical
 
 __all__ = [
     "SYSTEM_FLAGS",
+    "Account",
     "IndexedMessage",
     "KeywordLimit",
+    "MailboxEntry",
     "MailboxExists",
     "MailboxHasChildren",
     "MailboxIndex",
@@ -34,4 +39,5 @@ __all__ = [
     "StoreError",
     "StoreResult",
     "UnsupportedSpecialUse",
+    "canonical",
 ]
