@@ -19,6 +19,7 @@ taken as expunged, since ``readdir`` racing a rename may return neither name.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -26,7 +27,7 @@ import time
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._errors import NoSuchMailbox
 from ._flags import Keywords, sorted_letters
@@ -82,24 +83,11 @@ class Snapshot:
     keywords: tuple[str, ...] = field(default=())  # the mailbox's keywords (FLAGS response)
 
 
-class StoreResult(tuple[tuple[IndexedMessage, ...], tuple[int, ...]]):
-    """``(changed, modified)``: messages whose flags changed; UIDs refused by UNCHANGEDSINCE."""
+class StoreResult(NamedTuple):
+    """What a STORE did (RFC 7162's MODIFIED is ``modified``)."""
 
-    __slots__ = ()
-
-    def __new__(cls, changed: tuple[IndexedMessage, ...], modified: tuple[int, ...]) -> StoreResult:
-        return super().__new__(cls, (changed, modified))
-
-    @property
-    def changed(self) -> tuple[IndexedMessage, ...]:
-        return self[0]
-
-    @property
-    def modified(self) -> tuple[int, ...]:
-        return self[1]
-
-    def __repr__(self) -> str:
-        return f"StoreResult(changed={self.changed!r}, modified={self.modified!r})"
+    changed: tuple[IndexedMessage, ...]  # messages whose flags changed (new modseq)
+    modified: tuple[int, ...]  # UIDs refused by UNCHANGEDSINCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +115,10 @@ def letters_of(name: str) -> str:
 
 
 _CORES: weakref.WeakValueDictionary[str, Core] = weakref.WeakValueDictionary()
+#: The most recently used states stay loaded after their last session logs out, so a client
+#: that reconnects does not pay for a full load again (a 10,000-message mailbox: a few MB).
+_RECENT: collections.OrderedDict[str, Core] = collections.OrderedDict()
+RECENT_KEPT = 8
 _CORES_LOCK = threading.Lock()
 
 
@@ -137,6 +129,10 @@ def core_for(maildir: Maildir) -> Core:
         core = _CORES.get(key)
         if core is None:
             core = _CORES[key] = Core(maildir)
+        _RECENT[key] = core
+        _RECENT.move_to_end(key)
+        while len(_RECENT) > RECENT_KEPT:
+            _RECENT.popitem(last=False)
         return core
 
 
@@ -144,6 +140,7 @@ def forget_all() -> None:
     """Drop every cached state (tests: the next index reads the files as a new process would)."""
     with _CORES_LOCK:
         _CORES.clear()
+        _RECENT.clear()
 
 
 class Core:
@@ -155,6 +152,7 @@ class Core:
         root = self.root = os.path.abspath(maildir.path)
         self.new_dir = os.path.join(root, "new")
         self.cur_dir = os.path.join(root, "cur")
+        self._new_path, self._cur_path = Path(self.new_dir), Path(self.cur_dir)
         self.base_path = os.path.join(root, UIDLIST)
         self.log_path = os.path.join(root, CHANGES)
         self.journal_path = os.path.join(root, EXPUNGE_JOURNAL)
@@ -315,10 +313,14 @@ class Core:
                 arrivals.append(unique)
                 continue
             self.touched.add(entry.uid)
-            letters = letters_of(name)
             if entry.letters is None or entry.size < 0:
                 upgrades.append(entry)
-            elif entry.letters != letters:
+                continue
+            _, sep, info = name.partition(":2,")
+            if info == entry.letters or (not sep and not entry.letters):
+                continue  # the common case, without sorting anything
+            letters = sorted_letters(info)
+            if entry.letters != letters:
                 entry.letters, entry.modseq = letters, state.bump()
                 self.pending.append(record_flags(entry))
         self.files, self.in_new, self.full_check = files, in_new, False
@@ -491,10 +493,11 @@ class Core:
         name = self.files.get(entry.unique)
         if name is None:
             return None
+        folder = self._new_path if entry.unique in self.in_new else self._cur_path
         return IndexedMessage(
             entry.uid,
             entry.unique,
-            Path(self.path_of(entry.unique)),
+            folder / name,
             entry.size,
             self.keywords.flags(entry.letters or ""),
             entry.idate,

@@ -335,7 +335,10 @@ class MailboxIndex:
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
         """Remove these messages, all or none (the journal is written before the first
-        unlink and replayed by the next sync after a crash); the UIDs removed, ascending."""
+        unlink and replayed by the next sync after a crash); the UIDs removed, ascending.
+
+        One message needs no journal: its one unlink is atomic already.
+        """
         core = self._core
         wanted = sorted(set(uids))
         with core.mutex, core.locked() as state:
@@ -345,7 +348,9 @@ class MailboxIndex:
             if not entries:
                 return []
             journal = Path(core.journal_path)
-            replace_synced(journal, "".join(f"{e.unique}\n" for e in entries).encode())
+            if len(entries) > 1:
+                replace_synced(journal, "".join(f"{e.unique}\n" for e in entries).encode())
+            touched: set[str] = set()
             for entry in entries:
                 path = core.path_of(entry.unique) if entry.unique in core.files else None
                 try:
@@ -357,12 +362,16 @@ class MailboxIndex:
                     if path is not None:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(path)
+                if path is not None:
+                    touched.add(os.path.dirname(path))
                 core.drop_entry(entry)
-            fsync_dir(core.new_dir)
-            fsync_dir(core.cur_dir)
+            for directory in sorted(touched):
+                fsync_dir(directory)
             core.commit()
-            journal.unlink()
-            fsync_dir(core.root)
+            if len(entries) > 1:
+                # Not fsynced: should the journal come back after a crash, replaying it
+                # finds nothing left to remove.
+                journal.unlink()
         return [entry.uid for entry in entries]
 
 

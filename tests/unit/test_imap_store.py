@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import subprocess
 import sys
@@ -119,6 +120,25 @@ def test_an_unchanged_mailbox_syncs_with_stats_only(
     assert index.changed(first.stamp)
     assert [m.uid for m in index.sync().messages] == [1, 2, 3, 4]
     assert listings  # the change was seen through a listing
+
+
+def test_a_new_session_in_the_same_process_reuses_the_loaded_state(
+    box: Maildir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver(box, 3)
+    age_dirs(box)
+    first = MailboxIndex(box).sync()  # that session has logged out: nothing holds it now
+    gc.collect()
+    listings: list[str] = []
+    real_listdir = os.listdir
+
+    def counting(path: Any) -> list[str]:
+        listings.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(_core.os, "listdir", counting)
+    assert MailboxIndex(Maildir(box.path)).sync() is first
+    assert listings == []
 
 
 def test_a_directory_changed_within_the_mtime_window_is_not_trusted(box: Maildir) -> None:
