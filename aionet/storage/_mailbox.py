@@ -162,8 +162,9 @@ class MailboxIndex:
             wanted = sorted_letters(system + core.keywords.letters(keywords, allocate=allocate))
             known = core.keywords.known()
             moved: set[str] = set()
+            relisted = False
             for uid in wanted_uids:
-                for attempt in (0, 1):
+                for _ in (0, 1):
                     assert core.state is not None
                     entry = core.state.by_uid.get(uid)
                     if entry is None:
@@ -179,8 +180,10 @@ class MailboxIndex:
                         moved.add(source_dir)
                         changed.append(entry)
                         break
-                    if not attempt:  # renamed or removed by someone else: look again
-                        core.ensure_listing(force=True)
+                    if relisted:  # gone since the listing this call already made
+                        break
+                    core.ensure_listing(force=True)  # renamed or removed by someone else
+                    relisted = True
             if moved:
                 for directory in sorted(moved | {core.cur_dir}):
                     fsync_dir(directory)

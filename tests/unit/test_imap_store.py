@@ -259,6 +259,30 @@ def test_store_never_overwrites_a_change_it_has_not_seen(box: Maildir) -> None:
     assert stored.modseq == m.modseq + 2  # the tool's change has its own modseq
 
 
+def test_a_store_racing_a_tool_lists_the_mailbox_at_most_once(
+    box: Maildir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver(box, 5)
+    index = MailboxIndex(box)
+    index.sync(claim_recent=True)
+    listings = []
+    real_list = _core.Core._list
+
+    def counting(self: _core.Core) -> Any:
+        listings.append(1)
+        return real_list(self)
+
+    def always_gone(src: Any, dst: Any) -> None:  # every file moves again before we get to it
+        raise FileNotFoundError(src)
+
+    monkeypatch.setattr(_core.Core, "_list", counting)
+    monkeypatch.setattr(_mailbox.os, "rename", always_gone)
+    result = index.store([1, 2, 3, 4, 5], "add", ["\\Seen"])
+    assert result.changed == () and len(listings) == 1
+    monkeypatch.undo()
+    assert all(m.flags == frozenset() for m in index.sync().messages)
+
+
 def test_keywords_round_trip_case_insensitively_and_persist(box: Maildir) -> None:
     deliver(box, 2)
     index = MailboxIndex(box)
