@@ -14,6 +14,11 @@ Layout (private modules, public names re-exported here):
 
 from __future__ import annotations
 
+from ._message import (
+    MAX_MIME_DEPTH,
+    MAX_PARTS,
+    MessageInfo,
+)
 from ._reader import (
     MAX_LITERALS,
     BadCommand,
@@ -22,11 +27,23 @@ from ._reader import (
     RawCommand,
     ReaderEvent,
 )
+from ._response import (
+    astring,
+    continuation,
+    format_date_time,
+    literal,
+    nstring,
+    plist,
+    quoted,
+    tagged,
+    untagged,
+)
 from ._syntax import (
     MAX_NUMBER,
     MAX_NUMBER64,
     ImapSyntaxError,
     Scanner,
+    Section,
     SequenceSet,
     UnknownCharset,
     decode_mailbox,
@@ -36,18 +53,31 @@ from ._syntax import (
 
 __all__ = [
     "MAX_LITERALS",
+    "MAX_MIME_DEPTH",
     "MAX_NUMBER",
     "MAX_NUMBER64",
+    "MAX_PARTS",
     "BadCommand",
     "CommandReader",
     "ImapSyntaxError",
+    "MessageInfo",
     "NeedContinuation",
     "RawCommand",
     "ReaderEvent",
     "Scanner",
+    "Section",
     "SequenceSet",
     "UnknownCharset",
+    "astring",
+    "continuation",
     "decode_mailbox",
     "encode_mailbox",
+    "format_date_time",
+    "literal",
     "normalize_flag",
+    "nstring",
+    "plist",
+    "quoted",
+    "tagged",
+    "untagged",
 ]

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Final
 
 from ...errors import ProtocolError
+from ._response import astring
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_NUMBER64",
     "ImapSyntaxError",
     "Scanner",
+    "Section",
     "SequenceSet",
     "UnknownCharset",
     "decode_mailbox",
@@ -219,6 +221,25 @@ class SequenceSet:
 
 def _star(n: int) -> str:
     return "*" if n == 0 else str(n)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A BODY[...] / BINARY[...] section (RFC 9051 §6.4.5): part numbers, then ``text`` one of
+    None, HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT, MIME; ``fields`` upper-cased."""
+
+    part: tuple[int, ...] = ()
+    text: str | None = None
+    fields: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        spec = ".".join(str(p) for p in self.part)
+        if self.text is not None:
+            spec = f"{spec}.{self.text}" if spec else self.text
+        if self.fields:
+            names = b" ".join(astring(f) for f in self.fields).decode("ascii")
+            spec = f"{spec} ({names})"
+        return spec
 
 
 # -- modified UTF-7 (RFC 3501 §5.1.3) ---------------------------------------------------------
