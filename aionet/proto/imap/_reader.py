@@ -157,6 +157,8 @@ class CommandReader:
     def __len__(self) -> int:
         """Bytes held: received and not yet handed out (bounded, see the module docstring)."""
         held = len(self._literal) if self._literal is not None else 0
+        if self._pieces:
+            held += sum(len(p) for p in self._pieces)
         return len(self._pending) + len(self._lines) + held
 
     # -- input -------------------------------------------------------------------------------
