@@ -301,7 +301,7 @@ def _token_value(v: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
 # -- addresses (RFC 5322 §3.4, obsolete forms included) ---------------------------------------
 
 _ADDR_SPECIALS: Final = frozenset(b"<>@,;:.")
-_ATEXT_STOP: Final = frozenset(b'()<>@,;:\\".[] \t\r\n')
+_ATEXT: Final = re.compile(rb'[^()<>@,;:\\".\[\] \t\r\n]+')
 
 
 def _address_tokens(v: bytes) -> list[tuple[str, bytes]]:
@@ -329,11 +329,8 @@ def _address_tokens(v: bytes) -> list[tuple[str, bytes]]:
             out.append(("s", bytes((c,))))
             i += 1
         else:
-            j = i
-            while j < n and v[j] not in _ATEXT_STOP:
-                j += 1
-            if j == i:  # a lone stray character ("\\", "]")
-                j = i + 1
+            m = _ATEXT.match(v, i)
+            j = m.end() if m else i + 1  # a lone stray character ("\\", "]") is a word
             out.append(("w", v[i:j]))
             i = j
     return out

@@ -79,8 +79,8 @@ def seq(text: str) -> SequenceSet:
     return SequenceSet.parse(text)
 
 
-def item(name: str, **kw: object) -> FetchItem:
-    return FetchItem(name, **kw)  # type: ignore[arg-type]
+def item(name: str, section: Section | None = None) -> FetchItem:
+    return FetchItem(name, section)
 
 
 # -- any state ----------------------------------------------------------------------------------
