@@ -6,16 +6,18 @@ Layout (private modules, public names re-exported here):
 
 * ``_reader``   ``CommandReader``: bytes in, whole commands (literals included) out, bounded.
 * ``_syntax``   tokens and grammar pieces, ``SequenceSet``, modified UTF-7 mailbox names.
-* ``_commands`` one frozen dataclass per command, ``parse_command``.
+* ``_commands`` one frozen dataclass per command.
+* ``_parse``    ``parse_command``: a ``RawCommand`` checked against the grammar, as a command
+  (FETCH data items in ``_fetch``).
 * ``_search``   the SEARCH key AST and ``matches``.
 * ``_response`` building responses: strings, lists, status lines, dates.
-* ``_message``  ``MessageInfo``: ENVELOPE, BODYSTRUCTURE, sections, search texts.
+* ``_message``  ``MessageInfo``: ENVELOPE, BODYSTRUCTURE, sections, search texts (MIME
+  parsing in ``_mime``, addresses in ``_address``).
 """
 
 from __future__ import annotations
 
 from ._commands import (
-    PARSERS,
     Append,
     AppendMessage,
     Authenticate,
@@ -48,12 +50,15 @@ from ._commands import (
     Subscribe,
     Unselect,
     Unsubscribe,
-    parse_command,
 )
 from ._message import (
     MAX_MIME_DEPTH,
     MAX_PARTS,
     MessageInfo,
+)
+from ._parse import (
+    PARSERS,
+    parse_command,
 )
 from ._reader import (
     MAX_LITERALS,
