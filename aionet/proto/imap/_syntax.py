@@ -382,9 +382,6 @@ class Scanner:
         """The next byte, or -1 at the end of a segment."""
         return self.buf[self.pos] if self.pos < len(self.buf) else -1
 
-    def error(self, text: str) -> ImapSyntaxError:
-        return ImapSyntaxError(text)
-
     def expect_end(self) -> None:
         if not self.at_end():
             raise ImapSyntaxError("unexpected arguments")
@@ -445,9 +442,6 @@ class Scanner:
         self.buf = self._pieces[self._index] if self._index < len(self._pieces) else b""
         self.pos = 0
         return data
-
-    def is_literal8(self) -> bool:
-        return self.buf.startswith(b"~{", self.pos)
 
     def string(self, *, allow8: bool = False) -> bytes:
         c = self.peek()
