@@ -32,7 +32,7 @@ RUN aionet check -c /etc/aionet/aionet.yaml
 USER aionet
 WORKDIR /var/lib/aionet
 # echo (tcp+udp), http, dns (udp+tcp), admin (metrics, health).
-EXPOSE 7007/tcp 7007/udp 8080/tcp 8053/udp 8053/tcp 8025/tcp 8110/tcp 8021/tcp 50000-50099/tcp 9090/tcp
+EXPOSE 7007/tcp 7007/udp 8080/tcp 8053/udp 8053/tcp 8025/tcp 8110/tcp 8143/tcp 8021/tcp 50000-50099/tcp 9090/tcp
 # SIGTERM drains (stop accepting, finish live connections ≤ server.shutdown_timeout): give
 # `docker stop -t` more than shutdown_timeout (10s in the default config).
 STOPSIGNAL SIGTERM

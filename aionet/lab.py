@@ -4,7 +4,7 @@ What it writes into DIR (paths in the config are relative to it, so the director
 moved):
 
 * ``aionet.yaml`` — echo, udp-echo, http (serving ``www/``), dns (the ``aionet.test`` zone,
-  whose names resolve to the bind address), smtp, pop3 and ftp (each offering STARTTLS/STLS/
+  whose names resolve to the bind address), smtp, pop3, imap and ftp (each offering STARTTLS/STLS/
   AUTH TLS; password logins in clear only from this host, Dovecot's rule) and admin (one
   viewer token), on the default config's ports;
 * ``tls/cert.pem``, ``tls/key.pem`` — a self-signed certificate for ``localhost``,
@@ -34,7 +34,15 @@ if TYPE_CHECKING:
 __all__ = ["Lab", "LabExists", "write_lab"]
 
 #: The default config's ports (``config/default.yaml``), so the README's commands work on both.
-PORTS = {"echo": 7007, "http": 8080, "dns": 8053, "smtp": 8025, "pop3": 8110, "ftp": 8021}
+PORTS = {
+    "echo": 7007,
+    "http": 8080,
+    "dns": 8053,
+    "smtp": 8025,
+    "pop3": 8110,
+    "imap": 8143,
+    "ftp": 8021,
+}
 ADMIN_PORT = 9090
 PASSIVE_PORTS = "50000-50099"
 
@@ -124,6 +132,12 @@ listeners:
   - name: pop3
     protocol: pop3
     bind: "{_bind(host, PORTS["pop3"])}"
+    options: {{starttls: lab, auth_without_tls: loopback}}
+
+  - name: imap
+    protocol: imap
+    bind: "{_bind(host, PORTS["imap"])}"
+    limits: {{idle_timeout: 30m}}
     options: {{starttls: lab, auth_without_tls: loopback}}
 
   - name: ftp

@@ -24,6 +24,7 @@ BUILTIN: dict[str, str] = {
     "http": "aionet.bench.clients.http:HttpTarget",
     "smtp": "aionet.bench.clients.smtp:SmtpTarget",
     "pop3": "aionet.bench.clients.pop3:Pop3Target",
+    "imap": "aionet.bench.clients.imap:ImapTarget",
     "ftp": "aionet.bench.clients.ftp:FtpTarget",
 }
 

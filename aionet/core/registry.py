@@ -47,6 +47,7 @@ BUILTIN: dict[str, str] = {
     "admin": "aionet.handlers.admin:AdminHandler",
     "smtp": "aionet.handlers.smtp:SmtpHandler",
     "pop3": "aionet.handlers.pop3:Pop3Handler",
+    "imap": "aionet.handlers.imap:ImapHandler",
     "ftp": "aionet.handlers.ftp:FtpHandler",
 }
 

@@ -33,6 +33,7 @@ def mail_config(
     smtp: dict[str, Any] | None = None,
     pop3: dict[str, Any] | None = None,
     *,
+    imap: dict[str, Any] | None = None,
     implicit: bool = False,
     **server: Any,
 ) -> dict[str, Any]:
@@ -48,6 +49,10 @@ def mail_config(
         {"name": "pop3", "protocol": "pop3", "bind": "127.0.0.1:0", **tls,
          "options": pop3 or {}},
     ]  # fmt: skip
+    if imap is not None:
+        config["listeners"].append(
+            {"name": "imap", "protocol": "imap", "bind": "127.0.0.1:0", **tls, "options": imap}
+        )
     return config
 
 

@@ -69,6 +69,13 @@ MATRIX: dict[str, Row] = {
     "pop3": Row("pop3", "pop3", {"auth_without_tls": True}, LOGIN, connections=1),
     "pop3-stls": Row("pop3", "pop3", args=[*LOGIN, "--stls"], tls="inband", connections=1),
     "pop3-tls": Row("pop3", "pop3", args=[*LOGIN, "--tls"], tls="listener", connections=1),
+    "imap-body": Row("imap", "imap", {"auth_without_tls": True}, LOGIN),
+    "imap-flags": Row("imap", "imap", {"auth_without_tls": True}, [*LOGIN, "--fetch", "flags"]),
+    "imap-select-relogin": Row(
+        "imap", "imap", {"auth_without_tls": True}, [*LOGIN, "--fetch", "select", "--relogin"]
+    ),
+    "imap-starttls": Row("imap", "imap", args=[*LOGIN, "--starttls"], tls="inband"),
+    "imap-tls": Row("imap", "imap", args=[*LOGIN, "--fetch", "headers", "--tls"], tls="listener"),
     "ftp-get": Row("ftp", "ftp", {"auth_without_tls": True}, [*LOGIN, "--get", "blob.bin"]),
     "ftp-put": Row("ftp", "ftp", {"auth_without_tls": True}, [*LOGIN, "--put", "5000"]),
     "ftps-get": Row("ftp", "ftp", args=[*LOGIN, "--ftps", "--get", "blob.bin"], tls="inband"),
@@ -112,7 +119,7 @@ def _config(tmp_path: Path, pki: Pki, row: Row) -> dict[str, Any]:
 async def test_bench_drives_aionet(tmp_path: Path, pki: Pki, case: str) -> None:
     row = MATRIX[case]
     data = tmp_path / "data"
-    if row.target == "pop3":
+    if row.target in ("pop3", "imap"):
         await _deliver(tmp_path, data, count=3)
     if row.target == "ftp":
         home = data / "ftp" / "alice"

@@ -236,6 +236,7 @@ DOCUMENTED = {
     ("admin", "tcp"): 9090,
     ("smtp", "tcp"): 8025,
     ("pop3", "tcp"): 8110,
+    ("imap", "tcp"): 8143,
     ("ftp", "tcp"): 8021,
 }
 

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import run_aionet
 
-PORTS = ("7007", "8080", "8053", "8025", "8110", "8021", "9090")
+PORTS = ("7007", "8080", "8053", "8025", "8110", "8143", "8021", "9090")
 
 
 def _init(tmp_path: Path) -> tuple[Path, dict[str, str]]:

@@ -1,4 +1,4 @@
-"""What every line service (SMTP, POP3, FTP; IMAP next) shares, checked the same way for each.
+"""What every line service (SMTP, POP3, IMAP, FTP) shares, checked the same way for each.
 
 The shared pieces are ``core.sessions`` (the sessions set and drain), ``core.starttls`` (the
 upgrade and the clear-text login policy) and ``proto.lines`` (bounded line reading). A new
@@ -48,6 +48,14 @@ SERVICES: dict[str, Service] = {
         noop_reply=b"-ERR ",
         goodbye=re.compile(rb"^-ERR \[SYS/TEMP\] server shutting down"),
         too_long=re.compile(rb"^-ERR .*too long"),
+        too_long_closes=False,
+    ),
+    "imap": Service(
+        greeting=re.compile(rb"^\* OK "),
+        noop=b"a NOOP\r\n",  # allowed in every state
+        noop_reply=b"a OK ",
+        goodbye=re.compile(rb"^\* BYE "),
+        too_long=re.compile(rb"^\S+ BAD .*too long"),
         too_long_closes=False,
     ),
     "ftp": Service(

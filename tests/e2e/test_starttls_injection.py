@@ -60,6 +60,14 @@ UPGRADES: dict[str, Upgrade] = {
         last_line=re.compile(rb"^[+-]"),
         probe_end=re.compile(rb"^\.\r\n"),
     ),
+    "imap": Upgrade(
+        hello=None,
+        verb=b"a STARTTLS",
+        go=b"a OK",
+        probe=b"p NOOP",
+        probe_reply=re.compile(rb"^p OK "),
+        last_line=re.compile(rb"^(\* OK|\S+ (OK|NO|BAD)) "),
+    ),
     "ftp": Upgrade(
         hello=None,
         verb=b"AUTH TLS",

@@ -166,8 +166,9 @@ class SequenceSet:
                 ranges.append((n, n))
         return cls(tuple(ranges))
 
-    def _intervals(self, largest: int) -> list[tuple[int, int]]:
-        """Sorted, merged, clamped to 1..largest."""
+    def intervals(self, largest: int) -> list[tuple[int, int]]:
+        """Sorted, merged ``(lo, hi)`` spans clamped to 1..largest (``*`` is ``largest``): what
+        an engine bisects its own sorted numbers with, never expanding a range."""
         spans: list[tuple[int, int]] = []
         for first, last in self.ranges:
             a = largest if first == 0 else first
@@ -193,7 +194,7 @@ class SequenceSet:
         ``UID 559:*`` always includes the largest UID, RFC 9051 §6.4.9).
         """
         out: list[int] = []
-        for lo, hi in self._intervals(largest):
+        for lo, hi in self.intervals(largest):
             out.extend(range(lo, hi + 1))
         return out
 
