@@ -38,11 +38,11 @@ from ..proto.pop3 import (
     Send,
     StartTls,
 )
+from ..storage.index import MailboxIndex
 from ..storage.maildir import MailboxBusy, MailStore
 
 if TYPE_CHECKING:
     import ssl
-    from pathlib import Path
 
     from ..auth.users import User
     from ..core.handler import Connection, Services
@@ -63,11 +63,13 @@ class Pop3Options(InBandTlsOptions):
     greeting: str = "aionet POP3 server ready"
 
 
-def _read(path: Path) -> bytes | None:
+def _read(box: Maildir, message: MaildirMessage) -> bytes | None:
+    """The message's bytes; None once it is gone. An IMAP session may have renamed the file
+    (a flag change) since the listing: the index follows the rename by UID."""
     try:
-        return path.read_bytes()
+        return message.path.read_bytes()
     except FileNotFoundError:
-        return None
+        return MailboxIndex(box).read(message.uid)
 
 
 class _Session:
@@ -132,7 +134,8 @@ class _Session:
                 return False
             machine.tls_started()
         elif isinstance(event, Retrieve):
-            content = await store.run(_read, self.messages[event.index].path)
+            assert self.box is not None
+            content = await store.run(_read, self.box, self.messages[event.index])
             machine.message_content(content)
         else:
             ok = True

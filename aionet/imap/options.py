@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..config.types import Duration, Size  # noqa: TC001 - pydantic reads them at runtime
+from ..config.types import Duration, Size
 from ..core.handler import InBandTlsOptions
 
 __all__ = ["ImapOptions"]

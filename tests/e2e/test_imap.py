@@ -516,15 +516,16 @@ def dialog(host: str, port: int, lines: list[bytes]) -> list[bytes]:
         f = sock.makefile("rb")
         out.append(f.readline())
         for line in lines:
-            sock.sendall(line + b"\r\n")
             tag = line.split(b" ", 1)[0]
-            while True:
-                got = f.readline()
-                if not got:
-                    return out
+            try:
+                sock.sendall(line + b"\r\n")
+                while not (got := f.readline()).startswith(tag + b" "):
+                    if not got:
+                        return out  # closed by the server
+                    out.append(got)
                 out.append(got)
-                if got.startswith(tag + b" "):
-                    break
+            except ConnectionResetError:
+                return out
     return out
 
 
@@ -628,3 +629,145 @@ async def test_move_tells_copyuid_then_expunge(tmp_path: Path) -> None:
     assert re.match(rb"\* OK \[COPYUID \d+ 2:3 1:2\]", tail[0]), tail
     assert tail[1:3] == [b"* 3 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n"]
     assert tail[3].startswith(b"c OK")
+
+
+async def test_more_commands_id_namespace_list_extended_status_binary_multiappend(
+    tmp_path: Path,
+) -> None:
+    put(tmp_path / "data", b"Subject: b\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n")
+    async with serve(config(tmp_path), data_dir=tmp_path / "data") as server:
+        host, port = server.address("imap")[:2]
+        out = await in_thread(
+            lambda: dialog(
+                host,
+                port,
+                [
+                    b'a ID ("name" "test")',
+                    b"b LOGIN alice alice-pw",
+                    b"c NAMESPACE",
+                    b"d CREATE Archive (USE (\\Archive))",
+                    b'e LIST (SPECIAL-USE) "" "*"',
+                    b'f LIST "" "*" RETURN (STATUS (MESSAGES SIZE))',
+                    b"g APPEND Archive {5+}\r\nhello {5+}\r\nworld",
+                    b"h STATUS Archive (MESSAGES UIDNEXT SIZE DELETED)",
+                    b"i SELECT INBOX",
+                    b"j FETCH 1 (BINARY[1] BINARY.SIZE[1])",
+                    b"k UID EXPUNGE 1",
+                    b"l RENAME INBOX Old",
+                    b"m STATUS Old (MESSAGES)",
+                    b"n LOGOUT",
+                ],
+            )
+        )
+    text = b"".join(out)
+    assert b'* ID ("name" "aionet" "version" ' in text and b"a OK" in text
+    assert b'* NAMESPACE (("" "/")) NIL NIL' in text
+    special = text.split(b"e OK")[0].split(b"d OK")[1]
+    assert b"\\Archive" in special and b"\\Sent" in special and b"INBOX" not in special
+    assert re.search(rb"\* STATUS INBOX \(MESSAGES 1 SIZE \d+\)", text)
+    assert b"g OK [APPENDUID " in text and b" 1:2] " in text  # MULTIAPPEND: two UIDs
+    assert b"* STATUS Archive (MESSAGES 2 UIDNEXT 3 SIZE 10 DELETED 0)" in text
+    assert b"BINARY[1] {5}\r\nhello BINARY.SIZE[1] 5" in text
+    between = text.split(b"k OK")[0].split(b"j OK")[1]
+    assert b"EXPUNGE" not in between  # UID EXPUNGE of a message without \Deleted: nothing
+    # RENAME INBOX moves its messages out (RFC 9051 §6.3.6): the selected INBOX is told.
+    assert b"* 1 EXPUNGE" in text.split(b"l OK")[0].split(b"k OK")[1]
+    assert b"* STATUS Old (MESSAGES 1)" in text
+    assert b"* BYE" in text and b"n OK" in text
+
+
+async def test_uids_and_uidvalidity_survive_a_restart(tmp_path: Path) -> None:
+    put(tmp_path / "data", MAIL, MAIL, MAIL)
+
+    def snapshot(addr: Any) -> tuple[bytes, list[bytes]]:
+        with imap(addr) as c:
+            c.select("INBOX")
+            validity = c.response("UIDVALIDITY")[1][0]
+            c.store("2", "+FLAGS", "\\Deleted")
+            c.expunge()
+            _, data = c.fetch("1:*", "(UID FLAGS MODSEQ)")
+            return validity, data  # type: ignore[return-value]
+
+    async with serve(config(tmp_path), data_dir=tmp_path / "data") as server:
+        first = await in_thread(lambda: snapshot(server.address("imap")))
+    async with serve(config(tmp_path), data_dir=tmp_path / "data") as server:
+
+        def again(addr: Any) -> tuple[bytes, list[bytes]]:
+            with imap(addr) as c:
+                c.select("INBOX")
+                validity = c.response("UIDVALIDITY")[1][0]
+                _, data = c.fetch("1:*", "(UID FLAGS MODSEQ)")
+                return validity, data  # type: ignore[return-value]
+
+        second = await in_thread(lambda: again(server.address("imap")))
+    assert first[0] == second[0]
+    assert [re.sub(rb"\\Recent ?", b"", x) for x in first[1]] == [
+        re.sub(rb"\\Recent ?", b"", x) for x in second[1]
+    ]
+    assert [re.search(rb"UID (\d+)", x).group(1) for x in second[1]] == [b"1", b"3"]  # type: ignore[union-attr]
+
+
+async def test_pop3_and_imap_on_one_mailbox(tmp_path: Path) -> None:
+    import poplib
+
+    put(tmp_path / "data", MAIL, MAIL.replace(b"lunch", b"tea"), MAIL.replace(b"lunch", b"cake"))
+    cfg = mail_config(tmp_path, pop3=PLAIN, imap=PLAIN)
+    async with serve(cfg, data_dir=tmp_path / "data") as server:
+        imap_addr, pop_addr = server.address("imap"), server.address("pop3")
+
+        def run() -> tuple[Any, ...]:
+            with imap(imap_addr) as c:
+                c.select("INBOX")
+                p = poplib.POP3(*pop_addr[:2], timeout=10)
+                p.user("alice")
+                p.pass_("alice-pw")
+                # IMAP renames message 1's file (flags) while POP3 holds the listing.
+                c.store("1", "+FLAGS", "(\\Seen \\Flagged)")
+                first = b"\r\n".join(p.retr(1)[1])
+                p.dele(1)
+                p.quit()  # the deletion is applied by unique name, whatever the file is called
+                c.noop()
+                expunged = c.untagged_responses.get("EXPUNGE")
+                _, left = c.fetch("1:*", "(BODY.PEEK[TEXT])")
+            return first, expunged, [x[1] for x in left if isinstance(x, tuple)]
+
+        first, expunged, left = await in_thread(run)
+    assert b"lunch" in first
+    assert expunged == [b"1"]
+    assert left == [b"Hello Bob,\r\ntea at noon?\r\n", b"Hello Bob,\r\ncake at noon?\r\n"]
+
+
+async def test_failed_logins_close_the_session_and_metrics_count(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from aionet.admin.app import hash_token
+
+    cfg = config(tmp_path, max_auth_failures=2)
+    cfg["listeners"].append(
+        {"name": "admin", "protocol": "admin", "bind": "127.0.0.1:0",
+         "options": {"tokens": [{"name": "v", "role": "viewer", "sha256": hash_token("t" * 24)}]}}
+    )  # fmt: skip
+    async with serve(cfg, data_dir=tmp_path / "data") as server:
+        host, port = server.address("imap")[:2]
+        out = await in_thread(
+            lambda: dialog(host, port, [b"a LOGIN alice no", b"b LOGIN alice no", b"c NOOP"])
+        )
+        await in_thread(lambda: dialog(host, port, [b"a LOGIN alice alice-pw", b"b NOOP"]))
+        import httpx
+
+        admin = "http://{}:{}".format(*server.address("admin")[:2])
+        async with httpx.AsyncClient(base_url=admin) as client:
+            auth = {"Authorization": "Bearer " + "t" * 24}
+            text = (await client.get("/metrics", headers=auth)).text
+    text_out = b"".join(out)
+    assert text_out.count(b"NO [AUTHENTICATIONFAILED]") == 2 and b"* BYE" in text_out
+    assert b"c OK" not in text_out  # closed before
+    samples = {
+        (s.name, *sorted(v for k, v in s.labels.items() if k != "listener")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.labels.get("listener") == "imap"
+    }
+    assert samples[("aionet_imap_logins_total", "failed")] == 2
+    assert samples[("aionet_imap_logins_total", "succeeded")] == 1
+    assert samples[("aionet_imap_commands_total", "NOOP", "ok")] == 1
