@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,26 @@ ROOT = Path(__file__).resolve().parent.parent
 # the refusal itself clear this variable).
 os.environ.setdefault("AIONET_ALLOW_ROOT", "1")
 EXAMPLES = ROOT / "examples"
+
+#: The Debian package of each client program a ``tool`` marker names (``.ci/run`` installs
+#: them; a developer without one sees which package to install in the skip reason).
+TOOL_PACKAGES = {
+    "dig": "dnsutils",
+    "mbsync": "isync",
+    "offlineimap": "offlineimap3",
+    "getmail": "getmail6",
+    "nc": "netcat-openbsd",
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.tool("name")``: skip with the package to install when ``name`` is not
+    on PATH — the marker does it, so no test has to remember to."""
+    for marker in item.iter_markers("tool"):
+        name = marker.args[0]
+        if shutil.which(name) is None:
+            package = TOOL_PACKAGES.get(name, name)
+            pytest.skip(f"{name} is not installed (Debian package: {package})")
 
 
 class Daemon:

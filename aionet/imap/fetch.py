@@ -9,6 +9,7 @@ message (``InfoCache``), so a client listing a folder again parses nothing.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..proto import imap as p
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
     from ..storage.index import IndexedMessage, MailboxIndex
     from .service import InfoCache
 
-    #: Formats an index-only item of one message.
-    Formatter = Callable[[IndexedMessage], bytes]
+    #: The value of an index-only item of one message.
+    Getter = Callable[[IndexedMessage], object]
 
 __all__ = [
     "CONTENT_ITEMS",
@@ -78,24 +79,25 @@ def needs_data(item: p.FetchItem) -> bool:
 _RECENT = frozenset({"\\Recent"})
 
 
-def formatter(item: p.FetchItem, recent: set[int] | None) -> Formatter | None:
-    """The formatter of an item answered from the index alone (None: it needs the message).
-    ``recent``: the session's \\Recent UIDs when FLAGS must show them (IMAP4rev1)."""
+def formatter(item: p.FetchItem, recent: set[int] | None) -> tuple[bytes, Getter] | None:
+    """How an item answered from the index alone is written: its ``%``-template and the
+    getter of its value (None: the item needs the message). ``recent``: the session's
+    \\Recent UIDs when FLAGS must show them (IMAP4rev1)."""
     name = item.name
     if name == "UID":
-        return lambda m: b"UID %d" % m.uid
+        return b"UID %d", attrgetter("uid")
     if name == "FLAGS":
         if recent:
-            return lambda m: (
-                b"FLAGS " + flag_list(m.flags | _RECENT if m.uid in recent else m.flags)
+            return b"FLAGS %s", lambda m: flag_list(
+                m.flags | _RECENT if m.uid in recent else m.flags
             )
-        return lambda m: b"FLAGS " + flag_list(m.flags)
+        return b"FLAGS %s", lambda m: flag_list(m.flags)
     if name == "RFC822.SIZE":
-        return lambda m: b"RFC822.SIZE %d" % m.size
+        return b"RFC822.SIZE %d", attrgetter("size")
     if name == "INTERNALDATE":
-        return lambda m: b"INTERNALDATE " + p.format_date_time(m.internal_date)
+        return b"INTERNALDATE %s", lambda m: p.format_date_time(m.internal_date)
     if name == "MODSEQ":
-        return lambda m: b"MODSEQ (%d)" % m.modseq
+        return b"MODSEQ (%d)", attrgetter("modseq")
     return None
 
 

@@ -43,8 +43,11 @@ def targets(
         saved = set(s.saved)
         return [(n, sel.messages[u]) for n, u in enumerate(sel.uids, 1) if u in saved]
     if not uid:  # sequence numbers: the spans are the answer (clamped to the view)
-        seqs = [n for lo, hi in seqset.intervals(len(sel)) for n in range(lo, hi + 1)]
-        return sel.by_seqs(seqs)
+        out: list[tuple[int, IndexedMessage]] = []
+        uids, get = sel.uids, sel.messages.__getitem__
+        for lo, hi in seqset.intervals(len(sel)):
+            out += zip(range(lo, hi + 1), map(get, uids[lo - 1 : hi]), strict=True)
+        return out
     uids = sel.uids
     picked: list[int] = []
     for lo, hi in seqset.intervals(sel.largest_uid):  # sorted and disjoint
@@ -224,16 +227,12 @@ async def fetch(s: Session, cmd: p.Fetch) -> Result:
     recent = sel.recent if not s.rev2 else None
     formatters = [formatter(item, recent) for item in frozen]
     if all(f is not None for f in formatters):  # the index alone answers: no file, no thread
-        fns = [f for f in formatters if f is not None]
+        pieces = [f for f in formatters if f is not None]
+        template = b"* %%d FETCH (%s)\r\n" % b" ".join(t for t, _ in pieces)
+        getters = [g for _, g in pieces]
         for start in range(0, len(chosen), INDEX_BATCH):
-            s.send(
-                b"".join(
-                    [
-                        b"* %d FETCH (%s)\r\n" % (seq, b" ".join([f(m) for f in fns]))
-                        for seq, m in chosen[start : start + INDEX_BATCH]
-                    ]
-                )
-            )
+            batch = chosen[start : start + INDEX_BATCH]
+            s.send(b"".join([template % (seq, *[g(m) for g in getters]) for seq, m in batch]))
             await s.maybe_flush()
         return Result("FETCH completed")
     gone = 0
@@ -249,7 +248,9 @@ async def fetch(s: Session, cmd: p.Fetch) -> Result:
             if answers is None:
                 gone += 1
                 continue
-            parts = [f(m) if f is not None else answers[i] for i, f in enumerate(formatters)]
+            parts = [
+                f[0] % f[1](m) if f is not None else answers[i] for i, f in enumerate(formatters)
+            ]
             s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
         await s.maybe_flush()
     if gone:

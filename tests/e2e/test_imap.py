@@ -771,3 +771,28 @@ async def test_failed_logins_close_the_session_and_metrics_count(tmp_path: Path)
     assert samples[("aionet_imap_logins_total", "failed")] == 2
     assert samples[("aionet_imap_logins_total", "succeeded")] == 1
     assert samples[("aionet_imap_commands_total", "NOOP", "ok")] == 1
+
+
+async def test_imaps_partial_fetch_and_flag_removal(tmp_path: Path, pki: Pki) -> None:
+    put(tmp_path / "data", MAIL)
+    cfg = mail_config(tmp_path, pki, imap={}, implicit=True)  # imaps: TLS from the first byte
+    async with serve(cfg, data_dir=tmp_path / "data") as server:
+        host, port = server.address("imap")[:2]
+
+        def run() -> tuple[Any, ...]:
+            c = imaplib.IMAP4_SSL(host, port, ssl_context=pki.client(), timeout=10)
+            try:
+                assert "LOGINDISABLED" not in c.capabilities  # TLS already: logins allowed
+                c.login("alice", "alice-pw")
+                c.select("INBOX")
+                _, part = c.fetch("1", "(BODY.PEEK[TEXT]<6.3>)")
+                c.store("1", "+FLAGS", "(\\Seen \\Flagged)")
+                c.store("1", "-FLAGS.SILENT", "(\\Seen)")
+                _, flags = c.fetch("1", "(FLAGS)")
+                return part, flags
+            finally:
+                c.logout()
+
+        part, flags = await in_thread(run)
+    assert part[0][0].endswith(b"BODY[TEXT]<6> {3}") and part[0][1] == b"Bob"
+    assert b"\\Flagged" in flags[0] and b"\\Seen" not in flags[0]
