@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ._core import Snapshot, Stamp, StoreResult, core_for
 from ._flags import apply_mode, parse_flags, sorted_letters
 from ._records import Entry
-from .durable import fsync_dir, replace_synced
+from .durable import fsync_dir, replace_synced, write_synced
 from .maildir import unique_name
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class MailboxIndex:
         with core.mutex:
             core.ensure_dirs()
         tmp = os.path.join(core.root, "tmp", unique)
-        _write_file(tmp, data, mtime)
+        write_synced(tmp, data, mtime=mtime)
         final: str | None = None
         try:
             with core.mutex, core.locked():
@@ -378,23 +378,6 @@ class MailboxIndex:
         return [entry.uid for entry in entries]
 
 
-def _write_file(path: str, data: bytes, mtime: float) -> None:
-    """Create ``path`` with ``data`` and ``mtime``, fsynced (a failure leaves nothing)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.utime(fd, (mtime, mtime))
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    os.close(fd)
-
-
 def _find(root: str, unique: str) -> str | None:
     """Where the message ``unique`` is now (an unlocked look; None when it is gone)."""
     for sub in ("new", "cur"):
@@ -428,7 +411,7 @@ def _materialize(source: _Source, path: str, root: str) -> bool:
                 current = _find(source.root, source.unique)
                 continue
             tmp = os.path.join(root, "tmp", unique_name())
-            _write_file(tmp, data, source.internal_date)
+            write_synced(tmp, data, mtime=source.internal_date)
             try:
                 os.rename(tmp, path)
             except BaseException:

@@ -27,9 +27,12 @@ def fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-def write_synced(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_synced(
+    path: Path | str, data: bytes, mode: int = 0o600, *, mtime: float | None = None
+) -> None:
     """Create ``path`` (it must not exist) with ``data`` and fsync it; on any failure the
-    partial file is removed.
+    partial file is removed. ``mtime`` sets its modification time first (an IMAP APPEND's
+    internal date), so the fsync covers it.
 
     Raises:
         OSError: ``path`` exists or could not be written (nothing is left behind).
@@ -39,6 +42,8 @@ def write_synced(path: Path, data: bytes, mode: int = 0o600) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
         os.fsync(fd)
     except BaseException:
         os.close(fd)
