@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "smtp": "aionet.bench.clients.smtp:SmtpTarget",
     "pop3": "aionet.bench.clients.pop3:Pop3Target",
     "imap": "aionet.bench.clients.imap:ImapTarget",
+    "ws": "aionet.bench.clients.ws:WsTarget",
     "ftp": "aionet.bench.clients.ftp:FtpTarget",
 }
 

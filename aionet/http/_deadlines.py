@@ -97,7 +97,7 @@ class _Deadlines(_Output):
             self.close()
             return
         self._lingering = True
-        self._idle_since = self.state.now
+        self._idle_since = self.state.clock()
         self.transport.write_eof()
         self._paused = 0
         self.transport.resume_reading()
@@ -163,7 +163,7 @@ class _Deadlines(_Output):
         a drain starts turns that common race into client errors.
         """
         if self._active is None and not self._halted:
-            self._idle_since = self.state.now
+            self._idle_since = self.state.clock()
 
     def close_if_idle(self) -> None:
         """End of the drain grace: close if still idle (no request begun)."""

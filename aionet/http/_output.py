@@ -73,7 +73,7 @@ class _Output(Tracked):
 
     def send_continue(self) -> None:
         """``100 Continue``: the client sends its body from now (the body timeout runs)."""
-        self._read_at = self.state.now
+        self._read_at = self.state.clock()
         self.write(CONTINUE_100)
 
     def _halt(self) -> None:
@@ -124,7 +124,7 @@ class _Output(Tracked):
         rec = self._aionet_rec
         if rec is None:
             raise ClientDisconnected("the client disconnected")
-        self._send_since = self.state.now
+        self._send_since = self.state.clock()
         piece = self._sendfile = asyncio.ensure_future(
             self.loop.sendfile(self.transport, file, offset, size, fallback=False)
         )

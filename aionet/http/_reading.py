@@ -240,7 +240,7 @@ class _Reading(_Deadlines):
         self._begins += 1
         self._carry_method = b""
         self._head_pending = True
-        self._head_since = self.state.now
+        self._head_since = self.state.clock()
         self._head_bytes = 0
         self._framing = 0
         self._url = b""
@@ -435,7 +435,7 @@ class _Reading(_Deadlines):
         elif self._eof:
             self.close()
         else:
-            self._idle_since = self.state.now
+            self._idle_since = self.state.clock()
 
     # -- upgrades ------------------------------------------------------------------------------
 

@@ -127,7 +127,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         self._at_boundary = True
         self._begins = 0
         self._head_pending = False
-        self._head_since = self._idle_since = self._read_at = self._send_since = state.now
+        self._head_since = self._idle_since = self._read_at = self._send_since = state.clock()
         self._send_left = 0
         self._sendfile = None
         self._head_bytes = 0
@@ -156,7 +156,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         self.server = address(transport.get_extra_info("sockname"))
         self.scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
         self.peer = format_peer(rec.peer)
-        self._idle_since = self.state.now
+        self._idle_since = self.state.clock()
         self.state.protocols.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -165,7 +165,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
             return
         rec.bytes_in += len(data)
         rec.last_active = rec.clock.now
-        self._read_at = self.state.now
+        self._read_at = self.state.clock()
         if self._halted:
             if self._upgraded is not None:
                 cast("asyncio.Protocol", self._upgraded).data_received(data)

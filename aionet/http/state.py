@@ -4,7 +4,11 @@ One object per handler, read on the hot path by attribute: the app, the limits, 
 ``Date`` prelude, a coarse monotonic clock, the live connections (for drain and the timeout
 sweep) and running request tasks (cancelled at stop). ``tick()`` advances the clock and the
 date and enforces header/keep-alive timeouts for every live connection; the handler calls it
-periodically, so no connection owns a timer.
+periodically, so no connection owns a timer. The moments a deadline counts from (a request
+head begun, a connection gone idle, output stalled) are stamped with ``time.monotonic()`` itself,
+not the coarse clock: after the loop stalled, the coarse clock lags by the stall, and a stamp
+taken from it would make the next tick close a connection early (seen as a keep-alive closed
+after 75 ms of a 300 ms timeout on a loaded CI machine).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from ..core.metrics import Histogram, Sample
 from ..proto.http import DateCache, HeaderCache, RequestIds
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from structlog.typing import FilteringBoundLogger
 
     from ..core.acl import ClientGuard
@@ -109,6 +115,7 @@ class HttpState:
     __slots__ = (
         "access",
         "app",
+        "clock",
         "date",
         "draining",
         "forwarded",
@@ -158,6 +165,8 @@ class HttpState:
         self.ids = RequestIds()
         self.headers = HeaderCache()
         self.now = time.monotonic()
+        #: What deadline stamps read (``time.monotonic``; a test's fake clock can stand in).
+        self.clock: Callable[[], float] = time.monotonic
         self.started = time.time()
         self.protocols: set[ManagedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()

@@ -176,3 +176,34 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
         return ["|".join(str(environ.get(k)) for k in keys).encode()]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return _Closing(path)
+
+
+async def ws_echo(scope: Scope, receive: Any, send: Any) -> None:
+    """A WebSocket echo: every text or binary message comes back as it was; HTTP gets 404,
+    ``/refuse`` a refused handshake. Subprotocols offered are accepted first-come."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["type"] != "websocket":
+        await _start(send, 404, [(b"content-length", b"0")])
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await receive()  # websocket.connect
+    if scope["path"] == "/refuse":  # closed before accept: the server answers 403
+        await send({"type": "websocket.close"})
+        return
+    offered = scope.get("subprotocols") or []
+    accept: dict[str, Any] = {"type": "websocket.accept"}
+    if offered:
+        accept["subprotocol"] = offered[0]
+    await send(accept)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})

@@ -26,6 +26,9 @@ from .mail_helpers import make_users
 
 N = 20
 LOGIN = ["--user", "alice", "--password", "alice-pw"]
+WS_APP = "tests.apps.raw_apps:ws_echo"
+#: Rows aionet cannot serve yet: they must fail (strict xfail) until it can.
+NOT_YET = {"ws": "issue 17: the http listener has no WebSocket yet", "ws-tls": "issue 17"}
 ZONE = {"aionet.test": {"records": [{"name": "www", "type": "A", "value": "127.0.0.1"}]}}
 
 
@@ -76,6 +79,15 @@ MATRIX: dict[str, Row] = {
     ),
     "imap-starttls": Row("imap", "imap", args=[*LOGIN, "--starttls"], tls="inband"),
     "imap-tls": Row("imap", "imap", args=[*LOGIN, "--fetch", "headers", "--tls"], tls="listener"),
+    "ws": Row("ws", "http", {"app": WS_APP}, ["--size", "64"], url="ws://{}/echo"),
+    "ws-tls": Row(
+        "ws",
+        "http",
+        {"app": WS_APP},
+        ["--size", "64"],
+        url="wss://localhost:{port}/echo",
+        tls="listener",
+    ),
     "ftp-get": Row("ftp", "ftp", {"auth_without_tls": True}, [*LOGIN, "--get", "blob.bin"]),
     "ftp-put": Row("ftp", "ftp", {"auth_without_tls": True}, [*LOGIN, "--put", "5000"]),
     "ftps-get": Row("ftp", "ftp", args=[*LOGIN, "--ftps", "--get", "blob.bin"], tls="inband"),
@@ -93,7 +105,7 @@ def test_every_target_is_in_the_matrix() -> None:
 
 def _config(tmp_path: Path, pki: Pki, row: Row) -> dict[str, Any]:
     options = dict(row.options)
-    if row.protocol == "http":
+    if row.protocol == "http" and "app" not in options:
         (tmp_path / "www").mkdir()
         (tmp_path / "www" / "a.txt").write_text("hello")
         options["static_dir"] = str(tmp_path / "www")
@@ -115,7 +127,15 @@ def _config(tmp_path: Path, pki: Pki, row: Row) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("case", sorted(MATRIX))
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=pytest.mark.xfail(reason=NOT_YET[case], strict=True))
+        if case in NOT_YET
+        else case
+        for case in sorted(MATRIX)
+    ],
+)
 async def test_bench_drives_aionet(tmp_path: Path, pki: Pki, case: str) -> None:
     row = MATRIX[case]
     data = tmp_path / "data"

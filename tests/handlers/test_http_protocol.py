@@ -41,6 +41,7 @@ def connect(
 ) -> tuple[HttpProtocol, MemoryTransport, HttpState]:
     log = structlog.get_logger("test")
     state = HttpState(app, HttpLimits(**limits), log, access=log if access else None)
+    state.clock = lambda: state.now  # the tests move time by hand: deadlines read their clock
     slot = make_slot()
     proto = track(HttpProtocol(state), slot)
     assert isinstance(proto, HttpProtocol)
