@@ -35,7 +35,7 @@ from ..proto.http import (
 from ._deadlines import _Deadlines
 from ._output import PAUSE_QUEUE
 from ._ws_handshake import Handshake, is_websocket_upgrade
-from .cycle import RequestCycle, refused_app
+from .cycle import RequestCycle, refused_app, refused_response
 from .state import ASGI_VERSION, EXTENSIONS, WS_EXTENSIONS
 from .target import decode_path, split_target
 from .websocket import WebSocket
@@ -478,7 +478,31 @@ class _Reading(_Deadlines):
         ]
         scope["extensions"] = WS_EXTENSIONS
         session = self._ws = WebSocket(cast("WsHost", self), scope, handshake)
+        if state.guard is not None and self._guard_websocket(session):
+            return
         session.start()
+
+    def _guard_websocket(self, session: WebSocket) -> bool:
+        """``_guard`` for a WebSocket handshake a trusted proxy forwarded: True when refused
+        (403 or 429, as a request; the connection closes after the reply)."""
+        state = self.state
+        forwarded, guard, peer = state.forwarded, state.guard, self.client
+        if forwarded is None or guard is None or not forwarded.trusts(peer[0] if peer else None):
+            return False
+        client = session.scope["client"]
+        ip = client[0] if client else None
+        if ip is None:
+            return False
+        reason = guard.enter(ip)
+        if reason is None:
+            session.guarded = ip
+            return False
+        state.log.info("http_client_refused", client=ip, peer=self.peer, reason=reason)
+        self._ws = None
+        self._halt()
+        self.write(refused_response(reason, state.date.prelude))
+        self._linger()
+        return True
 
     def _on_upgrade(self, leftover: bytes) -> None:
         """An upgrade (or CONNECT) request was parsed: it is answered as a plain request, with

@@ -43,10 +43,12 @@ if TYPE_CHECKING:
     from .state import HttpState
     from .types import Message
 
-__all__ = ["MAX_QUEUE", "PAUSE_WS", "WebSocket", "WsLimits"]
+__all__ = ["MAX_QUEUE", "MAX_QUEUE_BYTES", "PAUSE_WS", "WebSocket", "WsLimits"]
 
-#: Received messages held for an app that does not call ``receive()`` before reading pauses.
+#: Received messages held for an app that does not call ``receive()`` before reading pauses...
 MAX_QUEUE = 16
+#: ... or bytes of them (one message may still be up to ``max_size``).
+MAX_QUEUE_BYTES = 1024 * 1024
 #: ``HttpProtocol``'s pause reason while the app lags behind the received messages.
 PAUSE_WS = 8
 _HANDSHAKE, _OPEN, _CLOSED = range(3)
@@ -95,6 +97,7 @@ class WebSocket(asyncio.Protocol):
         "_handshake",
         "_host",
         "_inbox",
+        "_inbox_bytes",
         "_phase",
         "_ping",
         "_ping_at",
@@ -105,6 +108,7 @@ class WebSocket(asyncio.Protocol):
         "_waiter",
         "closing_since",
         "code",
+        "guarded",
         "limits",
         "messages_in",
         "messages_out",
@@ -123,6 +127,9 @@ class WebSocket(asyncio.Protocol):
         self._connect_sent = False
         self._draining = False
         self._inbox: deque[Message] = deque()
+        self._inbox_bytes = 0
+        #: The forwarded client counted by the listener's ``ClientGuard`` until the end.
+        self.guarded: str | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] | None = None
         self._utf8: codecs.IncrementalDecoder | None = None
@@ -148,11 +155,13 @@ class WebSocket(asyncio.Protocol):
         state = self._host.state
         try:
             await state.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:  # it sent after the session closed (either side)
+            state.log.debug("websocket_send_after_close", path=self.scope["path"])
+            self._app_ended(_INTERNAL, 500)
         except Exception as exc:
-            if not (self._phase == _CLOSED and isinstance(exc, ClientDisconnected)):
-                state.log.error(
-                    "websocket_app_error", path=self.scope["path"], error=repr(exc), exc_info=exc
-                )
+            state.log.error(
+                "websocket_app_error", path=self.scope["path"], error=repr(exc), exc_info=exc
+            )
             self._app_ended(_INTERNAL, 500)
         except asyncio.CancelledError:
             self._app_ended(_GOING_AWAY, 503)
@@ -168,6 +177,8 @@ class WebSocket(asyncio.Protocol):
         finally:
             if self.task is not None:
                 state.tasks.discard(self.task)
+            if self.guarded is not None and state.guard is not None:
+                state.guard.leave(self.guarded)
 
     def _app_ended(self, code: int, status: int) -> None:
         """The app is done: answer a handshake it left open, close an open session."""
@@ -196,7 +207,8 @@ class WebSocket(asyncio.Protocol):
             finally:
                 self._waiter = None
         message = inbox.popleft()
-        if len(inbox) < MAX_QUEUE // 2:
+        self._inbox_bytes -= len(message.get("bytes") or message.get("text") or "")
+        if len(inbox) < MAX_QUEUE // 2 and self._inbox_bytes < MAX_QUEUE_BYTES // 2:
             self._host.resume(PAUSE_WS)
         return message
 
@@ -449,7 +461,8 @@ class WebSocket(asyncio.Protocol):
             metrics.ws_received(len(data))
         inbox = self._inbox
         inbox.append(message)
-        if len(inbox) >= MAX_QUEUE:
+        self._inbox_bytes += len(data)
+        if len(inbox) >= MAX_QUEUE or self._inbox_bytes >= MAX_QUEUE_BYTES:
             self._host.pause(PAUSE_WS)
         self._wake()
 
