@@ -191,6 +191,7 @@ class AdminApp:
                 "idle": round(max(0.0, clock.now - rec.last_active), 3),
                 "bytes_in": rec.bytes_in,
                 "bytes_out": rec.bytes_out,
+                "kind": rec.kind,
             }
             for rec in list(self.server.manager.live.values())
             if not only or rec.slot.name in only

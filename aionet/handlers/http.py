@@ -17,6 +17,15 @@ Options (``listener.options``)::
     proxy_headers: false         # believe Forwarded / X-Forwarded-For / -Proto ...
     forwarded_allow_ips: [127.0.0.1, "::1"]   # ... from these proxies only (uvicorn's names)
 
+WebSocket (ASGI ``websocket`` scope; served when ``app`` is set)::
+
+    ws_max_size: 16MiB           # a larger message (reassembled, decompressed) → close 1009
+    ws_ping_interval: 20s        # ping an idle-looking peer this often (0: never) ...
+    ws_ping_timeout: 20s         # ... and drop it when no pong comes back within this
+    ws_close_timeout: 10s        # the peer must finish the close handshake within this
+    ws_write_limit: 64KiB        # outgoing data queued per connection before send() waits
+    ws_per_message_deflate: true # negotiate permessage-deflate when the client offers it
+
 The hot path lives in ``aionet.http.protocol``; this module wires the options, the app (and
 its lifespan), the periodic tick that enforces timeouts, drain and the 503 refusal.
 """
@@ -39,6 +48,7 @@ from ..http.lifespan import Lifespan
 from ..http.protocol import HttpProtocol
 from ..http.state import HttpLimits, HttpMetrics, HttpState
 from ..http.static import StaticApp
+from ..http.websocket import WsLimits
 from ..http.wsgi import WsgiAdapter
 from ..proto.forwarded import ForwardedPolicy
 from ..proto.http import refusal_response
@@ -97,6 +107,12 @@ class HttpOptions(HandlerOptions):
     body_timeout: Duration = 60.0
     access_log: bool = True
     server_header: str | None = "aionet"
+    ws_max_size: Size = 16 * 1024 * 1024
+    ws_ping_interval: Duration = 20.0
+    ws_ping_timeout: Duration = 20.0
+    ws_close_timeout: Duration = 10.0
+    ws_write_limit: Size = 64 * 1024
+    ws_per_message_deflate: bool = True
 
     _check_app = field_validator("app", "wsgi")(_importable)
 
@@ -154,6 +170,16 @@ class HttpHandler(ProtocolHandler):
             metrics=HttpMetrics() if services.metrics else None,
             forwarded=ForwardedPolicy(opts.forwarded_allow_ips) if opts.proxy_headers else None,
             guard=services.clients,
+            websocket=WsLimits(
+                max_size=opts.ws_max_size,
+                ping_interval=opts.ws_ping_interval,
+                ping_timeout=opts.ws_ping_timeout,
+                close_timeout=opts.ws_close_timeout,
+                write_limit=opts.ws_write_limit,
+                per_message_deflate=opts.ws_per_message_deflate,
+            )
+            if opts.app is not None
+            else None,
         )
 
     @classmethod

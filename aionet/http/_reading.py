@@ -19,7 +19,7 @@ A base of ``HttpProtocol`` (``aionet.http.protocol``), which holds the slots and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -34,12 +34,15 @@ from ..proto.http import (
 )
 from ._deadlines import _Deadlines
 from ._output import PAUSE_QUEUE
-from .cycle import RequestCycle, refused_app
-from .state import ASGI_VERSION, EXTENSIONS
+from ._ws_handshake import Handshake, is_websocket_upgrade
+from .cycle import RequestCycle, refused_app, refused_response
+from .state import ASGI_VERSION, EXTENSIONS, WS_EXTENSIONS
 from .target import decode_path, split_target
+from .websocket import WebSocket
 
 if TYPE_CHECKING:
     from ..proto.forwarded import ForwardedPolicy
+    from .websocket import WsHost
 
 __all__ = ["MAX_METHOD", "MAX_QUEUE"]
 
@@ -81,6 +84,7 @@ class _Reading(_Deadlines):
     _carry_method: bytes  # the bytes of a method still incomplete at the end of a read
     _upgrading: bool
     _upgrade_data: bytes
+    _ws: WebSocket | None  # the WebSocket session this connection was upgraded for
     _in_message: bool
     _at_boundary: bool
     _begins: int
@@ -281,6 +285,15 @@ class _Reading(_Deadlines):
         upgrade = parser.should_upgrade()
         if upgrade and (length or self._te is not None):
             raise HttpError(400, "upgrade request with a body")
+        if (
+            upgrade
+            and self.state.websocket is not None
+            and self._active is None
+            and self._method is None
+            and is_websocket_upgrade(parser.get_method(), self._headers)
+        ):
+            self._websocket(version)
+            return
         cycle = RequestCycle(
             self,
             self._scope(version),
@@ -438,6 +451,58 @@ class _Reading(_Deadlines):
             self._idle_since = self.state.clock()
 
     # -- upgrades ------------------------------------------------------------------------------
+
+    def _websocket(self, version: str) -> None:
+        """A WebSocket handshake: refused here when malformed, else handed to the app (ASGI
+        ``websocket`` scope) in a ``WebSocket`` session; parsing stops (``_on_upgrade``)."""
+        state = self.state
+        limits = state.websocket
+        deflate = limits is not None and limits.per_message_deflate
+        handshake = Handshake(self._url, self._headers, deflate)
+        state.requests += 1
+        if handshake.refusal is not None:
+            self._halt()
+            self.write(handshake.refusal)
+            self._linger()
+            return
+        scope = self._scope(version)
+        del scope["method"]
+        scope["type"] = "websocket"
+        scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+        scope["subprotocols"] = [
+            name.strip()
+            for key, value in self._headers
+            if key == b"sec-websocket-protocol"
+            for name in value.decode("latin-1").split(",")
+            if name.strip()
+        ]
+        scope["extensions"] = WS_EXTENSIONS
+        session = self._ws = WebSocket(cast("WsHost", self), scope, handshake)
+        if state.guard is not None and self._guard_websocket(session):
+            return
+        session.start()
+
+    def _guard_websocket(self, session: WebSocket) -> bool:
+        """``_guard`` for a WebSocket handshake a trusted proxy forwarded: True when refused
+        (403 or 429, as a request; the connection closes after the reply)."""
+        state = self.state
+        forwarded, guard, peer = state.forwarded, state.guard, self.client
+        if forwarded is None or guard is None or not forwarded.trusts(peer[0] if peer else None):
+            return False
+        client = session.scope["client"]
+        ip = client[0] if client else None
+        if ip is None:
+            return False
+        reason = guard.enter(ip)
+        if reason is None:
+            session.guarded = ip
+            return False
+        state.log.info("http_client_refused", client=ip, peer=self.peer, reason=reason)
+        self._ws = None
+        self._halt()
+        self.write(refused_response(reason, state.date.prelude))
+        self._linger()
+        return True
 
     def _on_upgrade(self, leftover: bytes) -> None:
         """An upgrade (or CONNECT) request was parsed: it is answered as a plain request, with

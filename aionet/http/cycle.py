@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .state import HttpState
     from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["HIGH_WATER", "ClientDisconnected", "RequestCycle", "refused_app"]
+__all__ = ["HIGH_WATER", "ClientDisconnected", "RequestCycle", "refused_app", "refused_response"]
 
 #: Request body bytes buffered for the app before reading from the client pauses.
 HIGH_WATER = 64 * 1024
@@ -510,3 +510,14 @@ def refused_app(reason: str) -> ASGIApp:
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def refused_response(reason: str, prelude: bytes) -> bytes:
+    """``refused_app``'s answer as bytes, with ``Connection: close`` (a WebSocket handshake)."""
+    status = _REFUSED_STATUS.get(reason, 429)
+    body = b"%d %s\n" % (status, phrase(status).encode())
+    retry = b"retry-after: 1\r\n" if status == 429 else b""
+    return (
+        b"%s%scontent-type: text/plain; charset=utf-8\r\n%scontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status_line(status), prelude, retry, len(body), body)
+    )

@@ -89,6 +89,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         "_upgraded",
         "_upgrading",
         "_url",
+        "_ws",
         "client",
         "loop",
         "parser",
@@ -119,6 +120,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         self._upgraded: asyncio.BaseProtocol | None = None
         self._upgrade_data = b""
         self._upgrading = False
+        self._ws = None
         self._drain_waiter = None
         self.write_paused = False
         self._carry = self._carry_method = b""
@@ -205,6 +207,8 @@ class HttpProtocol(_Reading, asyncio.Protocol):
             self.state.protocols.discard(self)
             if self._upgraded is not None:
                 self._upgraded.connection_lost(exc)
+            elif self._ws is not None:  # a WebSocket handshake the app had not answered yet
+                self._ws.connection_lost(exc)
             self._backlog = b""
             if self._sendfile is not None:
                 self._sendfile.cancel()  # an aborted socket never finishes it

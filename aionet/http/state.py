@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from ..proto.forwarded import ForwardedPolicy
     from ..proto.http import HttpError
     from .types import ASGIApp
+    from .websocket import WebSocket, WsLimits
 
-__all__ = ["ASGI_VERSION", "EXTENSIONS", "HttpLimits", "HttpState"]
+__all__ = ["ASGI_VERSION", "EXTENSIONS", "WS_EXTENSIONS", "HttpLimits", "HttpState"]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 #: Seconds an idle keep-alive connection stays open once a drain starts (see
@@ -43,6 +44,9 @@ EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.zerocopysend": {},
     "http.response.pathsend": {},
 }
+
+#: The extensions a ``websocket`` scope advertises (an app may deny with any HTTP response).
+WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +64,33 @@ class HttpLimits:
 
 
 class HttpMetrics:
-    """Requests by status class and a latency histogram: two increments and a bisect."""
+    """Requests by status class and a latency histogram: two increments and a bisect; and
+    the WebSocket sessions: open, messages and payload bytes each way, closes by code."""
 
-    __slots__ = ("by_class", "latency")
+    __slots__ = ("by_class", "latency", "ws_bytes", "ws_closes", "ws_messages", "ws_open")
 
     def __init__(self) -> None:
         self.by_class = [0] * 6  # index: status // 100
         self.latency = Histogram()
+        self.ws_open = 0
+        self.ws_messages = [0, 0]  # received, sent
+        self.ws_bytes = [0, 0]
+        self.ws_closes: dict[int, int] = {}
+
+    def ws_opened(self) -> None:
+        self.ws_open += 1
+
+    def ws_closed(self, code: int) -> None:
+        self.ws_open -= 1
+        self.ws_closes[code] = self.ws_closes.get(code, 0) + 1
+
+    def ws_received(self, size: int) -> None:
+        self.ws_messages[0] += 1
+        self.ws_bytes[0] += size
+
+    def ws_sent(self, size: int) -> None:
+        self.ws_messages[1] += 1
+        self.ws_bytes[1] += size
 
     def observe(self, status: int, seconds: float) -> None:
         self.by_class[min(status // 100, 5)] += 1
@@ -92,6 +116,38 @@ class HttpMetrics:
                 (),
                 self.latency.value(),
             )
+        )
+        out.append(
+            Sample("aionet_websocket_open", "gauge", "WebSocket sessions open.", (), self.ws_open)
+        )
+        for i, direction in enumerate(("in", "out")):
+            out.append(
+                Sample(
+                    "aionet_websocket_messages",
+                    "counter",
+                    "WebSocket messages, by direction (in: from clients).",
+                    (("direction", direction),),
+                    self.ws_messages[i],
+                )
+            )
+            out.append(
+                Sample(
+                    "aionet_websocket_bytes",
+                    "counter",
+                    "WebSocket message payload bytes, by direction (in: from clients).",
+                    (("direction", direction),),
+                    self.ws_bytes[i],
+                )
+            )
+        out.extend(
+            Sample(
+                "aionet_websocket_closes",
+                "counter",
+                "WebSocket sessions ended, by close code (1006: the connection was lost).",
+                (("code", str(code)),),
+                n,
+            )
+            for code, n in sorted(self.ws_closes.items())
         )
         return out
 
@@ -133,6 +189,8 @@ class HttpState:
         "sendfile",
         "started",
         "tasks",
+        "websocket",
+        "websockets",
     )
 
     def __init__(
@@ -147,6 +205,7 @@ class HttpState:
         metrics: HttpMetrics | None = None,
         forwarded: ForwardedPolicy | None = None,
         guard: ClientGuard | None = None,
+        websocket: WsLimits | None = None,
     ) -> None:
         self.app = app
         #: Per-request counters for ``/metrics``, or None when no admin listener reads them.
@@ -169,6 +228,10 @@ class HttpState:
         self.clock: Callable[[], float] = time.monotonic
         self.started = time.time()
         self.protocols: set[ManagedConnection] = set()
+        #: WebSocket limits, or None when the listener serves no WebSocket (not an ASGI app).
+        self.websocket = websocket
+        #: The live WebSocket sessions (pings, the close handshake timeout, drain).
+        self.websockets: set[WebSocket] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] | None = None
         self.draining = False
@@ -182,6 +245,8 @@ class HttpState:
         self.date.update(time.time())
         for proto in list(self.protocols):
             proto.check_timeouts(now)
+        for ws in list(self.websockets):
+            ws.check_timeouts(now)
 
     def tick_interval(self) -> float:
         """How often ``tick()`` should run: a quarter of the shortest timeout, 20 ms to 0.5 s."""
@@ -221,6 +286,8 @@ class HttpState:
         self.now = time.monotonic()
         for proto in list(self.protocols):
             proto.drain()
+        for ws in list(self.websockets):
+            ws.drain()
         asyncio.get_running_loop().call_later(DRAIN_IDLE_GRACE, self._close_idle)
 
     def _close_idle(self) -> None:

@@ -81,6 +81,10 @@ class MemoryTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return len(self.buffer)
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is not None:
+            self.high_water = high
+
     def is_closing(self) -> bool:
         return self.closed
 

@@ -194,9 +194,9 @@ async def test_incomplete_head_gets_408_at_header_timeout(tmp_path: Path) -> Non
 
 async def test_upgrade_the_app_does_not_take_is_answered_then_closed(tmp_path: Path) -> None:
     async with serve(http_config(app=APP), data_dir=tmp_path) as server:
-        request = (
-            b"GET /chat HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        request = (  # WebSocket is served (tests/e2e/test_websocket.py); other upgrades are not
+            b"GET /chat HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
         )
         data, closed = await exchange(*server.address("web"), request)
         [response] = split_responses(data)

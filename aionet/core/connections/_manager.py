@@ -73,6 +73,7 @@ class ConnectionRecord:
         "eof_out",
         "id",
         "ip",
+        "kind",
         "last_active",
         "peer",
         "slot",
@@ -106,6 +107,8 @@ class ConnectionRecord:
         #: (and ``bytes_out`` then): the sweep's half-close clock, restarted by output.
         self.eof_at: float | None = None
         self.eof_out = 0
+        #: What the connection became when a protocol switched (``websocket``), else None.
+        self.kind: str | None = None
 
     def release(self) -> None:
         """The connection is gone (``connection_lost``): drop it from the table, count, log."""
