@@ -27,8 +27,6 @@ from .mail_helpers import make_users
 N = 20
 LOGIN = ["--user", "alice", "--password", "alice-pw"]
 WS_APP = "tests.apps.raw_apps:ws_echo"
-#: Rows aionet cannot serve yet: they must fail (strict xfail) until it can.
-NOT_YET = {"ws": "issue 17: the http listener has no WebSocket yet", "ws-tls": "issue 17"}
 ZONE = {"aionet.test": {"records": [{"name": "www", "type": "A", "value": "127.0.0.1"}]}}
 
 
@@ -127,15 +125,7 @@ def _config(tmp_path: Path, pki: Pki, row: Row) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(case, marks=pytest.mark.xfail(reason=NOT_YET[case], strict=True))
-        if case in NOT_YET
-        else case
-        for case in sorted(MATRIX)
-    ],
-)
+@pytest.mark.parametrize("case", sorted(MATRIX))
 async def test_bench_drives_aionet(tmp_path: Path, pki: Pki, case: str) -> None:
     row = MATRIX[case]
     data = tmp_path / "data"
