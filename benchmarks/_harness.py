@@ -148,6 +148,22 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size of ``pid`` and every process below it (KiB): shared pages divided
+    among the processes sharing them, so a server of one process per session (Dovecot) or one
+    serving from a child (hypercorn) is counted fairly beside a single process."""
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            total += int(line.split()[1])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):  # a child may exit meanwhile
+                    total += pss_kib(int(child))
+    return total
+
+
 def machine_facts() -> dict[str, str]:
     model = "unknown"
     with contextlib.suppress(OSError):

@@ -51,7 +51,7 @@ from _harness import (
     median,
     on_baseline,
     pinned,
-    rss_kib,
+    pss_kib,
     spawned,
     wait_listening,
 )
@@ -230,34 +230,11 @@ async def idle_sessions(port: int, count: int) -> list[tuple[asyncio.StreamReade
     return sessions
 
 
-def pss_kib(pid: int) -> int:
-    """Proportional set size: shared pages divided among the processes sharing them."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return rss_kib(pid)
-
-
-def server_memory(name: str, pid: int) -> int:
-    """KiB of PSS: the aionet process, or Dovecot's master plus every child (imap, imap-login,
-    auth, ...). PSS, not RSS: Dovecot's one process per session shares most of its pages."""
-    if name != "dovecot":
-        return pss_kib(pid)
-    out = subprocess.run(["ps", "-e", "-o", "pid=,comm="], capture_output=True, text=True)
-    total = 0
-    for line in out.stdout.splitlines():
-        child, _, comm = line.strip().partition(" ")
-        if comm.strip().startswith(("dovecot", "imap", "auth", "anvil", "log", "config")):
-            with contextlib.suppress(OSError):
-                total += pss_kib(int(child))
-    return total
-
-
-async def idle_round(name: str, port: int, pid: int, count: int) -> float:
-    before = server_memory(name, pid)
+async def idle_round(port: int, pid: int, count: int) -> float:
+    before = pss_kib(pid)  # Dovecot: the master and every child
     sessions = await idle_sessions(port, count)
     await asyncio.sleep(1.0)
-    after = server_memory(name, pid)
+    after = pss_kib(pid)
     for _, writer in sessions:
         writer.close()
     return (after - before) / count
@@ -293,7 +270,7 @@ def run(args: argparse.Namespace, maildirs: Path) -> dict[str, Any]:
                     )
         if args.idle:
             for name, (port, pid) in started.items():
-                idle[name] = asyncio.run(idle_round(name, port, pid, args.idle))
+                idle[name] = asyncio.run(idle_round(port, pid, args.idle))
                 print(f"idle {name:12} {idle[name]:8.1f} KiB/session", file=sys.stderr)
     return {"results": results, "idle_kib": idle, "first_select_s": first_select}
 

@@ -39,6 +39,7 @@ from _harness import (
     median,
     on_baseline,
     pinned,
+    pss_kib,
     spawned,
     wait_listening,
 )
@@ -108,19 +109,6 @@ def bench(port: int, size: int, conns: int, duration: float) -> dict[str, Any]:
     if result["errors"]:
         raise RuntimeError(f"bench errors: {result.get('error_details')}")
     return result
-
-
-def pss_kib(pid: int) -> int:
-    """PSS of ``pid`` and every process below it (hypercorn serves from a child process)."""
-    total = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            total += int(line.split()[1])
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                total += pss_kib(int(child))
-    return total
 
 
 async def idle_round(port: int, pid: int, count: int) -> float:

@@ -17,7 +17,7 @@ from ..auth.portal import Credentials
 from ..proto import imap as p
 from ..proto.sasl import SaslError, decode_plain
 from . import mailboxes, messages
-from .session import Refused, Result, State
+from .session import Closed, Refused, Result, State
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -87,8 +87,6 @@ async def starttls(s: Session, cmd: p.StartTls) -> Result:
         await s.conn.start_tls(context, buffers=(s.reader,))
     except (OSError, TimeoutError) as exc:
         s.conn.log.info("imap_starttls_failed", error=repr(exc))
-        from .session import Closed
-
         raise Closed from None
     s.tls = True
     return Result(answered=True)  # the tagged OK went out before the handshake

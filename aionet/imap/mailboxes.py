@@ -14,7 +14,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..proto import imap as p
-from ..storage.index import NoSuchMailbox
+from ..storage.index import SYSTEM_FLAGS as STORE_SYSTEM_FLAGS
+from ..storage.index import Account, NoSuchMailbox
 from .selected import Selected, flag_list
 from .session import Refused, Result, State
 
@@ -24,18 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["append", "create", "delete", "list_", "lsub", "rename", "select", "status"]
 
-DELIMITER = "/"
-SYSTEM_FLAGS = frozenset({"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"})
-STATUS_ITEMS = (
-    "MESSAGES",
-    "UIDNEXT",
-    "UIDVALIDITY",
-    "UNSEEN",
-    "DELETED",
-    "SIZE",
-    "RECENT",
-    "HIGHESTMODSEQ",
-)
+DELIMITER = Account.DELIMITER
+#: What every mailbox's FLAGS lists (the store maps them to Maildir letters).
+SYSTEM_FLAGS = frozenset(STORE_SYSTEM_FLAGS)
 
 
 def name_bytes(s: Session, name: str) -> bytes:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..proto import imap as p
 from ..storage.index import NoSuchMailbox
 from .fetch import UnknownTransferEncoding, formatter, render_content, sets_seen
+from .selected import flag_list
 from .session import Refused, Result
 
 if TYPE_CHECKING:
@@ -289,8 +290,6 @@ async def store(s: Session, cmd: p.Store) -> Result:
             parts.append(b"UID %d" % m.uid)
         if not cmd.silent:
             flags = m.flags | {"\\Recent"} if rev1 and m.uid in sel.recent else m.flags
-            from .selected import flag_list
-
             parts.append(b"FLAGS " + flag_list(frozenset(flags)))
         if condstore:
             parts.append(b"MODSEQ (%d)" % m.modseq)

@@ -90,10 +90,6 @@ class Selected:
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
 
-    def by_seqs(self, seqs: Iterable[int]) -> list[tuple[int, IndexedMessage]]:
-        uids, messages = self.uids, self.messages
-        return [(n, messages[uids[n - 1]]) for n in seqs if 0 < n <= len(uids)]
-
     def by_uids(self, wanted: Iterable[int]) -> list[tuple[int, IndexedMessage]]:
         """``wanted`` ascending: one forward walk over the view, no search per UID."""
         uids, messages, out = self.uids, self.messages, []

@@ -11,7 +11,6 @@ import ftplib
 import hashlib
 import io
 import os
-import shutil
 import socket
 import ssl
 import struct
@@ -720,8 +719,6 @@ async def test_implicit_ftps(site: Site) -> None:
 
 @pytest.mark.tool("curl")
 async def test_curl_upload_download_plain_and_ssl_reqd(site: Site) -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed (Debian package: curl)")
     src = site.dir / "src.bin"
     src.write_bytes(os.urandom(50 * 1024 * 1024))
     async with ftp(site, starttls="main", require_session_reuse=True) as addr:
@@ -747,8 +744,6 @@ async def test_curl_upload_download_plain_and_ssl_reqd(site: Site) -> None:
 
 @pytest.mark.tool("lftp")
 async def test_lftp(site: Site) -> None:
-    if shutil.which("lftp") is None:
-        pytest.skip("lftp is not installed (Debian package: lftp)")
     src = site.dir / "l.bin"
     src.write_bytes(os.urandom(1_000_000))
     async with ftp(site, starttls="main") as addr:

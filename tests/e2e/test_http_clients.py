@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -119,11 +118,6 @@ async def test_raw_pipelining_answers_in_request_order(tmp_path: Path) -> None:
         assert closed
 
 
-def curl_available() -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed (Debian package: curl)")
-
-
 async def curl(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         "curl", "-sS", "--max-time", "20", *args,
@@ -137,7 +131,6 @@ async def curl(*args: str) -> tuple[int, str, str]:
 
 @pytest.mark.tool("curl")
 async def test_curl_get_head_http10_and_keep_alive(tmp_path: Path) -> None:
-    curl_available()
     async with serve(http_config(app=f"{RAW}:hello"), data_dir=tmp_path) as server:
         host, port = server.address("web")
         url = f"http://{host}:{port}/"
@@ -154,7 +147,6 @@ async def test_curl_get_head_http10_and_keep_alive(tmp_path: Path) -> None:
 
 @pytest.mark.tool("curl")
 async def test_curl_expect_100_continue_and_chunked_upload(tmp_path: Path) -> None:
-    curl_available()
     upload = tmp_path / "upload.bin"
     upload.write_bytes(os.urandom(200_000))
     async with serve(http_config(app=f"{RAW}:echo"), data_dir=tmp_path / "d") as server:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
@@ -188,8 +187,6 @@ async def test_missing_static_dir_fails_start(tmp_path: Path) -> None:
 
 @pytest.mark.tool("curl")
 async def test_curl_range(tmp_path: Path, site: Path) -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed (Debian package: curl)")
     async with serve(http_config(static_dir=str(site)), data_dir=tmp_path / "d") as server:
         host, port = server.address("web")
         proc = await asyncio.create_subprocess_exec(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import poplib
 import re
-import shutil
 import smtplib
 import ssl
 import subprocess
@@ -53,9 +52,6 @@ def test_init_refuses_a_directory_in_use_unless_forced(tmp_path: Path) -> None:
 @pytest.mark.tool("curl")
 @pytest.mark.tool("dig")
 def test_a_lab_serves_mail_ftps_dns_and_http(daemon: Any, tmp_path: Path) -> None:
-    for tool in ("curl", "dig"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian packages curl, dnsutils)")
     lab, secrets = _init(tmp_path)
     user, password = secrets["user"], secrets["password"]
     d = daemon(None, "-c", str(lab / "aionet.yaml"), "--log-level", "info")
@@ -164,9 +160,6 @@ def _quick_start() -> list[str]:
 def test_the_readmes_quick_start_as_written(daemon: Any, tmp_path: Path) -> None:
     import sys
 
-    for tool in ("curl", "dig"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian packages curl, dnsutils)")
     setup, clients = _quick_start()
     init, run = [line.split("#")[0].split() for line in setup.strip().splitlines()]
     assert init[:2] == ["aionet", "init"] and run[:2] == ["aionet", "run"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,6 @@ from aionet.testing import serve
 
 from .conftest import Pki
 from .mail_helpers import delivered, mail_config, without_received
-
-
-def need(tool: str, package: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed (Debian package: {package})")
 
 
 async def run(*argv: str) -> tuple[int, bytes, str]:
@@ -31,7 +25,6 @@ async def run(*argv: str) -> tuple[int, bytes, str]:
 
 @pytest.mark.tool("curl")
 async def test_curl_sends_over_starttls_and_reads_over_stls(tmp_path: Path, pki: Pki) -> None:
-    need("curl", "curl")
     ca = str(pki.ca_file)
     body = b"Subject: curl\r\n\r\n.dotted\r\nhello from curl\r\n"
     (tmp_path / "m.eml").write_bytes(body)
@@ -63,7 +56,6 @@ async def test_curl_sends_over_starttls_and_reads_over_stls(tmp_path: Path, pki:
 
 @pytest.mark.tool("swaks")
 async def test_swaks_starttls_auth_pipelining(tmp_path: Path, pki: Pki) -> None:
-    need("swaks", "swaks")
     config = mail_config(tmp_path, pki, {"starttls": "mail"})
     async with serve(config, data_dir=tmp_path / "data") as server:
         host, port = server.address("smtp")[:2]

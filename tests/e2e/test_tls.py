@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import ssl
 import subprocess
 import warnings
@@ -201,8 +200,6 @@ async def test_unknown_certificate_name_is_a_config_error(pki: Pki) -> None:
 
 @pytest.mark.tool("openssl")
 async def test_openssl_s_client(pki: Pki, tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (Debian package: openssl)")
     async with serve(config(pki), data_dir=tmp_path) as server:
         host, port = server.address("who")
 
