@@ -405,6 +405,9 @@ async def _serve(checked: Checked, path: str | None = None, daemon: Daemon | Non
 
         structlog.contextvars.bind_contextvars(worker=info.index)
         server.worker = (info.index, info.count)
+        if info.secret is not None:
+            server.secret = info.secret
+            os.environ.pop("AIONET_WORKER_SECRET", None)  # not for the apps' subprocesses
         if any(lc.protocol == "admin" for lc in config.listeners):
             server.peer_samples = peers = PeerSamples(server, info)
             server.peer_lockouts = PeerLockouts(server, info)

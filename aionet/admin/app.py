@@ -10,6 +10,8 @@
     GET  /lockouts      auth lock-outs and failures being counted (JSON) (viewer or admin)
     POST /lockouts/clear  clear them: ?network=ADDR and/or ?user=NAME, or all  (admin)
     GET  /              the endpoints, as JSON                          (viewer or admin)
+    GET  /dashboard     the live dashboard (a page; its feed is the WebSocket
+                        /dashboard/ws, see ``aionet.admin.dashboard``)   (viewer or admin)
 
 Credentials: ``Authorization: Bearer TOKEN`` where the SHA-256 of TOKEN is listed under the
 listener's ``tokens`` (tokens are random, so a fast hash is the right one: nothing to
@@ -39,6 +41,7 @@ from urllib.parse import parse_qs
 from ..auth.portal import Credentials
 from ..core.connections import format_peer
 from ..core.metrics import CONTENT_TYPE, merge, render
+from . import dashboard
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,9 +74,12 @@ def hash_token(token: str) -> str:
 class AdminApp:
     """ASGI 3 app over a running ``Server``. ``samples`` may add other workers' metrics."""
 
-    def __init__(self, server: ServerView, tokens: Sequence[Token]) -> None:
+    def __init__(
+        self, server: ServerView, tokens: Sequence[Token], *, feed_interval: float = 1.0
+    ) -> None:
         self.server = server
         self.tokens = tokens
+        self.feed = dashboard.Feed(self._dashboard_frame, feed_interval)
         self.routes: dict[str, tuple[str, Any, tuple[str, ...] | None]] = {
             "/": ("GET", self.index, READ_ROLES),
             "/healthz": ("GET", self.healthz, None),
@@ -85,9 +91,14 @@ class AdminApp:
             "/undrain": ("POST", self.undrain, WRITE_ROLES),
             "/lockouts": ("GET", self.lockouts, READ_ROLES),
             "/lockouts/clear": ("POST", self.clear_lockouts, WRITE_ROLES),
+            "/dashboard": ("GET", self.dashboard_page, READ_ROLES),
+            "/dashboard/ticket": ("GET", self.dashboard_ticket, READ_ROLES),
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return  # lifespan: nothing to set up
         route = self.routes.get(scope["path"])
@@ -120,7 +131,12 @@ class AdminApp:
         self, scope: dict[str, Any], roles: tuple[str, ...]
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
         """None if the credentials carry one of ``roles``, else (status, body, headers)."""
-        challenge = [(b"www-authenticate", b'Bearer realm="aionet", Basic realm="aionet"')]
+        # One challenge per header, Basic first: a browser reads the first challenge of a
+        # header (Chromium does), and Basic is the one it can prompt for.
+        challenge = [
+            (b"www-authenticate", b'Basic realm="aionet", charset="UTF-8"'),
+            (b"www-authenticate", b'Bearer realm="aionet"'),
+        ]
         header = _header(scope, b"authorization")
         if header is None:
             return 401, b"credentials required\n", challenge
@@ -136,6 +152,29 @@ class AdminApp:
         if not any(role in roles for role in held):
             return 403, b"this needs the admin role\n", []
         return None
+
+    async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """``/dashboard/ws``, the dashboard's feed: a ticket from the page or the credentials
+        ``/metrics`` takes; never a handshake from another site (see ``dashboard``)."""
+        await receive()  # websocket.connect
+        if scope["path"] != "/dashboard/ws":
+            await _deny(send, 404, b"not found\n")
+            return
+        refusal = _cross_site(scope, write=False)
+        if refusal is None and not dashboard.check_ticket(
+            self.server.secret, scope.get("subprotocols", ())
+        ):
+            refusal = await self._authorize(scope, READ_ROLES)
+        if refusal is not None:
+            await _deny(send, *refusal)
+            return
+        offered = scope.get("subprotocols", ())
+        chosen = dashboard.SUBPROTOCOL if dashboard.SUBPROTOCOL in offered else None
+        await send({"type": "websocket.accept", "subprotocol": chosen})
+        await self.feed.serve(receive, send)
+
+    def _dashboard_frame(self) -> dict[str, Any]:
+        return dashboard.snapshot(self._samples(), self.server.listener_protocols())
 
     def _token(self, token: str) -> Token | None:
         digest = hash_token(token)
@@ -170,12 +209,32 @@ class AdminApp:
         state = "draining" if server.drain_requested else server.state
         return 503, f"{state}\n".encode(), [(b"content-type", b"text/plain; charset=utf-8")]
 
-    async def metrics(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+    def _samples(self) -> list[Any]:
         samples = self.server.samples()
         peers = self.server.peer_samples
         if peers is not None:  # the other workers' (summed: see aionet.core.supervisor)
             samples = merge([samples, peers()])
-        return 200, render(samples), [(b"content-type", CONTENT_TYPE.encode())]
+        return samples
+
+    async def metrics(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        return 200, render(self._samples()), [(b"content-type", CONTENT_TYPE.encode())]
+
+    async def dashboard_page(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        body = dashboard.page(dashboard.make_ticket(self.server.secret))
+        return 200, body, [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"cache-control", b"no-store"),  # it carries a ticket
+            (b"content-security-policy", dashboard.content_security_policy().encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+
+    async def dashboard_ticket(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
+        ticket = dashboard.make_ticket(self.server.secret)
+        here = {"ticket": ticket, "ttl": dashboard.TICKET_TTL, "pid": os.getpid()}
+        body = json.dumps(here).encode() + b"\n"
+        return 200, body, [(b"content-type", _JSON), (b"cache-control", b"no-store")]
 
     async def connections(self, scope: dict[str, Any]) -> tuple[int, bytes, list[Any]]:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -275,6 +334,15 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+async def _deny(
+    send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Refuse a WebSocket handshake with a real HTTP response (``websocket.http.response``)."""
+    headers = [*(headers or []), (b"content-type", b"text/plain; charset=utf-8")]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _send(

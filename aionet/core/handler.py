@@ -89,6 +89,11 @@ class ServerView(Protocol):
     reload_errors: list[str]
     peer_samples: Callable[[], list[Sample]] | None
     peer_lockouts: Any
+    #: Signs what one worker hands out and another checks (the same in every worker).
+    secret: bytes
+
+    def listener_protocols(self) -> dict[str, str]:
+        """Each listener's name and ``protocol:``."""
 
     def ready_for_traffic(self) -> bool:
         """Whether /readyz answers 200 (every listener started, not draining)."""

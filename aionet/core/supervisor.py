@@ -64,6 +64,8 @@ class WorkerInfo:
     count: int
     ports: dict[str, int]
     ready_fd: int | None
+    #: The supervisor's secret, the same in every worker (``Server.secret``).
+    secret: bytes | None = None
 
 
 def worker_info(environ: dict[str, str] | None = None) -> WorkerInfo | None:
@@ -75,8 +77,10 @@ def worker_info(environ: dict[str, str] | None = None) -> WorkerInfo | None:
     index, _, count = spec.partition("/")
     ports = json.loads(env.get("AIONET_WORKER_PORTS", "{}"))
     fd = env.get("AIONET_READY_FD")
+    secret = env.get("AIONET_WORKER_SECRET")
     return WorkerInfo(int(index), int(count), {str(k): int(v) for k, v in ports.items()},
-                      int(fd) if fd else None)  # fmt: skip
+                      int(fd) if fd else None,
+                      bytes.fromhex(secret) if secret else None)  # fmt: skip
 
 
 def worker_transform(info: WorkerInfo) -> Any:
@@ -280,6 +284,7 @@ class Supervisor:
         self.count = config.server.workers
         self.argv = argv  # ``aionet run`` arguments to pass on (loop, logging overrides)
         self.ports = resolve_ports(config)
+        self.secret = os.urandom(32)  # every worker's ``Server.secret``
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.ready: set[int] = set()
         self.stopping = False
@@ -363,6 +368,7 @@ class Supervisor:
             "AIONET_WORKER": f"{index}/{self.count}",
             "AIONET_WORKER_PORTS": json.dumps(self.ports),
             "AIONET_READY_FD": str(ready_fd),
+            "AIONET_WORKER_SECRET": self.secret.hex(),
         }
         env.pop("NOTIFY_SOCKET", None)  # readiness is the supervisor's to report
         argv = [sys.executable, "-m", "aionet", "run", *self.argv]

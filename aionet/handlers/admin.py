@@ -66,6 +66,9 @@ class AdminHandler(HttpHandler):
     Options = AdminOptions
     options: AdminOptions
 
+    def _hosts_websocket(self) -> bool:
+        return True  # the dashboard's feed
+
     def _build_app(self) -> ASGIApp:
         server = self.services.server
         if server is None:

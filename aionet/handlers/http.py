@@ -178,7 +178,7 @@ class HttpHandler(ProtocolHandler):
                 write_limit=opts.ws_write_limit,
                 per_message_deflate=opts.ws_per_message_deflate,
             )
-            if opts.app is not None
+            if self._hosts_websocket()
             else None,
         )
 
@@ -189,6 +189,10 @@ class HttpHandler(ProtocolHandler):
         if static is not None and not static.is_dir():
             return [(("static_dir",), f"static_dir {str(static)!r} is not a directory")]
         return []
+
+    def _hosts_websocket(self) -> bool:
+        """Whether the app may take the ``websocket`` scope (an ASGI app; WSGI and files not)."""
+        return self.options.app is not None
 
     def _build_app(self) -> ASGIApp:
         opts = self.options

@@ -134,7 +134,8 @@ class WebSocket(asyncio.Protocol):
         self._fragments: list[bytes] | None = None
         self._utf8: codecs.IncrementalDecoder | None = None
         self._text = False  # the message being reassembled is text
-        self._response: list[Any] | None = None  # [status, headers block, wrote head]
+        # [status, head block, head written, the app gave a content-length]
+        self._response: list[Any] | None = None
         self._ping: bytes | None = None
         self._ping_at = self.closing_since = 0.0
         self._t0 = time.monotonic()
@@ -276,8 +277,8 @@ class WebSocket(asyncio.Protocol):
             status = message["status"]
             if not isinstance(status, int) or not 100 <= status <= 599:
                 raise ValueError(f"invalid response status {status!r}")
-            block, _length, _close = self._host.state.headers.encode(message.get("headers", ()))
-            self._response = [status, block, False]
+            block, length, _close = self._host.state.headers.encode(message.get("headers", ()))
+            self._response = [status, block, False, length is not None]
         elif kind == "websocket.http.response.body":
             self._response_body(message.get("body", b""), message.get("more_body", False))
         else:
@@ -291,7 +292,9 @@ class WebSocket(asyncio.Protocol):
         if not response[2]:
             response[2] = True
             status = response[0]
-            framing = b"" if more else b"content-length: %d\r\n" % len(body)
+            # The app's own content-length stands (a second one would void the response);
+            # without one, the length of a single body; a streamed one ends at the close.
+            framing = b"" if more or response[3] else b"content-length: %d\r\n" % len(body)
             host.write(
                 status_line(status)
                 + host.state.date.prelude
@@ -308,7 +311,7 @@ class WebSocket(asyncio.Protocol):
     def _deny(self, status: int) -> None:
         """Refuse the handshake with ``status`` (403: the app closed before accepting)."""
         host = self._host
-        self._response = [status, b"", True]
+        self._response = [status, b"", True, True]
         host.write(error_response(status, host.state.date.prelude))
         self._log_refused(status)
         self._finish_http()

@@ -43,6 +43,12 @@ async def raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "websocket.http.response.body", "body": b"no", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"pe"})
         return
+    if path == "/deny-length":  # the app states its own content-length
+        body = b"go away\n"
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
     offered = scope["subprotocols"]
     await send(
         {

@@ -113,6 +113,13 @@ async def test_close_paths(tmp_path: Path) -> None:
         response = denied.value.response
         assert (response.status_code, bytes(response.body)) == (401, b"nope")
         assert response.headers["x-why"] == "token"
+        # An app's own content-length is the only one (websockets would refuse two).
+        with pytest.raises(InvalidStatus) as denied:
+            async with connect(url(server, "/deny-length")):
+                pass
+        response = denied.value.response
+        assert (response.status_code, bytes(response.body)) == (403, b"go away\n")
+        assert response.headers.get_all("content-length") == ["8"]
         await wait_until(lambda: len(SEEN["disconnects"]) == 3, what="three disconnects")
         assert SEEN["disconnects"] == [4001, 4100, 1009]
         # After all that the listener still serves plain HTTP.

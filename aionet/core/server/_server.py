@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -106,6 +107,9 @@ class Server(_Reloads):
         self.worker = (0, 1)
         #: Applied to every config ``reload()`` reads (a worker's SO_REUSEPORT and ports).
         self.config_transform = None
+        #: Signs what one worker hands out and another checks (the dashboard's feed tickets);
+        #: the supervisor gives every worker the same one.
+        self.secret = os.urandom(32)
         #: Other workers' metric samples, added to this process's by ``/metrics``.
         self.peer_samples: Callable[[], list[Sample]] | None = None
         #: With ``--workers``: tells the other workers to clear lock-outs too (and lists theirs).
@@ -175,6 +179,10 @@ class Server(_Reloads):
     def ready_for_traffic(self) -> bool:
         """Every listener bound and started, and no drain asked for (``/readyz``)."""
         return self.state == "running" and not self.drain_requested
+
+    def listener_protocols(self) -> dict[str, str]:
+        """Each listener's ``protocol:`` (the dashboard labels its cards with them)."""
+        return {lc.name: lc.protocol for lc in self.config.listeners}
 
     def samples(self) -> list[Sample]:
         """This process's metric samples (read at scrape time from counters kept anyway)."""
