@@ -522,6 +522,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"wrote an aionet lab into {config.parent}")
     print(f"  user {lab.user}, password {lab.password}  (shown once; users.yaml keeps a hash)")
     print(f"  admin viewer token {lab.viewer_token}  (shown once)")
+    print(f"  dashboard {lab.dashboard}  (log in as {lab.user} in a browser)")
     print(f"  certificate {lab.cafile}  (clients: --cacert / cafile=)")
     print(f"start it:  aionet run -c {config}")
     return EXIT_OK

@@ -9,8 +9,8 @@ moved):
   viewer token), on the default config's ports;
 * ``tls/cert.pem``, ``tls/key.pem`` — a self-signed certificate for ``localhost``,
   ``127.0.0.1``, ``::1`` and ``$AIONET_HOST`` (clients trust it with ``--cacert``/``cafile``);
-* ``users.yaml`` — one user whose generated password is printed once (only its argon2id hash is
-  stored);
+* ``users.yaml`` — one user whose generated password is printed once (only its argon2id hash
+  is stored), with the role ``viewer``: the same login opens the admin dashboard;
 * ``www/index.html`` and an empty ``data/`` (mail and FTP homes go there).
 
 An existing, non-empty DIR is refused unless ``force`` (then only these files are replaced).
@@ -18,6 +18,7 @@ An existing, non-empty DIR is refused unless ``force`` (then only these files ar
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
@@ -61,6 +62,15 @@ class Lab:
     viewer_token: str
     host: str
     cafile: Path
+
+    @property
+    def dashboard(self) -> str:
+        """The admin dashboard's address, for a browser on this host."""
+        host = self.host
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).is_unspecified:
+                host = "127.0.0.1"
+        return f"http://{_bind(host, ADMIN_PORT)}/dashboard"
 
 
 def _host() -> tuple[str, str]:
@@ -184,7 +194,7 @@ def write_lab(directory: Path, *, user: str = "lab", force: bool = False) -> Lab
     users_file.unlink(missing_ok=True)
     store = UserStore(users_file)
     try:
-        store.add(user, password)
+        store.add(user, password, ("viewer",))  # the dashboard opens with it in a browser
     finally:
         store.close()
     token = secrets.token_urlsafe(32)

@@ -29,6 +29,7 @@ def _init(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     found = re.search(r"user (\S+), password (\S+)", done.stdout)
     token = re.search(r"admin viewer token (\S+)", done.stdout)
     assert found and token, done.stdout
+    assert "dashboard http://127.0.0.1:9090/dashboard" in done.stdout
     assert found.group(2) not in (lab / "users.yaml").read_text()  # only a hash is stored
     config = lab / "aionet.yaml"
     text = config.read_text()
@@ -93,6 +94,10 @@ def test_a_lab_serves_mail_ftps_dns_and_http(daemon: Any, tmp_path: Path) -> Non
     assert metrics.status_code == 200
     accepted = 'aionet_smtp_messages_accepted_total{listener="smtp"} 1.0'
     assert accepted in metrics.text.splitlines()
+    # The lab user opens the dashboard with the login a browser prompts for.
+    dashboard = "http://{}:{}/dashboard".format(*d.address("admin"))
+    page = httpx.get(dashboard, auth=(secrets["user"], secrets["password"]), timeout=10)
+    assert page.status_code == 200 and "aionet-ticket" in page.text
 
 
 def test_version_flag_and_an_empty_listener_list(tmp_path: Path) -> None:
