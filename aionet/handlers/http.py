@@ -26,6 +26,12 @@ WebSocket (ASGI ``websocket`` scope; served when ``app`` is set)::
     ws_write_limit: 64KiB        # outgoing data queued per connection before send() waits
     ws_per_message_deflate: true # negotiate permessage-deflate when the client offers it
 
+HTTP/2 (``aionet.http.h2``)::
+
+    http2: false                 # cleartext: accept h2c by prior knowledge on this port too
+    h2_max_streams: 100          # SETTINGS_MAX_CONCURRENT_STREAMS
+    # TLS: list h2 in the listener's ``tls.alpn`` (e.g. [h2, http/1.1]) to offer it by ALPN.
+
 The hot path lives in ``aionet.http.protocol``; this module wires the options, the app (and
 its lifespan), the periodic tick that enforces timeouts, drain and the 503 refusal.
 """
@@ -113,6 +119,8 @@ class HttpOptions(HandlerOptions):
     ws_close_timeout: Duration = 10.0
     ws_write_limit: Size = 64 * 1024
     ws_per_message_deflate: bool = True
+    http2: bool = False
+    h2_max_streams: int = Field(default=100, ge=1, le=10_000)
 
     _check_app = field_validator("app", "wsgi")(_importable)
 
@@ -181,6 +189,8 @@ class HttpHandler(ProtocolHandler):
             if self._hosts_websocket()
             else None,
         )
+        self.state.http2 = opts.http2
+        self.state.h2_max_streams = opts.h2_max_streams
 
     @classmethod
     def preflight(cls, options: HandlerOptions) -> list[tuple[tuple[str | int, ...], str]]:

@@ -461,29 +461,47 @@ class RequestCycle:
 
     def _access_log(self) -> None:
         state = self.proto.state
-        access, metrics = state.access, state.metrics
-        if access is None and metrics is None:
+        if state.access is None and state.metrics is None:
             return
-        duration = time.perf_counter() - self.t0
-        if metrics is not None:
-            metrics.observe(self.status, duration)
-        if access is None:
-            return
-        scope = self.scope
-        access.info(
-            "http_request",
-            method=scope["method"],
-            path=scope["path"],
-            status=self.status,
-            bytes=self.sent,
-            duration=round(duration, 6),
-            peer=self.proto.peer,
-            request_id=self._prelude_id(),
-            **_forwarded_client(scope, self.proto),
-        )
+        rid = self.request_id if state.access is None else self._prelude_id().encode()
+        log_request(state, self.scope, self.status, self.sent, self.t0, self.proto, rid)
 
 
-def _forwarded_client(scope: dict[str, Any], proto: HttpConnection) -> dict[str, Any]:
+def log_request(
+    state: HttpState,
+    scope: dict[str, Any],
+    status: int,
+    sent: int,
+    t0: float,
+    conn: Any,
+    request_id: bytes | None,
+) -> None:
+    """One answered request: the metrics' status class and latency, the access-log line.
+    Every wire protocol (HTTP/1.1, HTTP/2) records its requests through this one place;
+    ``conn`` is the connection (its ``peer``, and its ``client`` to tell a forwarded one)."""
+    access, metrics = state.access, state.metrics
+    if access is None and metrics is None:
+        return
+    duration = time.perf_counter() - t0
+    if metrics is not None:
+        metrics.observe(status, duration)
+    if access is None:
+        return
+    access.info(
+        "http_request",
+        method=scope["method"],
+        path=scope["path"],
+        status=status,
+        bytes=sent,
+        duration=round(duration, 6),
+        peer=conn.peer,
+        request_id=request_id.decode("ascii") if request_id is not None else None,
+        **({"http_version": "2"} if scope["http_version"] == "2" else {}),
+        **_forwarded_client(scope, conn),
+    )
+
+
+def _forwarded_client(scope: dict[str, Any], proto: Any) -> dict[str, Any]:
     """``client=`` for the access log when a trusted proxy forwarded another address."""
     client = scope.get("client")
     if client is None or client == getattr(proto, "client", None):

@@ -36,9 +36,11 @@ from ._output import SENDFILE_PIECE as SENDFILE_PIECE
 from ._reading import MAX_METHOD as MAX_METHOD
 from ._reading import MAX_QUEUE as MAX_QUEUE
 from ._reading import _Reading
+from .h2 import H2Protocol, preface_state
 from .target import address
 
 if TYPE_CHECKING:
+    from .h2 import H2Host
     from .state import HttpState
 
 __all__ = ["MAX_QUEUE", "HttpProtocol"]
@@ -160,6 +162,9 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         self.peer = format_peer(rec.peer)
         self._idle_since = self.state.clock()
         self.state.protocols.add(self)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None and tls.selected_alpn_protocol() == "h2":
+            self._http2()
 
     def data_received(self, data: bytes) -> None:
         rec = self._aionet_rec
@@ -177,7 +182,20 @@ class HttpProtocol(_Reading, asyncio.Protocol):
             return
         if self._carry:
             data, self._carry = self._carry + data, b""
+        if self.state.http2 and rec.bytes_in == len(data):  # nothing parsed yet
+            found = preface_state(data)  # h2c by prior knowledge: HTTP/2 from the first byte
+            if found == 0:
+                self._carry = data
+                return
+            if found == 1:
+                self._http2(data)
+                return
         self._parse(data)
+
+    def _http2(self, data: bytes = b"") -> None:
+        """Hand the connection to HTTP/2 (ALPN ``h2``, or the h2c preface in ``data``)."""
+        self.state.protocols.discard(self)
+        self.switch_protocol(H2Protocol(cast("H2Host", self), self.state.h2_max_streams), data)
 
     def eof_received(self) -> bool | None:
         if self._upgraded is not None:

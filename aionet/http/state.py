@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..core.acl import ClientGuard
     from ..proto.forwarded import ForwardedPolicy
     from ..proto.http import HttpError
+    from .h2 import H2Protocol
     from .types import ASGIApp
     from .websocket import WebSocket, WsLimits
 
@@ -176,7 +177,10 @@ class HttpState:
         "draining",
         "forwarded",
         "guard",
+        "h2",
+        "h2_max_streams",
         "headers",
+        "http2",
         "ids",
         "lifespan_state",
         "limits",
@@ -232,6 +236,12 @@ class HttpState:
         self.websocket = websocket
         #: The live WebSocket sessions (pings, the close handshake timeout, drain).
         self.websockets: set[WebSocket] = set()
+        #: Whether a cleartext connection may start HTTP/2 by prior knowledge (``http2``).
+        self.http2 = False
+        #: ``SETTINGS_MAX_CONCURRENT_STREAMS`` of an HTTP/2 connection (``h2_max_streams``).
+        self.h2_max_streams = 100
+        #: The live HTTP/2 connections (timeouts, drain).
+        self.h2: set[H2Protocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] | None = None
         self.draining = False
@@ -247,6 +257,8 @@ class HttpState:
             proto.check_timeouts(now)
         for ws in list(self.websockets):
             ws.check_timeouts(now)
+        for conn in list(self.h2):
+            conn.check_timeouts(now)
 
     def tick_interval(self) -> float:
         """How often ``tick()`` should run: a quarter of the shortest timeout, 20 ms to 0.5 s."""
@@ -288,6 +300,8 @@ class HttpState:
             proto.drain()
         for ws in list(self.websockets):
             ws.drain()
+        for conn in list(self.h2):
+            conn.drain()
         asyncio.get_running_loop().call_later(DRAIN_IDLE_GRACE, self._close_idle)
 
     def _close_idle(self) -> None:

@@ -1,0 +1,247 @@
+"""HTTP/2 on the http listener: h2c by prior knowledge beside HTTP/1.1 on one port, ALPN h2 on
+TLS, curl and httpx as clients, bodies both ways under flow control, limits, drain, and a client
+resetting streams as fast as it opens them (rapid reset)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import httpx
+import pytest
+
+from aionet.testing import serve
+from tests.e2e.conftest import Pki
+
+PREFACE_APPS = "tests.apps.raw_apps"
+
+
+def config(tmp_path: Path, app: str = "hello", **options: Any) -> dict[str, Any]:
+    return {
+        "server": {"data_dir": str(tmp_path / "var"), "shutdown_timeout": "5s"},
+        "logging": {"level": "warning"},
+        "listeners": [{
+            "name": "web", "protocol": "http", "bind": "127.0.0.1:0",
+            "options": {"app": f"{PREFACE_APPS}:{app}", "http2": True, "access_log": False,
+                        **options},
+        }],
+    }  # fmt: skip
+
+
+def tls_config(tmp_path: Path, pki: Pki, app: str = "hello") -> dict[str, Any]:
+    cfg = config(tmp_path, app)
+    cfg["tls"] = {"certificates": [pki.certificate("web")]}
+    cfg["listeners"][0]["tls"] = {"certificates": ["web"], "alpn": ["h2", "http/1.1"]}
+    del cfg["listeners"][0]["options"]["http2"]
+    return cfg
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-s", "-w", "\n%{http_version}", *args],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+async def test_h2c_by_prior_knowledge_beside_http11(tmp_path: Path) -> None:
+    async with serve(config(tmp_path)) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        got = await asyncio.to_thread(curl, "--http2-prior-knowledge", url)
+        assert got.stdout.split("\n") == ["hello", "2"], got.stderr
+        got = await asyncio.to_thread(curl, url)  # HTTP/1.1 on the same port
+        assert got.stdout.split("\n") == ["hello", "1.1"]
+        # 100 concurrent streams on one connection (the default SETTINGS_MAX_CONCURRENT_STREAMS).
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            answers = await asyncio.gather(*(client.get(url) for _ in range(100)))
+        assert {(r.http_version, r.status_code, r.text) for r in answers} == {
+            ("HTTP/2", 200, "hello")
+        }
+
+
+async def test_h2c_is_off_unless_asked_for(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    del cfg["listeners"][0]["options"]["http2"]
+    async with serve(cfg) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        got = await asyncio.to_thread(curl, "--http2-prior-knowledge", url)
+        assert got.stdout.strip().endswith("0")  # no HTTP/2 answer: the preface is refused
+        assert (await asyncio.to_thread(curl, url)).stdout.split("\n") == ["hello", "1.1"]
+
+
+async def test_alpn_h2_on_tls_and_http11_fallback(tmp_path: Path, pki: Pki) -> None:
+    async with serve(tls_config(tmp_path, pki)) as server:
+        _host, port = server.address("web")
+        url = f"https://localhost:{port}/"
+        ca = str(pki.ca_file)
+        got = await asyncio.to_thread(curl, "--http2", "--cacert", ca, url)
+        assert got.stdout.split("\n") == ["hello", "2"], got.stderr
+        got = await asyncio.to_thread(curl, "--http1.1", "--cacert", ca, url)
+        assert got.stdout.split("\n") == ["hello", "1.1"]
+        async with httpx.AsyncClient(http2=True, verify=pki.client()) as client:
+            answer = await client.get(url)
+        assert (answer.http_version, answer.text) == ("HTTP/2", "hello")
+
+
+async def test_bodies_of_a_mebibyte_both_ways(tmp_path: Path) -> None:
+    async with serve(config(tmp_path, "echo")) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        body = bytes(range(256)) * 4096  # 1 MiB: sixteen times the initial stream window
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            answers = await asyncio.gather(*(client.post(url, content=body) for _ in range(4)))
+        for answer in answers:
+            assert answer.http_version == "HTTP/2"
+            assert answer.content == body
+
+
+async def test_limits_and_errors(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "echo", max_body_size=1000)
+    async with serve(cfg) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            declared = await client.post(url, content=b"x" * 2000)
+            assert declared.status_code == 413
+
+            async def chunks() -> Any:  # no Content-Length: the server counts the DATA
+                for _ in range(4):
+                    yield b"y" * 600
+
+            streamed = await client.post(url, content=chunks())
+            assert streamed.status_code == 413
+            assert (await client.post(url, content=b"ok")).content == b"ok"
+            head = await client.head(url)
+            assert head.status_code == 200 and head.content == b""
+    async with serve(config(tmp_path, "crash")) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            assert (await client.get(url)).status_code == 500
+            assert (await client.get(url)).status_code == 500  # the connection survived
+
+
+def _h2_client(port: int) -> tuple[socket.socket, h2.connection.H2Connection]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def _events_until(
+    sock: socket.socket, conn: h2.connection.H2Connection, kind: type, limit: float = 5.0
+) -> list[Any]:
+    sock.settimeout(limit)
+    seen: list[Any] = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return seen
+        events = conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+        seen.extend(events)
+        if any(isinstance(e, kind) for e in events):
+            return seen
+
+
+async def test_rapid_reset_is_cut_off_and_others_are_served(tmp_path: Path) -> None:
+    async with serve(config(tmp_path, "slow_path")) as server:
+        host, port = server.address("web")
+
+        def attack() -> Any:
+            sock, conn = _h2_client(port)
+            headers = [(":method", "GET"), (":path", "/slow/1000"), (":scheme", "http"),
+                       (":authority", "x")]  # fmt: skip
+            try:
+                for i in range(2000):
+                    stream = 1 + 2 * i
+                    conn.send_headers(stream, headers, end_stream=True)
+                    conn.reset_stream(stream)
+                    sock.sendall(conn.data_to_send())
+                events = _events_until(sock, conn, h2.events.ConnectionTerminated)
+            except (ConnectionError, h2.exceptions.ProtocolError):
+                return "closed"
+            finally:
+                sock.close()
+            ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+            return ended[0].error_code if ended else "eof"
+
+        result = await asyncio.to_thread(attack)
+        assert result in (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "closed", "eof")
+        # A well-behaved client is served meanwhile and after.
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            answer = await client.get(f"http://{host}:{port}/fine")
+        assert answer.text == "/fine"
+
+
+async def test_drain_lets_streams_in_flight_finish(tmp_path: Path) -> None:
+    async with serve(config(tmp_path, "slow_path")) as server:
+        _host, port = server.address("web")
+
+        def in_flight() -> list[Any]:
+            sock, conn = _h2_client(port)
+            try:
+                request = [(":method", "GET"), (":path", "/slow/500"), (":scheme", "http"),
+                           (":authority", "x")]  # fmt: skip
+                conn.send_headers(1, request, end_stream=True)
+                sock.sendall(conn.data_to_send())
+                return _frames_until_eof(sock)  # h2's client stops at a GOAWAY: read frames
+            finally:
+                sock.close()
+
+        task = asyncio.create_task(asyncio.to_thread(in_flight))
+        await asyncio.sleep(0.2)
+        server.handlers["web"].state.drain()  # type: ignore[attr-defined]
+        frames = await task
+        kinds = [type(f).__name__ for f in frames]
+        # GOAWAY naming stream 1 first, then stream 1's answer, then the final GOAWAY.
+        first_goaway = kinds.index("GoAwayFrame")
+        assert frames[first_goaway].last_stream_id == 1
+        body = b"".join(f.data for f in frames[first_goaway:] if type(f).__name__ == "DataFrame")
+        assert body == b"/slow/500"
+        assert "END_STREAM" in frames[kinds.index("DataFrame", first_goaway)].flags
+        assert kinds[-1] == "GoAwayFrame"
+
+
+def _frames_until_eof(sock: socket.socket) -> list[Any]:
+    """Every frame the server sends until it closes (hyperframe, no client state machine)."""
+    from hyperframe.frame import Frame
+
+    sock.settimeout(5)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    frames = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames
+
+
+async def test_connections_table_shows_http2(tmp_path: Path) -> None:
+    async with serve(config(tmp_path)) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            await client.get(url)
+            kinds = [rec.kind for rec in server.manager.live.values()]
+        assert kinds == ["http2"]
+
+
+@pytest.mark.parametrize("app", ["tests.apps.starlette_app:app", "tests.apps.flask_app:app"])
+async def test_frameworks_over_http2(tmp_path: Path, app: str) -> None:
+    cfg = config(tmp_path)
+    options = cfg["listeners"][0]["options"]
+    del options["app"]
+    options["wsgi" if "flask" in app else "app"] = app
+    async with serve(cfg) as server:
+        url = "http://{}:{}".format(*server.address("web"))
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            home = await client.get(url + "/")
+            echo = await client.post(url + "/echo", content=b"z" * 100_000)
+        assert home.http_version == "HTTP/2" and home.status_code == 200
+        assert echo.status_code == 200 and echo.json()["length"] == 100_000
