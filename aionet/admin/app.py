@@ -120,7 +120,12 @@ class AdminApp:
         self, scope: dict[str, Any], roles: tuple[str, ...]
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
         """None if the credentials carry one of ``roles``, else (status, body, headers)."""
-        challenge = [(b"www-authenticate", b'Bearer realm="aionet", Basic realm="aionet"')]
+        # One challenge per header, Basic first: Chromium reads only the first challenge of a
+        # WWW-Authenticate header, so `Bearer ..., Basic ...` in one header never prompted.
+        challenge = [
+            (b"www-authenticate", b'Basic realm="aionet"'),
+            (b"www-authenticate", b'Bearer realm="aionet"'),
+        ]
         header = _header(scope, b"authorization")
         if header is None:
             return 401, b"credentials required\n", challenge
