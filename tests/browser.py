@@ -150,6 +150,9 @@ class Browser:
         browser.reader.start()
         try:
             if not found.wait(timeout) or not endpoint:
+                if found.is_set():  # stderr closed: the process is exiting, let it finish
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(5)
                 state = "exited" if proc.poll() is not None else f"silent for {timeout} s"
                 raise RuntimeError(
                     f"chromium {state} without a DevTools endpoint (rc={proc.poll()}); "
