@@ -88,6 +88,7 @@ class Browser:
         self.ws: ClientConnection | None = None
         self._exit = contextlib.ExitStack()  # the connection, entered as its API asks
         self.reader: threading.Thread | None = None
+        self._closed = False
         self._ids = itertools.count(1)
         self._replies: dict[int, dict[str, Any]] = {}
         self._pages: dict[str, Page] = {}
@@ -168,6 +169,9 @@ class Browser:
 
     def close(self) -> None:
         """Kill the process group, close the socket, remove the profile. Idempotent."""
+        if self._closed:
+            return  # the group id may belong to someone else by now: signal it only once
+        self._closed = True
         with contextlib.suppress(Exception):
             self._exit.close()
         if self.proc.poll() is None:
@@ -420,8 +424,8 @@ class Page:
                     f"page log:\n  {log}"
                 )
             pause = time.monotonic() + min(POLL_INTERVAL, left)
-            while self.browser.pump(pause - time.monotonic()):  # events, not idle sleep
-                pass
+            while time.monotonic() < pause:  # handle events meanwhile, not an idle sleep
+                self.browser.pump(pause - time.monotonic())
 
     def text(self) -> str:
         """The page's visible text (``document.body.innerText``)."""
