@@ -33,6 +33,7 @@ TOOL_PACKAGES = {
     "offlineimap": "offlineimap3",
     "getmail": "getmail6",
     "nc": "netcat-openbsd",
+    "chromium": "chromium",
 }
 
 

@@ -131,10 +131,10 @@ class AdminApp:
         self, scope: dict[str, Any], roles: tuple[str, ...]
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
         """None if the credentials carry one of ``roles``, else (status, body, headers)."""
-        # One challenge per header, Basic first: a browser reads the first challenge of a
-        # header (Chromium does), and Basic is the one it can prompt for.
+        # One challenge per header, Basic first: Chromium reads only the first challenge of a
+        # WWW-Authenticate header, so `Bearer ..., Basic ...` in one header never prompted.
         challenge = [
-            (b"www-authenticate", b'Basic realm="aionet", charset="UTF-8"'),
+            (b"www-authenticate", b'Basic realm="aionet"'),
             (b"www-authenticate", b'Bearer realm="aionet"'),
         ]
         header = _header(scope, b"authorization")

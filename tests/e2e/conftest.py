@@ -1,16 +1,19 @@
-"""Shared by the e2e tests: both event loops for every in-process test, and the ``pki`` fixture."""
+"""Shared by the e2e tests: both event loops for every in-process test, the ``pki`` fixture and
+the ``browser`` fixture (headless Chromium, see ``tests/browser.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 import uvloop
+
+from tests.browser import Browser
 
 
 def pytest_asyncio_loop_factories(
@@ -71,3 +74,12 @@ class Pki:
 def pki(tmp_path: Path) -> Pki:
     """A fresh CA and server certificate in ``tmp_path / "pki"`` (see ``Pki``)."""
     return Pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless Chromium of its own for one test (a launch takes well under a second), killed
+    with its whole process group after. Tests using it carry ``@pytest.mark.tool("chromium")``,
+    which skips them when it is not installed."""
+    with Browser.launch() as launched:
+        yield launched

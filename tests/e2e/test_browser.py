@@ -1,0 +1,151 @@
+"""A real browser against ``aionet run``: headless Chromium over CDP (``tests/browser.py``).
+
+The page of ``tests/apps/ws_page.py`` talks WebSocket back to the listener that served it,
+over plain HTTP and over TLS; the admin listener's ``/metrics`` is loaded with HTTP Basic
+credentials given the way a user answers the browser's prompt. Screenshots are kept as
+artefacts (``artifact_path``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aionet.auth.users import UserStore
+from tests.browser import Browser, JSError, artifact_path
+from tests.conftest import Daemon
+from tests.e2e.conftest import Pki
+
+pytestmark = pytest.mark.tool("chromium")
+
+APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
+
+
+def web_config(pki: Pki | None) -> str:
+    """``aionet run`` config (JSON is YAML): the ``ws_page`` app on an ephemeral port, behind
+    TLS when ``pki`` is given."""
+    listener: dict[str, Any] = {
+        "name": "web",
+        "protocol": "http",
+        "bind": "127.0.0.1:0",
+        "options": {"app": "ws_page:app"},
+    }
+    config: dict[str, Any] = {"logging": {"level": "info"}, "listeners": [listener]}
+    if pki is not None:
+        config["tls"] = {"certificates": [pki.certificate("default")]}
+        listener["tls"] = "default"
+    return json.dumps(config)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_page_round_trips_text_and_binary_over_websocket(
+    daemon: Any, browser: Browser, tmp_path: Path, scheme: str
+) -> None:
+    pki = Pki(tmp_path / "pki") if scheme == "https" else None
+    server: Daemon = daemon(web_config(pki), env={"PYTHONPATH": str(APPS_DIR)})
+    host, port = server.address("web")
+    page = browser.new_page()
+    page.navigate(f"{scheme}://{host}:{port}/")
+    assert page.evaluate("location.protocol") == f"{scheme}:"
+    ws_scheme = "wss" if scheme == "https" else "ws"
+    # The reply names the scope's scheme: the page really went through ws: or wss:.
+    expected = f"echo({ws_scheme}): hello from the browser"
+    assert page.wait_for("document.getElementById('out').textContent") == expected
+    page.evaluate("sendBytes([0, 1, 2, 127, 128, 255])")
+    # Reversed by the server, received as an ArrayBuffer (the page writes only those as hex).
+    assert page.wait_for("document.getElementById('bin').textContent") == "ff 80 7f 02 01 00"
+    assert page.evaluate("document.getElementById('err').textContent") == ""
+    page.screenshot(artifact_path(f"browser/ws_page-{scheme}.png"))
+    page.evaluate("ws.close(1000)")
+    assert page.wait_for("document.getElementById('closed').textContent") == "1000"
+    # The server's side of the same session: two messages each way, a clean close.
+    entry = server.wait_for("websocket_session", path="/ws")
+    assert (entry["code"], entry["messages_in"], entry["messages_out"]) == (1000, 2, 2)
+
+
+def admin_config(users: Path) -> str:
+    return json.dumps(
+        {
+            "logging": {"level": "info"},
+            "auth": {"users_file": str(users)},
+            "listeners": [{"name": "admin", "protocol": "admin", "bind": "127.0.0.1:0"}],
+        }
+    )
+
+
+@pytest.fixture
+def admin(daemon: Any, tmp_path: Path) -> str:
+    """The base URL of an ``aionet run`` admin listener; user ``vic`` (viewer) may read it."""
+    users = tmp_path / "users.yaml"
+    store = UserStore.load(users, missing_ok=True)
+    store.add("vic", "v1ewer-pass", ("viewer",))
+    store.close()
+    server: Daemon = daemon(admin_config(users))
+    return "http://{}:{}".format(*server.address("admin"))
+
+
+def test_basic_credentials_from_the_browser_prompt_open_metrics(
+    admin: str, browser: Browser
+) -> None:
+    page = browser.new_page(credentials=("vic", "v1ewer-pass"))
+    page.navigate(admin + "/metrics")
+    # Chromium offered Basic: the challenge it answered was the Basic one of our realm.
+    assert [(c["scheme"].lower(), c["realm"]) for c in page.auth_challenges] == [
+        ("basic", "aionet")
+    ]
+    assert "aionet_connections_open" in page.text()
+    page.screenshot(artifact_path("browser/admin-metrics.png"))
+
+
+def test_wrong_or_no_credentials_leave_the_401(admin: str, browser: Browser) -> None:
+    wrong = browser.new_page(credentials=("vic", "not-the-password"))
+    wrong.navigate(admin + "/metrics")
+    # Given once, refused, the second challenge is cancelled: the 401 body shows.
+    assert len(wrong.auth_challenges) == 2
+    assert wrong.text().strip() == "invalid credentials"
+    dismissed = browser.new_page()  # a user who dismisses the prompt
+    dismissed.navigate(admin + "/metrics")
+    assert [c["scheme"].lower() for c in dismissed.auth_challenges] == ["basic"]
+    assert dismissed.text().strip() == "credentials required"
+
+
+# -- the harness itself: its failures must say what went wrong ---------------------------------
+
+NOISY = (
+    "data:text/html,<p id=p>quiet</p><script>"
+    "console.error('from the page', 42); setTimeout(() => { throw new Error('late boom'); })"
+    "</script>"
+)
+
+
+def test_wait_for_fails_with_the_last_value_and_the_page_log(browser: Browser) -> None:
+    page = browser.new_page()
+    page.navigate(NOISY)
+    assert page.wait_for("document.getElementById('p').textContent") == "quiet"
+    with pytest.raises(AssertionError) as failed:
+        page.wait_for("document.getElementById('p').textContent === 'loud'", timeout=0.3)
+    message = str(failed.value)
+    assert "last value: False" in message
+    assert "console.error: from the page 42" in message
+    assert "Error: late boom" in message
+    with pytest.raises(JSError, match="ReferenceError: nothing is not defined"):
+        page.evaluate("nothing()")
+    with pytest.raises(JSError, match="rejected"):
+        page.evaluate("Promise.reject(new Error('rejected'))")
+
+
+def test_a_browser_that_never_listens_fails_with_its_stderr(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-chromium"
+    fake.write_text("#!/bin/sh\necho 'cannot open display' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(RuntimeError, match=r"exited without a DevTools endpoint \(rc=3\)") as e:
+        Browser.launch(str(fake))
+    assert "cannot open display" in str(e.value)
+    silent = tmp_path / "silent-chromium"
+    silent.write_text("#!/bin/sh\nexec sleep 30\n")
+    silent.chmod(0o755)
+    with pytest.raises(RuntimeError, match=r"silent for 0.5 s"):
+        Browser.launch(str(silent), timeout=0.5)
