@@ -9,9 +9,12 @@ artefacts (``artifact_path``).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from aionet.auth.users import UserStore
@@ -149,3 +152,85 @@ def test_a_browser_that_never_listens_fails_with_its_stderr(tmp_path: Path) -> N
     silent.chmod(0o755)
     with pytest.raises(RuntimeError, match=r"silent for 0.5 s"):
         Browser.launch(str(silent), timeout=0.5)
+
+
+# -- the admin dashboard ---------------------------------------------------------------------
+
+
+def dashboard_config(users: Path) -> str:
+    return json.dumps(
+        {
+            "logging": {"level": "info"},
+            "auth": {"users_file": str(users)},
+            "listeners": [
+                {"name": "admin", "protocol": "admin", "bind": "127.0.0.1:0"},
+                {"name": "web", "protocol": "http", "bind": "127.0.0.1:0",
+                 "options": {"app": "tests.apps.raw_apps:hello", "access_log": False}},
+                {"name": "echo", "protocol": "echo", "bind": "127.0.0.1:0"},
+            ],
+        }
+    )  # fmt: skip
+
+
+#: Pixels of a canvas drawn in one colour (the 2xx line's, #16a34a), give or take antialiasing.
+COLOURED_PIXELS = """
+(() => {
+  const card = document.querySelector('section.card[data-listener="web"]');
+  const canvas = card.querySelector('canvas[data-chart="http"]');
+  const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < px.length; i += 4) {
+    if (Math.abs(px[i] - 22) < 40 && Math.abs(px[i + 1] - 163) < 40 && Math.abs(px[i + 2] - 74) < 40
+        && px[i + 3] > 128) n++;
+  }
+  return n;
+})()
+"""
+
+
+def test_the_dashboard_draws_live_data(daemon: Any, browser: Browser, tmp_path: Path) -> None:
+    users = tmp_path / "users.yaml"
+    store = UserStore.load(users, missing_ok=True)
+    store.add("vic", "v1ewer-pass", ("viewer",))
+    store.close()
+    server: Daemon = daemon(dashboard_config(users))
+    admin = "http://{}:{}".format(*server.address("admin"))
+    web = "http://{}:{}/".format(*server.address("web"))
+    stop = threading.Event()
+
+    def traffic() -> None:  # a steady trickle of requests for the charts to show
+        with httpx.Client() as client:
+            while not stop.is_set():
+                client.get(web)
+                time.sleep(0.01)
+
+    loader = threading.Thread(target=traffic, daemon=True)
+    loader.start()
+    try:
+        page = browser.new_page(credentials=("vic", "v1ewer-pass"))
+        viewport = {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
+        page.send("Emulation.setDeviceMetricsOverride", viewport)
+        page.navigate(admin + "/dashboard")
+        # The page opened its feed (with the ticket it carries) and frames keep coming.
+        page.wait_for("window.aionetDashboard.connected && window.aionetDashboard.frames >= 3")
+        cards = page.evaluate(
+            "[...document.querySelectorAll('section.card')].map(c => c.dataset.listener)"
+        )
+        assert sorted(cards) == ["admin", "echo", "web"]
+        # The requests show as a rate of 2xx answers, with a latency, on the web card.
+        page.wait_for("Math.max(...window.aionetDashboard.listeners.web.http['2xx']) > 10")
+        page.wait_for("window.aionetDashboard.listeners.web.latency.p99.some(v => v > 0)")
+        assert page.evaluate(COLOURED_PIXELS) > 50  # the 2xx line is drawn, not just named
+        page.screenshot(artifact_path("browser/dashboard.png"))
+        # A dropped feed comes back with a fresh ticket, fetched with the browser's login.
+        page.evaluate("window.aionetDashboard.socket.close()")
+        page.wait_for("window.aionetDashboard.connects >= 2 && window.aionetDashboard.connected")
+        frames = page.evaluate("window.aionetDashboard.frames")
+        page.wait_for(f"window.aionetDashboard.frames > {frames}")
+        assert page.evaluate("window.aionetDashboard.error") is None
+        # Nothing was refused by the page's Content-Security-Policy, nothing failed.
+        problems = [line for line in page.log if "error" in line.lower() or "refused" in line]
+        assert problems == [], problems
+    finally:
+        stop.set()
+        loader.join(timeout=5)
