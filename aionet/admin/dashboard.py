@@ -132,7 +132,8 @@ def snapshot(samples: Iterable[Sample], protocols: dict[str, str]) -> dict[str, 
             row[key] = row.get(key, 0) + s.value
         elif s.name in _BY_LABEL:
             key, label = _BY_LABEL[s.name]
-            row.setdefault(key, {})[tags.get(label, "")] = s.value
+            values = row.setdefault(key, {})
+            values[tags.get(label, "")] = values.get(tags.get(label, ""), 0) + s.value
         elif s.name == _LATENCY and isinstance(s.value, dict):
             row["latency"] = {
                 "bounds": [b for b, _ in s.value["buckets"]],

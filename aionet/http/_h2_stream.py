@@ -286,7 +286,7 @@ class H2Stream:
             return
         if self.headers_sent:  # part of a response went out: the stream cannot be repaired
             self.complete = True
-            conn.reset(self.id, ErrorCodes.INTERNAL_ERROR)
+            conn.reset(self.id, ErrorCodes.INTERNAL_ERROR, "app_error")
             conn.stream_done(self)
             return
         self.status, self.no_body = 500, False

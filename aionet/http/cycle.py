@@ -484,7 +484,7 @@ def log_request(
         return
     duration = time.perf_counter() - t0
     if metrics is not None:
-        metrics.observe(status, duration)
+        metrics.observe(status, duration, scope["http_version"] == "2")
     if access is None:
         return
     access.info(

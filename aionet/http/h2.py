@@ -49,6 +49,12 @@ __all__ = ["PREFACE", "H2Host", "H2Protocol", "preface_state"]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Streams a client may reset per second, averaged, before the connection is cut.
 RESETS_PER_SECOND = 100
+#: The largest stream id: what the first GOAWAY of a drain names.
+MAX_STREAM_ID = 2**31 - 1
+#: The opaque data of the PING a drain sends between its two GOAWAYs.
+DRAIN_PING = b"aionet\x00d"
+#: How long a drain waits for its PING to come back before naming the last stream anyway.
+DRAIN_PING_WAIT = 2.0
 #: The receive window the server gives each stream (h2's default, RFC 9113's initial value).
 STREAM_WINDOW = 65535
 
@@ -103,7 +109,9 @@ class H2Protocol(asyncio.Protocol):
         self.max_streams = max_streams
         self.streams: dict[int, H2Stream] = {}
         self.closed = False
-        self.going_away = False
+        #: A drain began (first GOAWAY sent) / the last stream is named (second GOAWAY).
+        self.draining = self.going_away = False
+        self._drain_since = 0.0
         self._idle_since = state.clock()
         self._resets = 0.0
         self._resets_at = state.clock()
@@ -116,6 +124,10 @@ class H2Protocol(asyncio.Protocol):
         rec = self.host._aionet_rec
         if rec is not None:
             rec.kind = "http2"
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.h2_open += 1
+            metrics.h2_opened += 1
         self.state.h2.add(self)
         conn = self.h2
         conn.initiate_connection()
@@ -131,6 +143,7 @@ class H2Protocol(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except ProtocolError as exc:  # h2 queued the GOAWAY with the RFC's code
             self.state.log.info("http2_protocol_error", peer=self.peer, error=str(exc))
+            self._count_goaway("protocol_error")
             self._close()
             return
         for event in events:
@@ -143,6 +156,9 @@ class H2Protocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        metrics = self.state.metrics
+        if metrics is not None and self in self.state.h2:
+            metrics.h2_open -= 1
         self.closed = True
         self.state.h2.discard(self)
         for stream in list(self.streams.values()):
@@ -174,6 +190,9 @@ class H2Protocol(asyncio.Protocol):
             for stream in list(self.streams.values()):
                 if stream.pending:
                     stream.wake()
+        elif isinstance(event, h2.events.PingAckReceived):
+            if event.ping_data == DRAIN_PING:
+                self._drain_acknowledged()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._close()
 
@@ -182,7 +201,7 @@ class H2Protocol(asyncio.Protocol):
         assert event.headers is not None
         scope, refusal = self._scope(event.headers)
         if self.going_away:
-            self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.reset(stream_id, ErrorCodes.REFUSED_STREAM, "refused")
             return
         self._idle_since = 0.0
         stream = H2Stream(self, stream_id, scope)
@@ -265,7 +284,7 @@ class H2Protocol(asyncio.Protocol):
                 task = replacement.task = self.loop.create_task(replacement.run(_answer(413)))
                 self.state.tasks.add(task)
             else:
-                self.reset(event.stream_id, ErrorCodes.CANCEL)
+                self.reset(event.stream_id, ErrorCodes.CANCEL, "body_too_large")
 
     def _reset_by_client(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)
@@ -279,6 +298,7 @@ class H2Protocol(asyncio.Protocol):
         if self._resets > 2 * self.max_streams:
             self.state.log.warning("http2_rapid_reset", peer=self.peer)
             self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+            self._count_goaway("rapid_reset")
             self._close()
         self._check_idle()
 
@@ -330,7 +350,10 @@ class H2Protocol(asyncio.Protocol):
                 self.h2.acknowledge_received_data(length, stream_id)
                 self.flush()
 
-    def reset(self, stream_id: int, code: ErrorCodes) -> None:
+    def reset(self, stream_id: int, code: ErrorCodes, reason: str) -> None:
+        """RST_STREAM ``code`` on ``stream_id`` (counted under ``reason``)."""
+        if self.state.metrics is not None:
+            self.state.metrics.h2_reset(reason)
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.disconnect()
@@ -343,7 +366,7 @@ class H2Protocol(asyncio.Protocol):
         """``stream``'s response is complete (its request body may still be arriving)."""
         if self.streams.get(stream.id) is stream:
             if stream.more_body:  # RFC 9113 §8.1: answered early; stop the upload
-                self.reset(stream.id, ErrorCodes.NO_ERROR)
+                self.reset(stream.id, ErrorCodes.NO_ERROR, "answered_early")
                 return
             del self.streams[stream.id]
         self._check_idle()
@@ -358,9 +381,7 @@ class H2Protocol(asyncio.Protocol):
     def _check_idle(self) -> None:
         if self.streams:
             return
-        if self.going_away:
-            with contextlib.suppress(H2Error):
-                self.h2.close_connection(ErrorCodes.NO_ERROR)
+        if self.going_away:  # the final GOAWAY is out: nothing more to say
             self._close()
         else:
             self._idle_since = self.state.clock()
@@ -369,25 +390,46 @@ class H2Protocol(asyncio.Protocol):
         limits = self.state.limits
         idle = self._idle_since
         if idle and limits.keepalive_timeout > 0 and now - idle > limits.keepalive_timeout:
-            self.drain()
+            self.draining = True  # nothing in flight: the final GOAWAY at once
+            self._count_goaway("idle")
+            self._drain_acknowledged()
             return
+        if self.draining and not self.going_away and now - self._drain_since > DRAIN_PING_WAIT:
+            self._drain_acknowledged()  # the client never answered the drain's PING
         if limits.send_timeout > 0:
             for stream in list(self.streams.values()):
                 since = stream.window_since
                 if since and now - since > limits.send_timeout:
                     self.state.log.info("http2_send_timeout", peer=self.peer,
                                         path=stream.scope.get("path"))  # fmt: skip
-                    self.reset(stream.id, ErrorCodes.CANCEL)
+                    self.reset(stream.id, ErrorCodes.CANCEL, "send_timeout")
 
     def drain(self) -> None:
-        """GOAWAY with the last stream id: streams in flight finish, new ones are refused.
+        """Shut down without losing a request in flight (RFC 9113 §6.8, the two-step GOAWAY):
+        a GOAWAY naming the highest possible stream and a PING; when the PING comes back, every
+        stream the client sent before seeing the GOAWAY has arrived, and a second GOAWAY names
+        the last of them. Streams up to it finish; later ones are refused; then the connection
+        closes. (The GOAWAYs are written past ``h2``'s state machine, which would send nothing
+        after its own ``close_connection``.)"""
+        if self.draining or self.closed:
+            return
+        self.draining = True
+        self._drain_since = self.state.clock()
+        self.flush()
+        self.host.write(GoAwayFrame(0, last_stream_id=MAX_STREAM_ID, error_code=0).serialize())
+        self.h2.ping(DRAIN_PING)
+        self.flush()
+        self._count_goaway("drain")
 
-        The GOAWAY is written past ``h2``'s state machine (which would send nothing after its
-        own ``close_connection``); once the last stream is done, ``_check_idle`` closes."""
+    def _count_goaway(self, reason: str) -> None:
+        if self.state.metrics is not None:
+            self.state.metrics.h2_goaway(reason)
+
+    def _drain_acknowledged(self) -> None:
+        """The PING of ``drain`` came back: the second GOAWAY, with the real last stream."""
         if self.going_away or self.closed:
             return
         self.going_away = True
-        self.flush()
         last = self.h2.highest_inbound_stream_id
         self.host.write(GoAwayFrame(0, last_stream_id=last, error_code=0).serialize())
         self._check_idle()

@@ -68,11 +68,27 @@ class HttpMetrics:
     """Requests by status class and a latency histogram: two increments and a bisect; and
     the WebSocket sessions: open, messages and payload bytes each way, closes by code."""
 
-    __slots__ = ("by_class", "latency", "ws_bytes", "ws_closes", "ws_messages", "ws_open")
+    __slots__ = (
+        "by_class",
+        "h2_by_class",
+        "h2_goaways",
+        "h2_open",
+        "h2_opened",
+        "h2_resets",
+        "latency",
+        "ws_bytes",
+        "ws_closes",
+        "ws_messages",
+        "ws_open",
+    )
 
     def __init__(self) -> None:
-        self.by_class = [0] * 6  # index: status // 100
+        self.by_class = [0] * 6  # index: status // 100 (HTTP/1.0 and 1.1)
+        self.h2_by_class = [0] * 6  # the same for HTTP/2
         self.latency = Histogram()
+        self.h2_open = self.h2_opened = 0
+        self.h2_resets: dict[str, int] = {}  # streams reset, by reason
+        self.h2_goaways: dict[str, int] = {}  # GOAWAYs sent, by reason
         self.ws_open = 0
         self.ws_messages = [0, 0]  # received, sent
         self.ws_bytes = [0, 0]
@@ -93,22 +109,45 @@ class HttpMetrics:
         self.ws_messages[1] += 1
         self.ws_bytes[1] += size
 
-    def observe(self, status: int, seconds: float) -> None:
-        self.by_class[min(status // 100, 5)] += 1
+    def observe(self, status: int, seconds: float, h2: bool = False) -> None:
+        (self.h2_by_class if h2 else self.by_class)[min(status // 100, 5)] += 1
         self.latency.observe(seconds)
+
+    def h2_reset(self, reason: str) -> None:
+        self.h2_resets[reason] = self.h2_resets.get(reason, 0) + 1
+
+    def h2_goaway(self, reason: str) -> None:
+        self.h2_goaways[reason] = self.h2_goaways.get(reason, 0) + 1
 
     def samples(self) -> list[Sample]:
         out = [
             Sample(
                 "aionet_http_requests",
                 "counter",
-                "HTTP requests answered, by status class.",
-                (("code", f"{i}xx"),),
+                "HTTP requests answered, by status class and version (1.1 counts 1.0 too).",
+                (("code", f"{i}xx"), ("version", version)),
                 n,
             )
-            for i, n in enumerate(self.by_class)
+            for version, counts in (("1.1", self.by_class), ("2", self.h2_by_class))
+            for i, n in enumerate(counts)
             if i
         ]
+        out.append(Sample("aionet_http2_connections_open", "gauge", "HTTP/2 connections open.",
+                          (), self.h2_open))  # fmt: skip
+        out.append(Sample("aionet_http2_connections", "counter",
+                          "Connections that became HTTP/2 (ALPN h2 or the h2c preface).",
+                          (), self.h2_opened))  # fmt: skip
+        out.extend(
+            Sample("aionet_http2_streams_reset", "counter",
+                   "HTTP/2 streams reset, by reason (client: by the client).",
+                   (("reason", reason),), n)
+            for reason, n in sorted(self.h2_resets.items())
+        )
+        out.extend(
+            Sample("aionet_http2_goaways", "counter", "HTTP/2 GOAWAY frames sent, by reason.",
+                   (("reason", reason),), n)
+            for reason, n in sorted(self.h2_goaways.items())
+        )
         out.append(
             Sample(
                 "aionet_http_request_duration_seconds",

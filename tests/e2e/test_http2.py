@@ -15,6 +15,7 @@ import h2.connection
 import h2.events
 import httpx
 import pytest
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame
 
 from aionet.testing import serve
 from tests.e2e.conftest import Pki
@@ -177,49 +178,67 @@ async def test_rapid_reset_is_cut_off_and_others_are_served(tmp_path: Path) -> N
         assert answer.text == "/fine"
 
 
-async def test_drain_lets_streams_in_flight_finish(tmp_path: Path) -> None:
+async def test_drain_two_step_goaway_loses_no_request(tmp_path: Path) -> None:
     async with serve(config(tmp_path, "slow_path")) as server:
         _host, port = server.address("web")
 
-        def in_flight() -> list[Any]:
+        def client() -> list[Any]:
             sock, conn = _h2_client(port)
-            try:
-                request = [(":method", "GET"), (":path", "/slow/500"), (":scheme", "http"),
-                           (":authority", "x")]  # fmt: skip
-                conn.send_headers(1, request, end_stream=True)
-                sock.sendall(conn.data_to_send())
-                return _frames_until_eof(sock)  # h2's client stops at a GOAWAY: read frames
+            request = [(":method", "GET"), (":path", "/slow/500"), (":scheme", "http"),
+                       (":authority", "x")]  # fmt: skip
+            conn.send_headers(1, request, end_stream=True)
+            sock.sendall(conn.data_to_send())
+            late = [(":method", "GET"), (":path", "/late"), (":scheme", "http"),
+                    (":authority", "x")]  # fmt: skip
+
+            def on_goaway(frame: Any) -> bytes:
+                # A request already on its way when the first GOAWAY arrives (sent before the
+                # client answers its PING): the second GOAWAY must still include it.
+                if frame.last_stream_id == 2**31 - 1:
+                    block = conn.encoder.encode(late)
+                    return HeadersFrame(3, block, flags=["END_HEADERS", "END_STREAM"]).serialize()
+                return b""
+
+            try:  # h2's client state machine stops at a GOAWAY: read raw frames
+                return _frames_until_eof(sock, on_goaway)
             finally:
                 sock.close()
 
-        task = asyncio.create_task(asyncio.to_thread(in_flight))
+        task = asyncio.create_task(asyncio.to_thread(client))
         await asyncio.sleep(0.2)
         server.handlers["web"].state.drain()  # type: ignore[attr-defined]
         frames = await task
-        kinds = [type(f).__name__ for f in frames]
-        # GOAWAY naming stream 1 first, then stream 1's answer, then the final GOAWAY.
-        first_goaway = kinds.index("GoAwayFrame")
-        assert frames[first_goaway].last_stream_id == 1
-        body = b"".join(f.data for f in frames[first_goaway:] if type(f).__name__ == "DataFrame")
-        assert body == b"/slow/500"
-        assert "END_STREAM" in frames[kinds.index("DataFrame", first_goaway)].flags
-        assert kinds[-1] == "GoAwayFrame"
+        goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+        assert [g.last_stream_id for g in goaways] == [2**31 - 1, 3]
+        bodies = {1: b"", 3: b""}
+        ended = set()
+        for f in frames:
+            if isinstance(f, DataFrame):
+                bodies[f.stream_id] += f.data
+                if "END_STREAM" in f.flags:
+                    ended.add(f.stream_id)
+        assert bodies == {1: b"/slow/500", 3: b"/late"} and ended == {1, 3}
 
 
-def _frames_until_eof(sock: socket.socket) -> list[Any]:
-    """Every frame the server sends until it closes (hyperframe, no client state machine)."""
-    from hyperframe.frame import Frame
-
+def _frames_until_eof(sock: socket.socket, on_goaway: Any = None) -> list[Any]:
+    """Every frame the server sends until it closes (hyperframe, no client state machine);
+    PINGs are answered, and ``on_goaway(frame)`` may send bytes before that answer."""
     sock.settimeout(5)
     data = b""
+    frames: list[Any] = []
     while chunk := sock.recv(65536):
         data += chunk
-    frames = []
-    while len(data) >= 9:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        frames.append(frame)
-        data = data[9 + length :]
+        while len(data) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+            if len(data) < 9 + length:
+                break
+            frame.parse_body(memoryview(data[9 : 9 + length]))
+            data = data[9 + length :]
+            frames.append(frame)
+            if isinstance(frame, GoAwayFrame) and on_goaway is not None:
+                sock.sendall(on_goaway(frame))
+            if isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                sock.sendall(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
     return frames
 
 
