@@ -35,6 +35,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import H2Error, ProtocolError
 from hyperframe.frame import GoAwayFrame
 
+from ._h2_guard import FrameGuard
 from ._h2_stream import H2Stream
 from .state import ASGI_VERSION, EXTENSIONS
 from .target import decode_path, split_target
@@ -107,6 +108,7 @@ class H2Protocol(asyncio.Protocol):
             },
         )
         self.max_streams = max_streams
+        self.guard = FrameGuard(max_block=state.limits.max_header_size)
         self.streams: dict[int, H2Stream] = {}
         self.closed = False
         #: A drain began (first GOAWAY sent) / the last stream is named (second GOAWAY).
@@ -138,6 +140,13 @@ class H2Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            return
+        flood = self.guard.feed(data, self.state.clock())
+        if flood is not None:
+            self.state.log.warning("http2_flood", peer=self.peer, reason=flood)
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, flood.encode())
+            self._count_goaway(flood)
+            self._close()
             return
         try:
             events = self.h2.receive_data(data)
@@ -297,7 +306,7 @@ class H2Protocol(asyncio.Protocol):
         self._resets_at = now
         if self._resets > 2 * self.max_streams:
             self.state.log.warning("http2_rapid_reset", peer=self.peer)
-            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, b"rapid_reset")
             self._count_goaway("rapid_reset")
             self._close()
         self._check_idle()

@@ -1,6 +1,6 @@
 """HTTP/2 on the http listener: h2c by prior knowledge beside HTTP/1.1 on one port, ALPN h2 on
 TLS, curl and httpx as clients, bodies both ways under flow control, limits, drain, and a client
-resetting streams as fast as it opens them (rapid reset)."""
+and drain (the attack classes: ``test_http2_attacks.py``)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import h2.connection
 import h2.events
 import httpx
 import pytest
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
 from aionet.testing import serve
 from tests.e2e.conftest import Pki
+from tests.h2_helpers import frames_until_eof
 
 PREFACE_APPS = "tests.apps.raw_apps"
 
@@ -148,36 +149,6 @@ def _events_until(
             return seen
 
 
-async def test_rapid_reset_is_cut_off_and_others_are_served(tmp_path: Path) -> None:
-    async with serve(config(tmp_path, "slow_path")) as server:
-        host, port = server.address("web")
-
-        def attack() -> Any:
-            sock, conn = _h2_client(port)
-            headers = [(":method", "GET"), (":path", "/slow/1000"), (":scheme", "http"),
-                       (":authority", "x")]  # fmt: skip
-            try:
-                for i in range(2000):
-                    stream = 1 + 2 * i
-                    conn.send_headers(stream, headers, end_stream=True)
-                    conn.reset_stream(stream)
-                    sock.sendall(conn.data_to_send())
-                events = _events_until(sock, conn, h2.events.ConnectionTerminated)
-            except (ConnectionError, h2.exceptions.ProtocolError):
-                return "closed"
-            finally:
-                sock.close()
-            ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
-            return ended[0].error_code if ended else "eof"
-
-        result = await asyncio.to_thread(attack)
-        assert result in (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "closed", "eof")
-        # A well-behaved client is served meanwhile and after.
-        async with httpx.AsyncClient(http1=False, http2=True) as client:
-            answer = await client.get(f"http://{host}:{port}/fine")
-        assert answer.text == "/fine"
-
-
 async def test_drain_two_step_goaway_loses_no_request(tmp_path: Path) -> None:
     async with serve(config(tmp_path, "slow_path")) as server:
         _host, port = server.address("web")
@@ -200,7 +171,7 @@ async def test_drain_two_step_goaway_loses_no_request(tmp_path: Path) -> None:
                 return b""
 
             try:  # h2's client state machine stops at a GOAWAY: read raw frames
-                return _frames_until_eof(sock, on_goaway)
+                return frames_until_eof(sock, on_goaway)
             finally:
                 sock.close()
 
@@ -218,28 +189,6 @@ async def test_drain_two_step_goaway_loses_no_request(tmp_path: Path) -> None:
                 if "END_STREAM" in f.flags:
                     ended.add(f.stream_id)
         assert bodies == {1: b"/slow/500", 3: b"/late"} and ended == {1, 3}
-
-
-def _frames_until_eof(sock: socket.socket, on_goaway: Any = None) -> list[Any]:
-    """Every frame the server sends until it closes (hyperframe, no client state machine);
-    PINGs are answered, and ``on_goaway(frame)`` may send bytes before that answer."""
-    sock.settimeout(5)
-    data = b""
-    frames: list[Any] = []
-    while chunk := sock.recv(65536):
-        data += chunk
-        while len(data) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-            if len(data) < 9 + length:
-                break
-            frame.parse_body(memoryview(data[9 : 9 + length]))
-            data = data[9 + length :]
-            frames.append(frame)
-            if isinstance(frame, GoAwayFrame) and on_goaway is not None:
-                sock.sendall(on_goaway(frame))
-            if isinstance(frame, PingFrame) and "ACK" not in frame.flags:
-                sock.sendall(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
-    return frames
 
 
 async def test_connections_table_shows_http2(tmp_path: Path) -> None:
