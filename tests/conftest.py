@@ -33,6 +33,8 @@ TOOL_PACKAGES = {
     "offlineimap": "offlineimap3",
     "getmail": "getmail6",
     "nc": "netcat-openbsd",
+    "nghttp": "nghttp2-client",
+    "h2load": "nghttp2-client",
     "chromium": "chromium",
 }
 

@@ -42,6 +42,7 @@ class H2Stream:
     """The state of one request stream and its response; ``run()`` is the stream's task."""
 
     __slots__ = (
+        "body_ended",
         "chunks",
         "complete",
         "conn",
@@ -60,6 +61,7 @@ class H2Stream:
         "status",
         "t0",
         "task",
+        "trailers",
         "waiter",
         "window_since",
     )
@@ -80,6 +82,10 @@ class H2Stream:
         # Response.
         self.started = self.headers_sent = self.complete = self.disconnected = False
         self.no_body = False
+        #: The app announced trailers (``http.response.trailers``): the body does not end the
+        #: stream; the trailers do. None once they are sent.
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.body_ended = False
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.sent = 0
@@ -135,7 +141,7 @@ class H2Stream:
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     async def send(self, message: Message) -> None:
-        """``http.response.start``/``body``/``pathsend``/``zerocopysend``.
+        """``http.response.start``/``body``/``trailers``/``pathsend``/``zerocopysend``.
 
         Raises:
             ClientDisconnected: the stream was reset or the connection is gone.
@@ -161,6 +167,8 @@ class H2Stream:
             fd = message["file"].fileno()
             offset = message.get("offset") or 0
             await self._file(fd, offset, message.get("count"), message.get("more_body", False))
+        elif kind == "http.response.trailers" and self.trailers is not None and self.body_ended:
+            self._trailers(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
@@ -177,6 +185,8 @@ class H2Stream:
         self.response_headers = headers
         self.started = True
         self.no_body = self.scope["method"] == "HEAD" or not status_allows_body(status)
+        if message.get("trailers"):
+            self.trailers = []
 
     def _send_headers(self, end: bool) -> None:
         conn = self.conn
@@ -187,25 +197,51 @@ class H2Stream:
         conn.send_headers(self.id, headers, end)
 
     async def _body(self, body: bytes, more_body: bool) -> None:
+        # The last body message ends the stream, unless trailers are still to come.
+        end = not more_body and self.trailers is None
         if self.no_body:  # HEAD, 1xx/204/304: the headers alone, once the app is done
             if not more_body:
-                if self.headers_sent:
-                    self.conn.end_stream(self.id)
-                else:
-                    self._send_headers(end=True)
-                self._finish()
+                self._close_body(end)
             return
         if not self.headers_sent:
             if not more_body and not any(n == b"content-length" for n, _ in self.response_headers):
                 self.response_headers.append((b"content-length", b"%d" % len(body)))
-            self._send_headers(end=not more_body and not body)
-            if not more_body and not body:
+            self._send_headers(end=end and not body)
+            if end and not body:
                 self._finish()
                 return
-        if body or not more_body:
-            await self._data(body, end=not more_body)
-        if not more_body:
+        if body or end:
+            await self._data(body, end=end)
+        if end:
             self._finish()
+        elif not more_body:
+            self.body_ended = True  # the trailers end the stream
+
+    def _close_body(self, end: bool) -> None:
+        """The app sent its last body message: end the stream (``end``) or wait for trailers."""
+        if not self.headers_sent:
+            self._send_headers(end=end)
+        elif end:
+            self.conn.end_stream(self.id)
+        self.body_ended = True
+        if end:
+            self._finish()
+
+    def _trailers(self, message: Message) -> None:
+        """``http.response.trailers``: sent as the stream's last HEADERS (RFC 9113 §8.1)."""
+        assert self.trailers is not None
+        for name, value in message.get("headers", ()):
+            name = bytes(name).lower()
+            if name not in HOP_BY_HOP and not name.startswith(b":"):
+                self.trailers.append((name, bytes(value)))
+        if message.get("more_trailers", False):
+            return
+        if self.no_body:
+            self.conn.end_stream(self.id)
+        else:
+            self.conn.send_headers(self.id, self.trailers, True)
+        self.trailers = None
+        self._finish()
 
     async def _data(self, data: bytes, end: bool) -> None:
         """``data`` as DATA frames within the flow-control windows; END_STREAM if ``end``."""
@@ -234,21 +270,25 @@ class H2Stream:
     async def _file(self, fd: int, offset: int, count: int | None, more_body: bool) -> None:
         if count is None:
             count = os.fstat(fd).st_size - offset
+        last = not more_body and self.trailers is None  # this message ends the stream
+        if self.no_body or count == 0:
+            if not more_body:
+                self._close_body(last)
+            return
         if not self.headers_sent:
-            self._send_headers(end=self.no_body and not more_body)
-        if not self.no_body:
-            loop, end = self.conn.loop, offset + count
-            while offset < end:
-                size = min(FILE_CHUNK, end - offset)
-                data = await loop.run_in_executor(None, os.pread, fd, size, offset)
-                if not data:
-                    raise RuntimeError("file shorter than the range being sent")
-                offset += len(data)
-                await self._data(data, end=not more_body and offset >= end)
-            if count == 0 and not more_body:
-                self.conn.end_stream(self.id)
+            self._send_headers(end=False)
+        loop, end = self.conn.loop, offset + count
+        while offset < end:
+            size = min(FILE_CHUNK, end - offset)
+            data = await loop.run_in_executor(None, os.pread, fd, size, offset)
+            if not data:
+                raise RuntimeError("file shorter than the range being sent")
+            offset += len(data)
+            await self._data(data, end=last and offset >= end)
         if not more_body:
-            self._finish()
+            self.body_ended = True
+            if last:
+                self._finish()
 
     def _finish(self) -> None:
         self.complete = True

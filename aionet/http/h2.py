@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PREFACE", "H2Host", "H2Protocol", "preface_state"]
 
+#: The response extensions of an HTTP/2 request scope: HTTP/1.1's and trailers.
+H2_EXTENSIONS: dict[str, dict[str, Any]] = {**EXTENSIONS, "http.response.trailers": {}}
 #: What an HTTP/2 client sends first (RFC 9113 §3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Streams a client may reset per second, averaged, before the connection is cut.
@@ -262,7 +264,7 @@ class H2Protocol(asyncio.Protocol):
             "raw_path": raw_path,
             "query_string": query,
             "headers": plain,
-            "extensions": EXTENSIONS,
+            "extensions": H2_EXTENSIONS,
         }
         if state.lifespan_state is not None:
             scope["state"] = state.lifespan_state.copy()

@@ -207,3 +207,18 @@ async def ws_echo(scope: Scope, receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+async def with_trailers(scope: Scope, receive: Any, send: Any) -> None:
+    """A body in two parts, then trailers (``http.response.trailers``, where offered)."""
+    if scope["type"] != "http":
+        return
+    offered = "http.response.trailers" in scope.get("extensions", {})
+    await send({"type": "http.response.start", "status": 200, "trailers": offered,
+                "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b"part one, ", "more_body": True})
+    await send({"type": "http.response.body", "body": b"part two"})
+    if offered:
+        await send({"type": "http.response.trailers", "more_trailers": True,
+                    "headers": [(b"x-checksum", b"abc123")]})  # fmt: skip
+        await send({"type": "http.response.trailers", "headers": [(b"x-rows", b"2")]})

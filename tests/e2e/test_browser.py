@@ -234,3 +234,22 @@ def test_the_dashboard_draws_live_data(daemon: Any, browser: Browser, tmp_path: 
     finally:
         stop.set()
         loader.join(timeout=5)
+
+
+# -- HTTP/2 ------------------------------------------------------------------------------------
+
+
+def test_a_page_over_tls_is_loaded_with_h2(daemon: Any, browser: Browser, tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    config = json.loads(web_config(pki))
+    config["listeners"][0]["tls"] = {"certificates": ["default"], "alpn": ["h2", "http/1.1"]}
+    server: Daemon = daemon(json.dumps(config), env={"PYTHONPATH": str(APPS_DIR)})
+    host, port = server.address("web")
+    page = browser.new_page()
+    page.navigate(f"https://{host}:{port}/")
+    assert page.evaluate("performance.getEntries()[0].nextHopProtocol") == "h2"
+    # The page's WebSocket still works beside it (RFC 8441 is not offered: it goes over its
+    # own HTTP/1.1 connection).
+    assert page.wait_for("document.getElementById('out').textContent").startswith("echo(wss)")
+    entry = server.wait_for("http_request", path="/")
+    assert entry["http_version"] == "2"

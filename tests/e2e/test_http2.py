@@ -213,3 +213,88 @@ async def test_frameworks_over_http2(tmp_path: Path, app: str) -> None:
             echo = await client.post(url + "/echo", content=b"z" * 100_000)
         assert home.http_version == "HTTP/2" and home.status_code == 200
         assert echo.status_code == 200 and echo.json()["length"] == 100_000
+
+
+async def test_trailers_end_the_stream(tmp_path: Path) -> None:
+    async with serve(config(tmp_path, "with_trailers")) as server:
+        _host, port = server.address("web")
+
+        def fetch() -> tuple[bytes, list[tuple[bytes, bytes]]]:
+            sock, conn = _h2_client(port)
+            try:
+                request = [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                           (":authority", "x")]  # fmt: skip
+                conn.send_headers(1, request, end_stream=True)
+                sock.sendall(conn.data_to_send())
+                events = _events_until(sock, conn, h2.events.StreamEnded)
+            finally:
+                sock.close()
+            body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+            trailers = [e for e in events if isinstance(e, h2.events.TrailersReceived)]
+            assert len(trailers) == 1 and trailers[0].stream_ended is not None
+            return body, list(trailers[0].headers)
+
+        body, trailers = await asyncio.to_thread(fetch)
+        assert body == b"part one, part two"
+        assert trailers == [(b"x-checksum", b"abc123"), (b"x-rows", b"2")]
+    # HTTP/1.1 does not offer the extension: the same app answers without trailers.
+    async with serve(config(tmp_path, "with_trailers")) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url)).text == "part one, part two"
+
+
+async def test_static_files_keep_their_caching_rules(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "small.txt").write_text("hello, h2\n")
+    (site / "big.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB: read in pieces
+    cfg = config(tmp_path)
+    options = cfg["listeners"][0]["options"]
+    del options["app"]
+    options["static_dir"] = str(site)
+    async with serve(cfg) as server:
+        url = "http://{}:{}".format(*server.address("web"))
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            small = await client.get(url + "/small.txt")
+            assert (small.http_version, small.text) == ("HTTP/2", "hello, h2\n")
+            etag = small.headers["etag"]
+            again = await client.get(url + "/small.txt", headers={"If-None-Match": etag})
+            assert again.status_code == 304 and again.content == b""
+            big = await client.get(url + "/big.bin")
+            assert big.content == bytes(range(256)) * 4096
+            part = await client.get(url + "/big.bin", headers={"Range": "bytes=256-511"})
+            assert part.status_code == 206 and part.content == bytes(range(256))
+            head = await client.head(url + "/big.bin")
+            assert head.headers["content-length"] == str(1024 * 1024) and head.content == b""
+
+
+@pytest.mark.tool("nghttp")
+async def test_nghttp_verbose(tmp_path: Path) -> None:
+    async with serve(config(tmp_path, "echo")) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        done = await asyncio.to_thread(
+            subprocess.run, ["nghttp", "-v", "-d", "-", url], input="from nghttp",
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        out = done.stdout
+        assert "recv SETTINGS frame" in out and "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100]" in out
+        assert ":status: 200" in out and "x-method: POST" in out
+        # The echo comes back in two DATA frames (the app sends one byte, then the rest).
+        assert "recv DATA frame <length=1, flags=0x00" in out
+        assert "recv DATA frame <length=10, flags=0x01" in out  # END_STREAM
+
+
+@pytest.mark.tool("h2load")
+async def test_h2load(tmp_path: Path, pki: Pki) -> None:
+    async with serve(tls_config(tmp_path, pki)) as server:
+        _host, port = server.address("web")
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["h2load", "-n", "2000", "-c", "4", "-m", "10", f"https://127.0.0.1:{port}/"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Application protocol: h2" in done.stdout
+        assert "2000 succeeded, 0 failed, 0 errored" in done.stdout, done.stdout
