@@ -46,6 +46,8 @@ class H2Stream:
         "chunks",
         "complete",
         "conn",
+        "data_at",
+        "discard",
         "disconnected",
         "headers_sent",
         "id",
@@ -78,6 +80,10 @@ class H2Stream:
         self.chunks: list[tuple[bytes, int]] = []
         self.received = 0
         self.more_body = True
+        #: When the last piece of body arrived (``body_timeout``).
+        self.data_at = time.monotonic()
+        #: Refused mid-body: what still arrives of the body is dropped.
+        self.discard = False
         self.waiter: asyncio.Future[None] | None = None
         # Response.
         self.started = self.headers_sent = self.complete = self.disconnected = False
@@ -99,6 +105,7 @@ class H2Stream:
     def feed(self, data: bytes, flow_length: int) -> bool:
         """A DATA frame's payload arrived; False when the body passed ``max_body_size``."""
         self.received += len(data)
+        self.data_at = time.monotonic()
         if self.received > self.conn.state.limits.max_body_size:
             return False
         self.chunks.append((data, flow_length))

@@ -285,17 +285,25 @@ class H2Protocol(asyncio.Protocol):
         if stream is None or stream.complete:  # answered already: the body is not wanted
             self.acknowledge(event.stream_id, length)
             return
-        if not stream.feed(data, length):
+        if stream.discard:  # refused mid-body: the rest of the body is dropped
             self.acknowledge(event.stream_id, length)
-            if not stream.headers_sent:
-                stream.disconnect()
-                replacement = H2Stream(self, event.stream_id, stream.scope)
-                replacement.more_body = False
-                self.streams[event.stream_id] = replacement
-                task = replacement.task = self.loop.create_task(replacement.run(_answer(413)))
-                self.state.tasks.add(task)
-            else:
-                self.reset(event.stream_id, ErrorCodes.CANCEL, "body_too_large")
+        elif not stream.feed(data, length):
+            self.acknowledge(event.stream_id, length)
+            self._refuse(stream, 413, "body_too_large")
+
+    def _refuse(self, stream: H2Stream, status: int, reason: str) -> None:
+        """Take a stream away from the app mid-request (it sees ``http.disconnect``): answer
+        ``status`` if nothing was sent yet, else reset it."""
+        stream.disconnect()
+        if stream.headers_sent:
+            self.reset(stream.id, ErrorCodes.CANCEL, reason)
+            return
+        answer = H2Stream(self, stream.id, stream.scope)
+        answer.discard = True
+        answer.more_body = stream.more_body  # still coming: reset once answered (NO_ERROR)
+        self.streams[stream.id] = answer
+        task = answer.task = self.loop.create_task(answer.run(_answer(status)))
+        self.state.tasks.add(task)
 
     def _reset_by_client(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)
@@ -407,6 +415,17 @@ class H2Protocol(asyncio.Protocol):
             return
         if self.draining and not self.going_away and now - self._drain_since > DRAIN_PING_WAIT:
             self._drain_acknowledged()  # the client never answered the drain's PING
+        if limits.body_timeout > 0:  # a request body that stopped coming (slow POST)
+            for stream in list(self.streams.values()):
+                if (
+                    stream.more_body
+                    and not stream.discard
+                    and not stream.chunks  # not when the app is the one not reading
+                    and now - stream.data_at > limits.body_timeout
+                ):
+                    self.state.log.info("http2_body_timeout", peer=self.peer,
+                                        path=stream.scope.get("path"))  # fmt: skip
+                    self._refuse(stream, 408, "body_timeout")
         if limits.send_timeout > 0:
             for stream in list(self.streams.values()):
                 since = stream.window_since

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from h2.errors import ErrorCodes
+from hpack import Decoder
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -36,7 +37,7 @@ def config(tmp_path: Path, **options: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def attacked(server: Any, attack: Any) -> list[Any]:
+async def attacked(server: Any, attack: Any, polite: str = "/polite") -> list[Any]:
     """Run ``attack(port)`` (blocking, raw frames) while a polite client keeps being served;
     the frames the attacker got back."""
     _host, port = server.address("web")
@@ -45,10 +46,10 @@ async def attacked(server: Any, attack: Any) -> list[Any]:
     answered = 0
     async with httpx.AsyncClient(http1=False, http2=True) as client:
         while not task.done():
-            assert (await client.get(url)).text == "/polite"
+            assert (await client.get(url)).text == polite
             answered += 1
         frames: list[Any] = await task
-        assert (await client.get(url)).text == "/polite"  # and after
+        assert (await client.get(url)).text == polite  # and after
     assert answered >= 1
     return frames
 
@@ -190,3 +191,22 @@ async def test_stream_id_abuse(tmp_path: Path) -> None:
         assert ErrorCodes.STREAM_CLOSED in codes or (
             end is not None and end.error_code == ErrorCodes.STREAM_CLOSED
         )
+
+
+async def test_a_stalled_body_gets_408_and_a_refused_upload_is_reset(tmp_path: Path) -> None:
+    def slow_post(port: int) -> list[Any]:  # HEADERS without END_STREAM, then nothing
+        raw = RawH2(port)
+        block = raw.encoder.encode([(":method", "POST"), (":path", "/upload"),
+                                    (":scheme", "http"), (":authority", "x")])  # fmt: skip
+        raw.send(raw.headers(1, block, end_stream=False), DataFrame(1, b"a little"))
+        return raw.read_all()
+
+    cfg = config(tmp_path, body_timeout="1s", keepalive_timeout="2s")
+    cfg["listeners"][0]["options"]["app"] = "tests.apps.raw_apps:echo"
+    async with serve(cfg) as server:
+        frames = await attacked(server, slow_post, polite="")  # echo: an empty body back
+    heads = [Decoder().decode(f.data) for f in frames if isinstance(f, HeadersFrame)]
+    assert len(heads) == 1 and (":status", "408") in heads[0]
+    resets = [f for f in frames if isinstance(f, RstStreamFrame)]
+    # Answered before the body ended: the rest of it is not wanted (RFC 9113 §8.1).
+    assert [(r.stream_id, r.error_code) for r in resets] == [(1, ErrorCodes.NO_ERROR)]
