@@ -211,7 +211,7 @@ class H2Protocol(asyncio.Protocol):
         stream_id = event.stream_id
         assert event.headers is not None
         scope, refusal = self._scope(event.headers)
-        if self.going_away:
+        if self.going_away:  # after the last GOAWAY: refused, retryable elsewhere
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, "refused")
             return
         self._idle_since = 0.0
@@ -240,11 +240,14 @@ class H2Protocol(asyncio.Protocol):
                 host = host or name == b"host"
                 plain.append((name, value))
         authority = pseudo.get(b":authority")
-        if authority is not None and not host:  # RFC 9113 §8.3.1: :authority is the Host
+        refusal = None
+        # RFC 9113 §8.3.1: :authority is the Host (h2 refuses a Host that differs from it).
+        if authority is not None and not host:
             plain.insert(0, (b"host", authority))
         method = pseudo.get(b":method", b"")
         target = pseudo.get(b":path", b"" if method == b"CONNECT" else b"/")
-        refusal = 405 if method == b"CONNECT" else None
+        if method == b"CONNECT":
+            refusal = 405
         try:
             raw_path, query = split_target(target)
             path = decode_path(raw_path)

@@ -210,3 +210,31 @@ async def test_a_stalled_body_gets_408_and_a_refused_upload_is_reset(tmp_path: P
     resets = [f for f in frames if isinstance(f, RstStreamFrame)]
     # Answered before the body ended: the rest of it is not wanted (RFC 9113 §8.1).
     assert [(r.stream_id, r.error_code) for r in resets] == [(1, ErrorCodes.NO_ERROR)]
+
+
+async def test_streams_past_the_limit_cost_the_connection(tmp_path: Path) -> None:
+    def burst(port: int) -> list[Any]:
+        # 150 streams at once against a limit of 100 (h2 applies our SETTINGS at once).
+        raw = RawH2(port)
+        raw.send(*[raw.headers(1 + 2 * i, request_block(raw.encoder, "/slow/300"))
+                   for i in range(150)])  # fmt: skip
+        return raw.read_all()
+
+    async with serve(config(tmp_path)) as server:
+        frames = await attacked(server, burst)
+    end = goaway(frames)
+    assert end is not None and end.error_code == ErrorCodes.PROTOCOL_ERROR
+    assert end.last_stream_id == 199  # the 100th stream; the 101st broke the limit
+
+
+async def test_host_must_match_authority(tmp_path: Path) -> None:
+    def lying(port: int) -> list[Any]:
+        raw = RawH2(port)
+        raw.send(raw.headers(1, request_block(raw.encoder, "/", host="other.example")))
+        return raw.read_all()
+
+    async with serve(config(tmp_path)) as server:
+        frames = await attacked(server, lying)
+    end = goaway(frames)  # malformed (RFC 9113 §8.3.1): h2 makes it a connection error
+    assert end is not None and end.error_code == ErrorCodes.PROTOCOL_ERROR
+    assert not any(isinstance(f, HeadersFrame) for f in frames)
