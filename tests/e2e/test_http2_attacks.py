@@ -238,3 +238,27 @@ async def test_host_must_match_authority(tmp_path: Path) -> None:
     end = goaway(frames)  # malformed (RFC 9113 §8.3.1): h2 makes it a connection error
     assert end is not None and end.error_code == ErrorCodes.PROTOCOL_ERROR
     assert not any(isinstance(f, HeadersFrame) for f in frames)
+
+
+async def test_connection_specific_and_uppercase_fields_are_malformed(tmp_path: Path) -> None:
+    bad_fields = [("connection", "keep-alive"), ("transfer-encoding", "chunked"),
+                  ("X-Upper", "1"), ("te", "gzip")]  # fmt: skip
+    async with serve(config(tmp_path)) as server:
+        for name, value in bad_fields:
+
+            def bad(port: int, name: str = name, value: str = value) -> list[Any]:
+                raw = RawH2(port)
+                block = raw.encoder.encode([(":method", "GET"), (":path", "/"),
+                                            (":scheme", "http"), (":authority", "x"),
+                                            (name, value)])  # fmt: skip
+                raw.send(raw.headers(1, block))
+                return raw.read_all()
+
+            frames = await attacked(server, bad)
+            end = goaway(frames)
+            resets = [f.error_code for f in frames if isinstance(f, RstStreamFrame)]
+            # RFC 9113 §8.2.2 / §8.2: a malformed request, never passed to the app.
+            assert (end is not None and end.error_code == ErrorCodes.PROTOCOL_ERROR) or resets == [
+                ErrorCodes.PROTOCOL_ERROR
+            ], name
+            assert not any(isinstance(f, HeadersFrame) for f in frames), name
