@@ -49,6 +49,7 @@ class H2Stream:
         "data_at",
         "discard",
         "disconnected",
+        "guarded",
         "headers_sent",
         "id",
         "more_body",
@@ -73,6 +74,8 @@ class H2Stream:
         self.id = stream_id
         self.scope = scope
         self.task: asyncio.Task[None] | None = None
+        #: The forwarded client counted by the listener's ``ClientGuard`` until the end.
+        self.guarded: str | None = None
         state = conn.state
         self.t0 = time.perf_counter() if state.access or state.metrics else 0.0
         self.request_id: bytes | None = None
@@ -319,6 +322,8 @@ class H2Stream:
         finally:
             if self.task is not None:
                 state.tasks.discard(self.task)
+            if self.guarded is not None and state.guard is not None:
+                state.guard.leave(self.guarded)
 
     async def _failed(self, exc: Exception) -> None:
         conn = self.conn

@@ -35,7 +35,7 @@ from ..proto.http import (
 from ._deadlines import _Deadlines
 from ._output import PAUSE_QUEUE
 from ._ws_handshake import Handshake, is_websocket_upgrade
-from .cycle import RequestCycle, refused_app, refused_response
+from .cycle import RequestCycle, guard_forwarded, refused_app, refused_response
 from .state import ASGI_VERSION, EXTENSIONS, WS_EXTENSIONS
 from .target import decode_path, split_target
 from .websocket import WebSocket
@@ -408,23 +408,14 @@ class _Reading(_Deadlines):
 
     def _guard(self, cycle: RequestCycle) -> bool:
         """The listener's access rules and per-IP cap for a request a trusted proxy forwarded
-        (its connection passed them at accept): True when the request was refused (``403`` for
-        the lists, ``429`` for the rate and the cap; the connection, the proxy's, stays)."""
-        state = self.state
-        forwarded, guard, peer = state.forwarded, state.guard, self.client
-        if forwarded is None or guard is None or not forwarded.trusts(peer[0] if peer else None):
-            return False
-        client = cycle.scope["client"]
-        ip = client[0] if client else None
-        if ip is None:
-            return False
-        reason = guard.enter(ip)
+        (``guard_forwarded``): True when the request was refused (``403`` for the lists,
+        ``429`` for the rate and the cap; the connection, the proxy's, stays)."""
+        ip, reason = guard_forwarded(self.state, self.client, cycle.scope, self.peer)
+        cycle.guarded = ip
         if reason is None:
-            cycle.guarded = ip
             return False
-        state.log.info("http_client_refused", client=ip, peer=self.peer, reason=reason)
         task = cycle.task = self.loop.create_task(cycle.run(refused_app(reason)))
-        state.tasks.add(task)
+        self.state.tasks.add(task)
         return True
 
     def response_done(self, cycle: RequestCycle) -> None:
@@ -485,22 +476,13 @@ class _Reading(_Deadlines):
     def _guard_websocket(self, session: WebSocket) -> bool:
         """``_guard`` for a WebSocket handshake a trusted proxy forwarded: True when refused
         (403 or 429, as a request; the connection closes after the reply)."""
-        state = self.state
-        forwarded, guard, peer = state.forwarded, state.guard, self.client
-        if forwarded is None or guard is None or not forwarded.trusts(peer[0] if peer else None):
-            return False
-        client = session.scope["client"]
-        ip = client[0] if client else None
-        if ip is None:
-            return False
-        reason = guard.enter(ip)
+        ip, reason = guard_forwarded(self.state, self.client, session.scope, self.peer)
+        session.guarded = ip
         if reason is None:
-            session.guarded = ip
             return False
-        state.log.info("http_client_refused", client=ip, peer=self.peer, reason=reason)
         self._ws = None
         self._halt()
-        self.write(refused_response(reason, state.date.prelude))
+        self.write(refused_response(reason, self.state.date.prelude))
         self._linger()
         return True
 

@@ -509,6 +509,29 @@ def _forwarded_client(scope: dict[str, Any], proto: Any) -> dict[str, Any]:
     return {"client": client[0]}
 
 
+def guard_forwarded(
+    state: HttpState, conn_client: tuple[str, Any] | None, scope: dict[str, Any], peer: str
+) -> tuple[str | None, str | None]:
+    """The listener's access rules and per-IP cap for a request a trusted proxy forwarded (its
+    connection passed them at accept): ``(ip, None)`` when admitted — ``ip`` is counted until
+    ``state.guard.leave(ip)`` —, ``(None, reason)`` when refused (``refused_app(reason)``
+    answers it), ``(None, None)`` when the rules do not apply per request here. Every wire
+    protocol (HTTP/1.1 requests and WebSocket handshakes, HTTP/2 streams) admits through it."""
+    forwarded, guard = state.forwarded, state.guard
+    trusted = forwarded is not None and forwarded.trusts(conn_client[0] if conn_client else None)
+    if guard is None or not trusted:
+        return None, None
+    client = scope["client"]
+    ip = client[0] if client else None
+    if ip is None:
+        return None, None
+    reason = guard.enter(ip)
+    if reason is None:
+        return ip, None
+    state.log.info("http_client_refused", client=ip, peer=peer, reason=reason)
+    return None, reason
+
+
 #: ``ClientGuard`` refusal reasons → the status a refused request gets.
 _REFUSED_STATUS = {"denied": 403, "not_allowed": 403}
 

@@ -37,6 +37,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ._h2_guard import FrameGuard
 from ._h2_stream import H2Stream
+from .cycle import guard_forwarded, refused_app
 from .state import ASGI_VERSION, EXTENSIONS
 from .target import decode_path, split_target
 
@@ -223,9 +224,11 @@ class H2Protocol(asyncio.Protocol):
         state.requests += 1
         if refusal is None and _declared_length(scope) > state.limits.max_body_size:
             refusal = 413
-        task = stream.task = self.loop.create_task(
-            stream.run(_answer(refusal) if refusal is not None else None)
-        )
+        app = _answer(refusal) if refusal is not None else None
+        if app is None and state.guard is not None:  # a forwarded client meets the rules
+            stream.guarded, reason = guard_forwarded(state, self.client, scope, self.peer)
+            app = refused_app(reason) if reason is not None else None
+        task = stream.task = self.loop.create_task(stream.run(app))
         state.tasks.add(task)
 
     def _scope(self, headers: list[tuple[bytes, bytes]]) -> tuple[dict[str, Any], int | None]:

@@ -227,18 +227,25 @@ def via(client_ip: str) -> dict[str, str]:
     return {"X-Forwarded-For": client_ip}
 
 
-async def test_forwarded_client_meets_the_listener_access_rules(tmp_path: Path) -> None:
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "h2c"])
+async def test_forwarded_client_meets_the_listener_access_rules(
+    tmp_path: Path, http2: bool
+) -> None:
     # The proxy (127.0.0.1) is in no allow list: its connection passes at accept; each
     # forwarded client meets allow/deny per request and the proxy's connection survives a 403.
+    # The same over HTTP/2, where each stream is a request (one shared admission path).
     access = {"allow": ["203.0.113.0/24"], "deny": ["203.0.113.66"]}
-    async with serve(proxied(["127.0.0.1"], access=access), data_dir=tmp_path) as server:
+    config = proxied(["127.0.0.1"], access=access)
+    config["listeners"][0]["options"]["http2"] = http2
+    async with serve(config, data_dir=tmp_path) as server:
         base = "http://{}:{}".format(*server.address("web")[:2])
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, http1=not http2, http2=http2) as client:
             ok = await client.get("/", headers=via("203.0.113.5"))
             denied = await client.get("/", headers=via("203.0.113.66"))
             outside = await client.get("/", headers=via("198.51.100.9"))
             again = await client.get("/", headers=via("203.0.113.7"))
         assert (ok.status_code, ok.text) == (200, "203.0.113.5 http")
+        assert ok.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
         assert denied.status_code == outside.status_code == 403
         assert denied.text == "403 Forbidden\n"
         assert again.status_code == 200
