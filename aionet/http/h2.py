@@ -15,10 +15,12 @@ so it stays tracked by the connection manager (counted, per-IP caps, ``/connecti
 (``h2_max_streams``), the header list size (``max_header_size``), ``max_body_size`` (``413``
 then RST_STREAM), request bodies flow-controlled by the app's reading (the connection window is
 the streams' windows summed, so one stream the app does not read cannot starve the others),
-``send_timeout`` for a stream whose client gives it no window, ``keepalive_timeout`` for a
-connection without streams. A client that resets streams faster than it could use them (rapid
-reset, CVE-2023-44487) is sent GOAWAY ``ENHANCE_YOUR_CALM``. Drain: GOAWAY with the last stream
-id; the streams in flight finish, then the connection closes.
+``send_timeout`` for a stream whose client gives it no window, ``body_timeout`` for a request
+body that stops coming (408), ``keepalive_timeout`` for a connection without streams. A client
+that resets streams faster than it could use them (rapid reset, CVE-2023-44487) is sent GOAWAY
+``ENHANCE_YOUR_CALM``; so is one flooding control frames or header-block bytes (``FrameGuard``,
+``_h2_guard``). Drain: the two-step GOAWAY (``H2Protocol.drain``). Requests a trusted proxy
+forwarded meet the listener's access rules per stream (``cycle.guard_forwarded``).
 """
 
 from __future__ import annotations
