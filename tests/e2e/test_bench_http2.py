@@ -77,6 +77,8 @@ async def test_h2c_against_aionet(tmp_path: Path, streams: int) -> None:
     # Streams in flight when the count was reached may be answered too (not recorded).
     assert N <= len(versions) <= N + 3 * streams
     assert set(versions) == {"2"}
+    # -c 3: three connections, however many streams each carries.
+    assert len({e["peer"] for e in logs if e["event"] == "http_request"}) == 3
 
 
 async def test_alpn_h2_against_aionet_over_tls(tmp_path: Path, pki: Pki) -> None:
@@ -233,13 +235,16 @@ class TinyH2(asyncio.Protocol):
     """Answers each request at once; at most ``limit`` concurrent streams. ``drain_after``:
     after that many requests a GOAWAY that still promises every stream (the first step of a
     graceful shutdown), written before the answer. ``refuse``: a GOAWAY(last 0) instead of any
-    answer."""
+    answer. ``silent``: no answer at all."""
 
     connections = 0
     max_open = 0
 
-    def __init__(self, limit: int, drain_after: int = 0, refuse: bool = False) -> None:
+    def __init__(
+        self, limit: int, drain_after: int = 0, refuse: bool = False, silent: bool = False
+    ) -> None:
         self.limit, self.drain_after, self.refuse = limit, drain_after, refuse
+        self.silent = silent  # never answers
         self.requests = 0
 
     def connection_made(self, transport: Any) -> None:
@@ -263,6 +268,8 @@ class TinyH2(asyncio.Protocol):
 
     def _answer(self, sid: int) -> None:
         self.requests += 1
+        if self.silent:
+            return
         if self.refuse:
             self.transport.write(GoAwayFrame(0, last_stream_id=0).serialize())
             return
@@ -292,3 +299,13 @@ async def test_streams_refused_by_goaway_are_counted() -> None:
         result = await bench(["http", "--http2", "--streams", "2", url], Plan(1, requests=6))
     assert result.requests == 0 and result.errors == {"goaway": 6}, result.error_details
     assert "last stream 0" in result.error_details["goaway"]
+
+
+async def test_unanswered_streams_time_out() -> None:
+    TinyH2.connections = 0
+    async with fake_server(lambda: TinyH2(limit=100, silent=True)) as port:
+        url = f"http://127.0.0.1:{port}/"
+        plan = Plan(2, requests=8, timeout=0.3)
+        result = await bench(["http", "--http2", "--streams", "2", url], plan)
+    assert result.requests == 0 and result.errors == {"timeout": 8}, result.error_details
+    assert TinyH2.connections >= 4  # a timed-out request takes its connection with it
