@@ -127,7 +127,7 @@ class _Lane(Session):
         (its connection is gone or draining): the lane leaves it, the last one closes it."""
         self.open = False
         if self.sid:
-            self.conn.abort()
+            self.conn.abort("aborted with its connection: another stream on it timed out")
         if self.attached:
             self.attached = False
             self.conn.detach(self)
@@ -323,13 +323,13 @@ class _H2Connection(asyncio.Protocol):
         if not self.open and not self.streams and self.transport_set:
             self.transport.close()
 
-    def abort(self) -> None:
+    def abort(self, why: str = "aborted") -> None:
         self.stop_new_streams()
         if self.transport_set:
             self.transport.abort()
         if self.opening is not None and not self.opening.done():
             self.opening.cancel()
-        self._lost(BenchError("closed", "aborted"))
+        self._lost(BenchError("closed", why))
 
     def _lost(self, error: BenchError) -> None:
         self.stop_new_streams()
