@@ -16,7 +16,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import GoAwayFrame, PingFrame
 from structlog.testing import capture_logs
 
 from aionet.bench import cli as bench_cli
@@ -231,6 +231,9 @@ async def test_against_hypercorn(pki: Pki, tls: bool) -> None:
 # -- a tiny server on h2's server side: a stream limit, a GOAWAY drain, a GOAWAY refusal ----------
 
 
+DRAINED = b"drained!"
+
+
 class TinyH2(asyncio.Protocol):
     """Answers each request at once; at most ``limit`` concurrent streams. ``drain_after``:
     after that many requests a GOAWAY that still promises every stream (the first step of a
@@ -239,6 +242,8 @@ class TinyH2(asyncio.Protocol):
 
     connections = 0
     max_open = 0
+    late = 0
+    goaway_seen = False
 
     def __init__(
         self, limit: int, drain_after: int = 0, refuse: bool = False, silent: bool = False
@@ -263,7 +268,10 @@ class TinyH2(asyncio.Protocol):
         for event in self.h2.receive_data(data):
             if isinstance(event, h2.events.RequestReceived):
                 TinyH2.max_open = max(TinyH2.max_open, self.h2.open_inbound_streams)
+                TinyH2.late += self.goaway_seen  # a new stream after the client saw the GOAWAY
                 self._answer(event.stream_id)
+            elif isinstance(event, h2.events.PingAckReceived) and event.ping_data == DRAINED:
+                self.goaway_seen = True
         self.transport.write(self.h2.data_to_send())
 
     def _answer(self, sid: int) -> None:
@@ -276,6 +284,7 @@ class TinyH2(asyncio.Protocol):
         if self.requests == self.drain_after:
             self.transport.write(self.h2.data_to_send())
             self.transport.write(GoAwayFrame(0, last_stream_id=(1 << 31) - 1).serialize())
+            self.transport.write(PingFrame(0, DRAINED).serialize())  # its ACK: GOAWAY seen
         self.h2.send_headers(sid, [(b":status", b"200"), (b"content-length", b"5")])
         self.h2.send_data(sid, b"hello", end_stream=True)
 
@@ -284,13 +293,14 @@ class TinyH2(asyncio.Protocol):
 
 
 async def test_server_stream_limit_below_streams_and_goaway_drains() -> None:
-    TinyH2.connections = TinyH2.max_open = 0
+    TinyH2.connections = TinyH2.max_open = TinyH2.late = 0
     async with fake_server(lambda: TinyH2(limit=2, drain_after=25)) as port:
         url = f"http://127.0.0.1:{port}/"
         result = await bench(["http", "--http2", "--streams", "8", url], Plan(2, requests=N))
     assert_clean(result)
     assert TinyH2.max_open == 2  # the lanes over the server's limit waited
     assert TinyH2.connections >= N // 25  # each drained connection was replaced
+    assert TinyH2.late == 0  # and none of them opened a stream on a connection going away
 
 
 async def test_streams_refused_by_goaway_are_counted() -> None:

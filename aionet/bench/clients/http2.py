@@ -93,11 +93,11 @@ class _Lane(Session):
 
     async def request(self) -> int:
         conn = self.conn
-        if not conn.open:
-            self.open = False
-            raise BenchError("closed", "connection closed")
-        while len(conn.streams) >= conn.max_streams:  # the server's limit is below --streams
+        while conn.open and len(conn.streams) >= conn.max_streams:  # the server's limit
             await conn.wait_for_room()
+        if not conn.open:  # a GOAWAY or a close came first: nothing was sent, nothing counts,
+            self.open = False  # and the runner moves this loop to another connection
+            return 0
         headers, body = next(conn.requests)
         waiter = self.waiter = conn.loop.create_future()
         self.sid = conn.start(self, headers, body)
@@ -298,11 +298,14 @@ class _H2Connection(asyncio.Protocol):
         await waiter
 
     def _room_freed(self) -> None:
-        while self.room and len(self.streams) < self.max_streams:
+        """A stream slot is free (one waiting lane goes), or no new stream will start here
+        (every waiting lane goes, to find its connection closed to new streams)."""
+        while self.room and (not self.open or len(self.streams) < self.max_streams):
             waiter = self.room.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
+                if self.open:
+                    return
         self._close_when_idle()
 
     # -- life ----------------------------------------------------------------------------------
@@ -313,6 +316,10 @@ class _H2Connection(asyncio.Protocol):
         self.target.forget(self)
         for lane in self.lanes:
             lane.open = False
+        for waiter in self.room:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.room.clear()
 
     def detach(self, lane: _Lane) -> None:
         self.lanes.discard(lane)
@@ -339,10 +346,6 @@ class _H2Connection(asyncio.Protocol):
         self.pending.clear()
         for lane in streams.values():
             lane.fail(error)
-        room, self.room = self.room, collections.deque()
-        for waiter in room:
-            if not waiter.done():
-                waiter.set_exception(error)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
