@@ -401,7 +401,7 @@ class Http2Target(HttpTarget):
         pseudo = [
             (b":method", self.method.encode()),
             (b":scheme", p.scheme.encode()),
-            (b":authority", authority.encode("idna")),
+            (b":authority", authority.encode("ascii" if authority.isascii() else "idna")),
             (b":path", path.encode("latin-1")),
         ]
         return pseudo + extra, self.body
@@ -435,10 +435,12 @@ class Http2Target(HttpTarget):
             self._pool.append(conn)
             conn.opening = asyncio.ensure_future(self._open(conn))
             conn.opening.add_done_callback(_retrieve)
+        opening = conn.opening
+        assert opening is not None  # set before the connection joins the pool
         lane = _Lane(conn)
         conn.lanes.add(lane)
         try:
-            await asyncio.shield(conn.opening)  # type: ignore[arg-type]
+            await asyncio.shield(opening)
         except BaseException:
             lane.attached = False
             conn.detach(lane)  # the last lane to give up closes (or cancels) the connection
