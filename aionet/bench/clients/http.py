@@ -116,7 +116,7 @@ def parse_expect(values: list[str]) -> frozenset[int]:
 
 class HttpTarget(Target):
     name = "http"
-    help = "HTTP/1.1 requests (keep-alive or not, URL list, method, headers, body)"
+    help = "HTTP/1.1 or HTTP/2 (--http2) requests (URL list, method, headers, body)"
 
     def __init__(
         self,
