@@ -30,10 +30,12 @@ class _Tracked(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol, lost: asyncio.Future[None]) -> None:
         self.inner, self.lost = inner, lost
+        self.made = lost.get_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)
+        self.made.set_result(None)
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -80,8 +82,19 @@ async def fake_server(
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
+        # Python 3.11 accepts a connection in one callback and builds its transport in a task;
+        # a close in between leaks the socket (the transport's ``server._attach()`` fails). A
+        # client's cancelled connects still complete (``shielded_connect``): let the accepts
+        # settle first, then close.
+        settled, seen = 0, -1
+        while settled < 3:
+            await asyncio.sleep(0)
+            settled, seen = (settled + 1, seen) if len(accepted) == seen else (0, len(accepted))
         server.close()
         await server.wait_closed()
+        made = [p.made for p in accepted if not p.made.done()]
+        if made:
+            await asyncio.wait(made, timeout=1)
         for protocol in accepted:
             if protocol.transport is not None and not protocol.lost.done():
                 protocol.transport.abort()

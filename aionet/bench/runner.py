@@ -136,7 +136,9 @@ class WorkerRun:
             uncorrected=None if plan.rate is None else Histogram(),
             sources=[socket.gethostname()],
         )
-        n = plan.connections
+        # One request loop per stream a connection carries (``Target.streams``: HTTP/2's
+        # ``--streams``), each with its own Session; the target has the loops share connections.
+        n = self._loops = plan.connections * max(1, getattr(target, "streams", 1))
         self._sessions: list[Session | None] = [None] * n
         self._inflight = [0] * n  # send time of the pending request, 0 when idle
         self._timed_out = [False] * n
@@ -160,7 +162,7 @@ class WorkerRun:
             loop.call_later(plan.warmup + plan.duration, done.set)
         if plan.requests is not None and plan.requests <= 0:
             done.set()
-        tasks = [asyncio.create_task(self._connection(i)) for i in range(plan.connections)]
+        tasks = [asyncio.create_task(self._connection(i)) for i in range(self._loops)]
         helpers = [asyncio.create_task(self._watchdog(should_stop))]
         if self.progress is not None:
             helpers.append(asyncio.create_task(self._report_progress()))
@@ -184,8 +186,8 @@ class WorkerRun:
         session: Session | None = None
         next_ns = interval = 0
         if plan.rate is not None:
-            interval = int(plan.connections / plan.rate * 1e9)
-            next_ns = self._t0 + interval * slot // plan.connections
+            interval = int(self._loops / plan.rate * 1e9)
+            next_ns = self._t0 + interval * slot // self._loops
         intended = idle_since = 0
         clock = time.perf_counter_ns
         done = self._done

@@ -86,6 +86,10 @@ class Target(ABC):
     help: ClassVar[str] = ""
     #: Latency of a request includes opening its session (one connection per request).
     connect_per_request: bool = False
+    #: Requests in flight per connection (HTTP/2 streams). The runner runs this many request
+    #: loops per connection, each with its own ``Session``; ``connect()`` must then hand out
+    #: sessions that share connections, ``streams`` to a connection.
+    streams: int = 1
 
     @classmethod
     @abstractmethod

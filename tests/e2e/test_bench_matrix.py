@@ -40,6 +40,7 @@ class Row:
     transport: str | None = None
     url: str | None = None  # http: the address goes into this URL
     connections: int = 2  # POP3: one (RFC 1939 locks the mailbox for one session)
+    alpn: list[str] | None = None  # tls="listener": the listener's ALPN list
 
 
 MATRIX: dict[str, Row] = {
@@ -48,6 +49,17 @@ MATRIX: dict[str, Row] = {
     "udp": Row("udp", "udp-echo", args=["--size", "64"], transport="udp"),
     "http": Row("http", "http", url="http://{}/a.txt"),
     "https": Row("http", "http", url="https://localhost:{port}/a.txt", tls="listener"),
+    "http2-h2c": Row(
+        "http", "http", {"http2": True}, ["--http2", "--streams", "4"], url="http://{}/a.txt"
+    ),
+    "http2-tls": Row(
+        "http",
+        "http",
+        args=["--http2", "--streams", "4"],
+        url="https://localhost:{port}/a.txt",
+        tls="listener",
+        alpn=["h2", "http/1.1"],
+    ),
     "dns-udp": Row("dns", "dns", {"zones": ZONE}, ["--name", "www.aionet.test"], transport="udp"),
     "dns-tcp": Row(
         "dns", "dns", {"zones": ZONE}, ["--name", "www.aionet.test", "--tcp"], transport="tcp"
@@ -116,7 +128,7 @@ def _config(tmp_path: Path, pki: Pki, row: Row) -> dict[str, Any]:
     if row.tls == "inband":
         options["starttls"] = "main"
     elif row.tls == "listener":
-        listener["tls"] = {"certificates": ["main"]}
+        listener["tls"] = {"certificates": ["main"], **({"alpn": row.alpn} if row.alpn else {})}
     return {
         "logging": {"level": "warning"},
         "auth": {"users_file": str(make_users(tmp_path))},

@@ -5,6 +5,8 @@ bodies are counted, not kept. Keep-alive by default; ``--no-keepalive`` sends
 ``Connection: close`` and opens a connection per request (its latency then includes the
 connect, as with ``ab``). A response whose status is not accepted (``--expect``, default
 2xx and 3xx) counts as an error "status NNN" and the connection is kept.
+
+``--http2`` (with ``--streams N`` requests in flight per connection) is ``http2.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ..target import BenchError, Target, add_tls_arguments, client_tls_context
+from ..target import BenchError, Session, Target, add_tls_arguments, client_tls_context
 from ._stream import FutureProtocol, open_protocol
 
 if TYPE_CHECKING:
@@ -114,7 +116,7 @@ def parse_expect(values: list[str]) -> frozenset[int]:
 
 class HttpTarget(Target):
     name = "http"
-    help = "HTTP/1.1 requests (keep-alive or not, URL list, method, headers, body)"
+    help = "HTTP/1.1 or HTTP/2 (--http2) requests (URL list, method, headers, body)"
 
     def __init__(
         self,
@@ -137,6 +139,8 @@ class HttpTarget(Target):
         if first.scheme not in ("http", "https") or not first.hostname:
             raise ValueError(f"{urls[0]!r}: want http://HOST[:PORT]/PATH or https://...")
         self.urls = urls
+        self.header_lines = [h for h in headers or [] if h.strip()]
+        self.body = body
         self.https = first.scheme == "https"
         self.host = first.hostname
         self.port = first.port or (443 if self.https else 80)
@@ -181,6 +185,20 @@ class HttpTarget(Target):
             default=[],
             help="accepted statuses, e.g. 200 or 2xx (repeatable; default 2xx and 3xx)",
         )
+        h2 = parser.add_argument_group("HTTP/2")
+        h2.add_argument(
+            "--http2",
+            action="store_true",
+            help="HTTP/2: ALPN h2 for https://, prior knowledge (h2c) for http://",
+        )
+        h2.add_argument(
+            "--streams",
+            "--max-concurrent-streams",
+            type=int,
+            default=None,
+            metavar="N",
+            help="--http2: requests in flight per connection (h2load's -m; default 1)",
+        )
         add_tls_arguments(parser, flag=None)  # TLS is the https:// scheme
 
     @classmethod
@@ -191,6 +209,12 @@ class HttpTarget(Target):
         elif args.body_file is not None:
             with open(args.body_file, "rb") as f:
                 body = f.read()
+        if getattr(args, "http2", False):
+            from .http2 import Http2Target
+
+            return Http2Target.from_namespace(args, body)
+        if getattr(args, "streams", None) is not None:
+            raise ValueError("--streams is a number of HTTP/2 streams: add --http2")
         return cls(
             args.urls,
             method=args.method,
@@ -201,16 +225,18 @@ class HttpTarget(Target):
             args=args,
         )
 
+    def _tls_args(self) -> argparse.Namespace:
+        if self._args is not None:
+            return self._args
+        import argparse
+
+        return argparse.Namespace(cafile=None, insecure=False)
+
     def prepare(self) -> None:
         if self.https:
-            args = self._args
-            if args is None:
-                import argparse
+            self.tls = client_tls_context(self._tls_args(), ["http/1.1"])
 
-                args = argparse.Namespace(cafile=None, insecure=False)
-            self.tls = client_tls_context(args, ["http/1.1"])
-
-    async def connect(self) -> _HttpSession:
+    async def connect(self) -> Session:
         requests = itertools.cycle(self.encoded)
         accepted, keepalive = self.accepted, self.keepalive
         sni = getattr(self._args, "sni", None)
