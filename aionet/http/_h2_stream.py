@@ -12,11 +12,13 @@ for window longer than ``send_timeout`` is reset.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
+from hpack import NeverIndexedHeaderTuple
 
 from ..proto.http import status_allows_body
 from .cycle import ClientDisconnected, log_request
@@ -34,6 +36,30 @@ _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+# No NUL, CR or LF anywhere; no whitespace at either end (RFC 9113 §8.2.1).
+_VALUE = re.compile(rb"(?:[^\x00\r\n\t ](?:[^\x00\r\n]*[^\x00\r\n\t ])?)?")
+
+
+def response_fields(headers: Any) -> list[tuple[bytes, bytes]]:
+    """An app's response (or trailer) fields as HTTP/2 sends them: names lowercased, the
+    HTTP/1.1 connection fields dropped (RFC 9113 §8.2.2), everything else checked here once
+    (h2's own outbound checks are off: they cost more than the rest of a response).
+
+    Raises:
+        ValueError: a name that is not a token, or a value with NUL, CR, LF or edge spaces.
+    """
+    fields = []
+    for name, value in headers:
+        name, value = bytes(name).lower(), bytes(value)
+        if name in HOP_BY_HOP:
+            continue
+        if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
+            raise ValueError(f"invalid response header {name!r}: {value[:40]!r}")
+        fields.append((name, value))
+    return fields
+
+
 #: Bytes of a file read per DATA step (``pathsend``, ``zerocopysend``).
 FILE_CHUNK = 64 * 1024
 
@@ -186,11 +212,7 @@ class H2Stream:
         status = message["status"]
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"invalid response status {status!r}")
-        headers = [(b":status", b"%d" % status)]
-        for name, value in message.get("headers", ()):
-            name = bytes(name).lower()
-            if name not in HOP_BY_HOP:
-                headers.append((name, bytes(value)))
+        headers = [(b":status", b"%d" % status), *response_fields(message.get("headers", ()))]
         self.status = status
         self.response_headers = headers
         self.started = True
@@ -202,7 +224,9 @@ class H2Stream:
         conn = self.conn
         if self.request_id is None:
             self.request_id = conn.state.ids.next()
-        headers = [*self.response_headers, *conn.prelude(), (b"x-request-id", self.request_id)]
+        # Never indexed: a value unique to each response would churn the HPACK table.
+        rid = NeverIndexedHeaderTuple(b"x-request-id", self.request_id)
+        headers = [*self.response_headers, *conn.prelude(), rid]
         self.headers_sent = True
         conn.send_headers(self.id, headers, end)
 
@@ -240,10 +264,7 @@ class H2Stream:
     def _trailers(self, message: Message) -> None:
         """``http.response.trailers``: sent as the stream's last HEADERS (RFC 9113 §8.1)."""
         assert self.trailers is not None
-        for name, value in message.get("headers", ()):
-            name = bytes(name).lower()
-            if name not in HOP_BY_HOP and not name.startswith(b":"):
-                self.trailers.append((name, bytes(value)))
+        self.trailers.extend(response_fields(message.get("headers", ())))
         if message.get("more_trailers", False):
             return
         if self.no_body:

@@ -101,7 +101,12 @@ class H2Protocol(asyncio.Protocol):
         self.peer = host.peer
         self.client = host.client
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            # What we send is checked once by ``_h2_stream.response_fields``.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self.h2 = conn = h2.connection.H2Connection(config)
         conn.local_settings = h2.settings.Settings(
@@ -119,6 +124,7 @@ class H2Protocol(asyncio.Protocol):
         #: A drain began (first GOAWAY sent) / the last stream is named (second GOAWAY).
         self.draining = self.going_away = False
         self._drain_since = 0.0
+        self._flush_soon = False
         self._idle_since = state.clock()
         self._resets = 0.0
         self._resets_at = state.clock()
@@ -358,17 +364,17 @@ class H2Protocol(asyncio.Protocol):
             ]
         return self._prelude
 
-    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+    def send_headers(self, stream_id: int, headers: list[Any], end: bool) -> None:
         self.h2.send_headers(stream_id, headers, end_stream=end)
-        self.flush()
+        self._later()
 
     def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
         self.h2.send_data(stream_id, data, end_stream=end)
-        self.flush()
+        self._later()
 
     def end_stream(self, stream_id: int) -> None:
         self.h2.end_stream(stream_id)
-        self.flush()
+        self._later()
 
     def acknowledge(self, stream_id: int, length: int) -> None:
         """Give ``length`` bytes of window back (the app took them, or they are dropped)."""
@@ -399,9 +405,22 @@ class H2Protocol(asyncio.Protocol):
         self._check_idle()
 
     def flush(self) -> None:
+        """Write what ``h2`` has queued, now."""
+        self._flush_soon = False
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.host.write(data)
+
+    def _later(self) -> None:
+        """Write what streams queued at the end of this loop turn: a response's HEADERS and
+        DATA, and every stream answered in the same turn, go out in one write."""
+        if not self._flush_soon:
+            self._flush_soon = True
+            self.loop.call_soon(self._flush_if_pending)
+
+    def _flush_if_pending(self) -> None:
+        if self._flush_soon:
+            self.flush()
 
     # -- timeouts, drain, close ---------------------------------------------------------------
 

@@ -222,3 +222,11 @@ async def with_trailers(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.trailers", "more_trailers": True,
                     "headers": [(b"x-checksum", b"abc123")]})  # fmt: skip
         await send({"type": "http.response.trailers", "headers": [(b"x-rows", b"2")]})
+
+
+async def bad_header(scope: Scope, receive: Any, send: Any) -> None:
+    """A header value smuggling a second header (response splitting)."""
+    if scope["type"] != "http":
+        return
+    await _start(send, 200, [(b"x-note", b"a\r\nset-cookie: evil=1")])
+    await send({"type": "http.response.body", "body": b"never"})

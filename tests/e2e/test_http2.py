@@ -298,3 +298,11 @@ async def test_h2load(tmp_path: Path, pki: Pki) -> None:
         assert done.returncode == 0, done.stderr
         assert "Application protocol: h2" in done.stdout
         assert "2000 succeeded, 0 failed, 0 errored" in done.stdout, done.stdout
+
+
+async def test_an_app_header_with_crlf_gets_a_500(tmp_path: Path) -> None:
+    async with serve(config(tmp_path, "bad_header")) as server:
+        url = "http://{}:{}/".format(*server.address("web"))
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            answer = await client.get(url)
+        assert answer.status_code == 500 and "set-cookie" not in answer.headers
