@@ -387,6 +387,8 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
             return
         if self._fast and framing.state is State.OPEN:
             self._receive_fast(framing, data)
+            if not framing.writes and framing.state is State.OPEN:
+                return  # nothing to write, and HttpProtocol marked the read as activity
         else:
             self._to_framing(framing, data)
         self._flush()
