@@ -60,18 +60,20 @@ class FrameReceiver:
     _waiter: asyncio.Future[None] | None
     messages_in: int
 
-    def _receive_fast(self, framing: Framing, data: bytes) -> None:
+    def _receive_fast(self, framing: Framing, data: bytes) -> bool:
         """Deliver whole plain messages here; hand every other frame, whole, to ``framing``.
 
         ``framing``'s parser is thus always at a frame boundary when it gets a frame, and its
         state (a fragmented message, the close handshake) is what it would be without us.
+        True when ``framing`` had no part in it (nothing for it to write, its state unchanged).
         """
         pending = self._pending
         if pending:
             pending += data
             if len(pending) < self._need:
-                return
+                return True
             data, self._pending = bytes(pending), bytearray()
+        quiet = True
         pos, size = 0, len(data)
         while pos < size:
             fragmented = framing.current_size
@@ -79,20 +81,24 @@ class FrameReceiver:
             if head is None or head[2] > size:  # the rest of the frame is still to come
                 self._pending = bytearray(data[pos:])
                 self._need = size - pos + 1 if head is None else head[2] - pos
-                return
+                break
             first, start, end = head
             if first < 0:  # a head websockets fails the connection for: from here on, its job
                 self._to_framing(framing, data[pos:])
-                return
+                return False
             if (first == 0x81 or first == 0x82) and fragmented is None:
-                self._message(unmask(data, start, end), framing, first == 0x81)
+                if not self._message(unmask(data, start, end), framing, first == 0x81):
+                    self._to_framing(framing, data[end:])  # 1007: websockets discards the rest
+                    return False
             else:
+                quiet = False
                 framing.receive_data(data[pos:end])
                 self._handle_frames(framing)
+                if framing.state is not State.OPEN:  # closing: websockets takes the rest
+                    self._to_framing(framing, data[end:])
+                    return False
             pos = end
-            if framing.state is not State.OPEN:  # closing: websockets takes the rest
-                self._to_framing(framing, data[pos:])
-                return
+        return quiet
 
     def _to_framing(self, framing: Framing, data: bytes) -> None:
         """``framing`` parses everything from now on (after what the fast path held back)."""
@@ -142,14 +148,15 @@ class FrameReceiver:
             return False
         return True
 
-    def _message(self, data: bytes, framing: Framing, is_text: bool) -> None:
+    def _message(self, data: bytes, framing: Framing, is_text: bool) -> bool:
+        """Queue one received message for the app; False if it failed the connection (1007)."""
         if is_text:
             self._utf8 = None
             try:
                 text = data.decode()  # a fragmented one was checked piece by piece already
             except UnicodeDecodeError as exc:
                 framing.fail(1007, f"invalid UTF-8: {exc.reason}")
-                return
+                return False
             message: Message = {"type": "websocket.receive", "text": text}
         else:
             message = {"type": "websocket.receive", "bytes": data}
@@ -166,3 +173,4 @@ class FrameReceiver:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        return True

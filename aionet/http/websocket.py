@@ -386,8 +386,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
         if framing is None or self._phase == _CLOSED:
             return
         if self._fast and framing.state is State.OPEN:
-            self._receive_fast(framing, data)
-            if not framing.writes and framing.state is State.OPEN:
+            if self._receive_fast(framing, data):
                 return  # nothing to write, and HttpProtocol marked the read as activity
         else:
             self._to_framing(framing, data)
