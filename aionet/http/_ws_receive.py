@@ -47,7 +47,7 @@ class FrameReceiver:
         __slots__ = ()
     _host: Any  # the WsHost
     _fast: bool  # no extension, and the fast path reads the frames
-    _pending: bytearray  # the start of a frame the fast path waits to complete...
+    _pending: bytes | bytearray  # the start of a frame the fast path waits for (b"": none)...
     _need: int  # ... until it holds this many bytes
     _limit: int  # max_size, or sys.maxsize
     _fragments: list[bytes] | None
@@ -69,10 +69,10 @@ class FrameReceiver:
         """
         pending = self._pending
         if pending:
-            pending += data
+            pending += data  # in place: a waiting frame is always a bytearray
             if len(pending) < self._need:
                 return True
-            data, self._pending = bytes(pending), bytearray()
+            data, self._pending = bytes(pending), b""
         quiet = True
         pos, size = 0, len(data)
         while pos < size:
@@ -104,7 +104,7 @@ class FrameReceiver:
         """``framing`` parses everything from now on (after what the fast path held back)."""
         self._fast = False
         if self._pending:
-            data, self._pending = bytes(self._pending) + data, bytearray()
+            data, self._pending = bytes(self._pending) + data, b""
         if data:
             framing.receive_data(data)
             self._handle_frames(framing)

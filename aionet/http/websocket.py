@@ -135,7 +135,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
         self._inbox_bytes = 0
         self._holding = False  # reading is paused until the app takes more of the inbox
         self._plain = self._fast = False  # no extension; and the fast path reads the frames
-        self._pending = bytearray()  # the start of a frame the fast path waits to complete
+        self._pending: bytes | bytearray = b""  # a frame the fast path waits to complete
         self._need = 0  # ... until it holds this many bytes
         self._limit = sys.maxsize  # max_size, or no limit
         #: The forwarded client counted by the listener's ``ClientGuard`` until the end.
@@ -397,7 +397,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
         if framing is not None:
             if self._pending:  # a frame cut short: websockets says what that means
                 framing.receive_data(bytes(self._pending))
-                self._pending = bytearray()
+                self._pending = b""
             framing.receive_eof()
             self._flush()
         return None
