@@ -7,7 +7,11 @@
 Servers are pinned to core 0, the load generator (a separate ``aionet bench ws`` process) to
 core 1; every server runs at once and the rounds rotate between them; tables show medians of
 messages/s (one round trip = one message each way) and of p99. Target (issue 17): aionet >=
-1.2x uvicorn's messages/s with a p99 no worse. ``--idle N`` opens N idle WebSockets per server
+1.2x uvicorn's messages/s with a p99 no worse. Each round also samples, inside the measured
+time, the CPU use of the server, of the load generator and of everything else on the machine
+(% of one core): a load generator near 100% measures itself, not the server, and "other" much
+above 0 means the numbers are noisy; the server's CPU time per message suffers less from that
+noise than its rate. ``--idle N`` opens N idle WebSockets per server
 and reports the growth of its PSS per connection.
 
 Needs ``pip install 'uvicorn[standard]' hypercorn websockets``; a server that is not installed
@@ -26,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,8 @@ from _harness import (
     HERE,
     PY,
     baseline_tree,
+    busy_seconds,
+    cpu_seconds,
     free_port,
     machine_facts,
     median,
@@ -96,19 +103,50 @@ def serving(name: str) -> Iterator[tuple[int, int]]:
             yield port, proc.pid
 
 
-def bench(port: int, size: int, conns: int, duration: float) -> dict[str, Any]:
+def bench(port: int, pid: int, size: int, conns: int, duration: float) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         argv = [
             PY, "-m", "aionet", "bench", "ws", f"ws://127.0.0.1:{port}/", "--size", str(size),
-            "-c", str(conns), "-d", f"{duration:g}", "--json", out.name,
+            "-c", str(conns), "-d", f"{duration:g}", "--json", out.name, "-q",
         ]  # fmt: skip
-        done = subprocess.run(pinned(CLIENT_CORE, argv), capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"bench failed: {done.stdout[-1500:]} {done.stderr[-1500:]}")
+        client = subprocess.Popen(
+            pinned(CLIENT_CORE, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        cpu = cpu_window(pid, client.pid, duration)
+        stdout, stderr = client.communicate()
+        if client.returncode:
+            raise RuntimeError(f"bench failed: {stdout[-1500:]} {stderr[-1500:]}")
         result: dict[str, Any] = json.loads(Path(out.name).read_text())
     if result["errors"]:
         raise RuntimeError(f"bench errors: {result.get('error_details')}")
+    result["cpu"] = cpu
     return result
+
+
+#: Seconds of the load generator's life left out of the CPU sample: start-up and handshakes.
+CPU_SKIP = 1.0
+
+
+def cpu_window(server: int, client: int, duration: float) -> dict[str, float]:
+    """CPU use (% of one core) of the server, the load generator and everything else, sampled
+    from ``CPU_SKIP`` s after the start until about the end of the measured ``duration``."""
+    time.sleep(CPU_SKIP)
+
+    def sample() -> tuple[float, ...]:
+        return cpu_seconds(server), cpu_seconds(client), busy_seconds(), time.monotonic()
+
+    try:
+        first = sample()
+        time.sleep(max(0.5, duration - CPU_SKIP))
+        last = sample()
+    except OSError:  # the load generator is gone already (it failed): its error says why
+        return {}
+    server_s, client_s, busy_s, wall = (b - a for a, b in zip(first, last, strict=True))
+    return {
+        "server": 100 * server_s / wall,
+        "client": 100 * client_s / wall,
+        "other": 100 * max(0.0, busy_s - server_s - client_s) / wall,
+    }
 
 
 async def idle_round(port: int, pid: int, count: int) -> float:
@@ -146,12 +184,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             order = list(SERVERS)[r % len(SERVERS) :] + list(SERVERS)[: r % len(SERVERS)]
             for size, conns in cases:
                 for name in order:
-                    result = bench(started[name][0], size, conns, args.duration)
+                    result = bench(*started[name], size, conns, args.duration)
                     results[name][f"{size}B x{conns}"].append(result)
+                    cpu = result["cpu"]
                     print(
                         f"round {r + 1} {size:6d} B x{conns:4d} {name:10} "
                         f"{result['throughput_rps']:10.0f} msg/s "
-                        f"p99 {result['latency_ns']['p99'] / 1e6:7.2f} ms",
+                        f"p99 {result['latency_ns']['p99'] / 1e6:7.2f} ms  CPU % server "
+                        f"{cpu.get('server', -1):3.0f} client {cpu.get('client', -1):3.0f} "
+                        f"other {cpu.get('other', -1):3.0f}",
                         file=sys.stderr,
                     )
         if args.idle:
@@ -166,8 +207,11 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> None:
     names = list(results)
     peer = "uvicorn" if "uvicorn" in names else names[0]
     print(f"\nWebSocket echo, {args.duration:g} s x {args.rounds} rounds")
-    print(f"| case | server | msg/s (median) | p99 ms (median) | vs {peer} | rounds msg/s |")
-    print("|---|---|---:|---:|---:|---|")
+    print(
+        f"| case | server | msg/s (median) | p99 ms (median) | vs {peer} | rounds msg/s "
+        "| CPU % server · client · other (median) | server CPU µs/msg (median) |"
+    )
+    print("|---|---|---:|---:|---:|---|---|---:|")
     for case in results[peer]:
         base = median([r["throughput_rps"] for r in results[peer][case]])
         for name in names:
@@ -175,7 +219,15 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> None:
             rate = median([r["throughput_rps"] for r in runs])
             p99 = median([r["latency_ns"]["p99"] / 1e6 for r in runs])
             rounds = " · ".join(f"{r['throughput_rps']:,.0f}" for r in runs)
-            print(f"| {case} | {name} | {rate:,.0f} | {p99:.2f} | {rate / base:.2f} | {rounds} |")
+            cpu = " · ".join(
+                f"{median([r['cpu'].get(k, -1) for r in runs]):.0f}"
+                for k in ("server", "client", "other")
+            )
+            cost = median([1e4 * r["cpu"].get("server", 0) / r["throughput_rps"] for r in runs])
+            print(
+                f"| {case} | {name} | {rate:,.0f} | {p99:.2f} | {rate / base:.2f} | {rounds} "
+                f"| {cpu} | {cost:.1f} |"
+            )
     if data["idle_kib"]:
         print(f"idle WebSockets ({args.idle}): " + ", ".join(
             f"{k} {v:.1f} KiB/connection" for k, v in data["idle_kib"].items()
