@@ -15,7 +15,7 @@ reading pauses until the app has taken half of them.
 from __future__ import annotations
 
 import codecs
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol as Framing
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections import deque
 
     from .types import Message
+    from .websocket import WsHost
 
 __all__ = ["MAX_QUEUE", "MAX_QUEUE_BYTES", "PAUSE_WS", "FrameReceiver"]
 
@@ -45,7 +46,7 @@ class FrameReceiver:
 
     if not TYPE_CHECKING:  # adds no instance dict; mypy still sees the attributes
         __slots__ = ()
-    _host: Any  # the WsHost
+    _host: WsHost
     _fast: bool  # no extension, and the fast path reads the frames
     _pending: bytes | bytearray  # the start of a frame the fast path waits for (b"": none)...
     _need: int  # ... until it holds this many bytes
