@@ -17,12 +17,15 @@ try:  # what websockets' own frame parser uses: its C speedup, or the pure-Pytho
 except ImportError:  # pragma: no cover - the wheels ship the speedup
     from websockets.utils import apply_mask
 
-__all__ = ["BAD_HEAD", "MASK_VIEW", "frame_at", "server_frame", "unmask"]
+__all__ = ["BAD_HEAD", "GATHER", "MASK_VIEW", "frame_at", "server_head", "unmask"]
 
 #: ``frame_at``'s answer for a head that ``websockets`` must see (it fails the connection).
 BAD_HEAD = (-1, -1, -1)
 #: From this payload size, unmask through a ``memoryview`` (no copy of the masked bytes).
 MASK_VIEW = 1024
+#: From this payload size, a frame is written as head and payload gathered, not joined first
+#: (measured with uvloop: a join costs less below about 8 KiB, more above).
+GATHER = 8192
 # Opcodes 0-2 and 8-10 (RFC 6455 §5.2); the others are reserved.
 _KNOWN = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})
 
@@ -63,13 +66,10 @@ def unmask(buf: bytes, start: int, end: int) -> bytes:
     return apply_mask(buf[start:end], key)
 
 
-def server_frame(first: int, data: bytes) -> bytes:
-    """One unmasked server frame: ``first`` (FIN and opcode), the length, ``data``."""
-    n = len(data)
+def server_head(first: int, n: int) -> bytes:
+    """The head of an unmasked server frame: ``first`` (FIN and opcode), then the length."""
     if n < 126:
-        head = bytes((first, n))
-    elif n < 65536:
-        head = bytes((first, 126, n >> 8, n & 0xFF))
-    else:
-        head = bytes((first, 127)) + n.to_bytes(8, "big")
-    return head + data
+        return bytes((first, n))
+    if n < 65536:
+        return bytes((first, 126, n >> 8, n & 0xFF))
+    return bytes((first, 127)) + n.to_bytes(8, "big")

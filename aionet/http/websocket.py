@@ -37,7 +37,7 @@ from websockets.protocol import Protocol as Framing
 from websockets.protocol import Side, State
 
 from ..proto.http import error_response, phrase, status_line
-from ._ws_frames import server_frame
+from ._ws_frames import GATHER, server_head
 from ._ws_receive import MAX_QUEUE, MAX_QUEUE_BYTES, PAUSE_WS, FrameReceiver
 from .cycle import ClientDisconnected
 
@@ -78,6 +78,7 @@ class WsHost(Protocol):
     _aionet_rec: ConnectionRecord | None
 
     def write(self, data: bytes) -> None: ...
+    def write_pair(self, head: bytes, body: bytes) -> None: ...
     def close(self) -> None: ...
     def pause(self, reason: int) -> None: ...
     def resume(self, reason: int) -> None: ...
@@ -276,7 +277,10 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
         if metrics is not None:
             metrics.ws_sent(len(data))
         if self._plain and not framing.writes:  # what websockets would write, with less work
-            host.write(server_frame(first, data))
+            if len(data) < GATHER:
+                host.write(server_head(first, len(data)) + data)
+            else:
+                host.write_pair(server_head(first, len(data)), data)
             rec = host._aionet_rec
             if rec is not None:
                 rec.last_active = rec.clock.now

@@ -11,7 +11,7 @@ import pytest
 from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side
 
-from aionet.http._ws_frames import BAD_HEAD, frame_at, server_frame, unmask
+from aionet.http._ws_frames import BAD_HEAD, frame_at, server_head, unmask
 from aionet.http.websocket import MAX_QUEUE_BYTES, WsLimits
 from tests.handlers.test_http_protocol import settle
 from tests.handlers.test_websocket_protocol import HANDSHAKE, frames, open_session
@@ -168,5 +168,5 @@ def test_frame_heads() -> None:
     assert unmask(masked, start, end) == b"hello" * 300
     for n in (0, 125, 126, 65535, 65536):
         client = Protocol(Side.CLIENT, max_size=None)
-        (got,) = frames(client, server_frame(0x82, b"z" * n))
+        (got,) = frames(client, server_head(0x82, n) + b"z" * n)
         assert (got.opcode, len(got.data), got.fin) == (Opcode.BINARY, n, True)
