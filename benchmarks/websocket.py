@@ -7,7 +7,11 @@
 Servers are pinned to core 0, the load generator (a separate ``aionet bench ws`` process) to
 core 1; every server runs at once and the rounds rotate between them; tables show medians of
 messages/s (one round trip = one message each way) and of p99. Target (issue 17): aionet >=
-1.2x uvicorn's messages/s with a p99 no worse. ``--idle N`` opens N idle WebSockets per server
+1.2x uvicorn's messages/s with a p99 no worse. Each round also samples, inside the measured
+time, the CPU use of the server, of the load generator and of everything else on the machine
+(% of one core): a load generator near 100% measures itself, not the server, and "other" much
+above 0 means the numbers are noisy; the server's CPU time per message suffers less from that
+noise than its rate. ``--idle N`` opens N idle WebSockets per server
 and reports the growth of its PSS per connection.
 
 Needs ``pip install 'uvicorn[standard]' hypercorn websockets``; a server that is not installed
@@ -26,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,8 @@ from _harness import (
     HERE,
     PY,
     baseline_tree,
+    busy_seconds,
+    cpu_seconds,
     free_port,
     machine_facts,
     median,
@@ -96,19 +103,55 @@ def serving(name: str) -> Iterator[tuple[int, int]]:
             yield port, proc.pid
 
 
-def bench(port: int, size: int, conns: int, duration: float) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+def bench(port: int, pid: int, size: int, conns: int, duration: float) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out, tempfile.TemporaryFile() as log:
         argv = [
             PY, "-m", "aionet", "bench", "ws", f"ws://127.0.0.1:{port}/", "--size", str(size),
-            "-c", str(conns), "-d", f"{duration:g}", "--json", out.name,
+            "-c", str(conns), "-d", f"{duration:g}", "--json", out.name, "-q",
         ]  # fmt: skip
-        done = subprocess.run(pinned(CLIENT_CORE, argv), capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"bench failed: {done.stdout[-1500:]} {done.stderr[-1500:]}")
+        client = subprocess.Popen(pinned(CLIENT_CORE, argv), stdout=log, stderr=log)
+        cpu = cpu_window(pid, client, duration)
+        if client.wait():
+            log.seek(0)
+            raise RuntimeError(f"bench failed: {log.read()[-3000:].decode(errors='replace')}")
         result: dict[str, Any] = json.loads(Path(out.name).read_text())
     if result["errors"]:
         raise RuntimeError(f"bench errors: {result.get('error_details')}")
+    result["cpu"] = cpu
     return result
+
+
+#: How often the CPU use is sampled while the load generator runs (seconds).
+CPU_EVERY = 0.1
+
+
+def cpu_window(server: int, client: subprocess.Popen[bytes], duration: float) -> dict[str, float]:
+    """CPU use (% of one core) of the server, the load generator and everything else over the
+    busiest ``duration - 1`` s of the load generator's life (its start-up and connections left
+    out, wherever they end), from samples taken until it exits."""
+    samples: list[tuple[float, float, float, float]] = []
+    while client.poll() is None:
+        with contextlib.suppress(OSError):  # the load generator exits between two reads
+            sample = cpu_seconds(server), cpu_seconds(client.pid), busy_seconds()
+            samples.append((time.monotonic(), *sample))
+        time.sleep(CPU_EVERY)
+    span = max(0.5, duration - 1)
+    best: tuple[float, ...] = ()
+    for i, first in enumerate(samples):
+        last = next((b for b in samples[i + 1 :] if b[0] - first[0] >= span), None)
+        if last is None:
+            break
+        wall, server_s, client_s, busy_s = (b - a for a, b in zip(first, last, strict=True))
+        if not best or server_s + client_s > best[1] + best[2]:
+            best = (wall, server_s, client_s, busy_s)
+    if not best:
+        return {}
+    wall, server_s, client_s, busy_s = best
+    return {
+        "server": 100 * server_s / wall,
+        "client": 100 * client_s / wall,
+        "other": 100 * max(0.0, busy_s - server_s - client_s) / wall,
+    }
 
 
 async def idle_round(port: int, pid: int, count: int) -> float:
@@ -146,12 +189,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             order = list(SERVERS)[r % len(SERVERS) :] + list(SERVERS)[: r % len(SERVERS)]
             for size, conns in cases:
                 for name in order:
-                    result = bench(started[name][0], size, conns, args.duration)
+                    result = bench(*started[name], size, conns, args.duration)
                     results[name][f"{size}B x{conns}"].append(result)
+                    cpu = result["cpu"]
                     print(
                         f"round {r + 1} {size:6d} B x{conns:4d} {name:10} "
                         f"{result['throughput_rps']:10.0f} msg/s "
-                        f"p99 {result['latency_ns']['p99'] / 1e6:7.2f} ms",
+                        f"p99 {result['latency_ns']['p99'] / 1e6:7.2f} ms  CPU % server "
+                        f"{cpu.get('server', -1):3.0f} client {cpu.get('client', -1):3.0f} "
+                        f"other {cpu.get('other', -1):3.0f}",
                         file=sys.stderr,
                     )
         if args.idle:
@@ -166,8 +212,11 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> None:
     names = list(results)
     peer = "uvicorn" if "uvicorn" in names else names[0]
     print(f"\nWebSocket echo, {args.duration:g} s x {args.rounds} rounds")
-    print(f"| case | server | msg/s (median) | p99 ms (median) | vs {peer} | rounds msg/s |")
-    print("|---|---|---:|---:|---:|---|")
+    print(
+        f"| case | server | msg/s (median) | p99 ms (median) | vs {peer} | rounds msg/s "
+        "| CPU % server · client · other (median) | server CPU µs/msg (median) |"
+    )
+    print("|---|---|---:|---:|---:|---|---|---:|")
     for case in results[peer]:
         base = median([r["throughput_rps"] for r in results[peer][case]])
         for name in names:
@@ -175,7 +224,15 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> None:
             rate = median([r["throughput_rps"] for r in runs])
             p99 = median([r["latency_ns"]["p99"] / 1e6 for r in runs])
             rounds = " · ".join(f"{r['throughput_rps']:,.0f}" for r in runs)
-            print(f"| {case} | {name} | {rate:,.0f} | {p99:.2f} | {rate / base:.2f} | {rounds} |")
+            cpu = " · ".join(
+                f"{median([r['cpu'].get(k, -1) for r in runs]):.0f}"
+                for k in ("server", "client", "other")
+            )
+            cost = median([1e4 * r["cpu"].get("server", 0) / r["throughput_rps"] for r in runs])
+            print(
+                f"| {case} | {name} | {rate:,.0f} | {p99:.2f} | {rate / base:.2f} | {rounds} "
+                f"| {cpu} | {cost:.1f} |"
+            )
     if data["idle_kib"]:
         print(f"idle WebSockets ({args.idle}): " + ", ".join(
             f"{k} {v:.1f} KiB/connection" for k, v in data["idle_kib"].items()

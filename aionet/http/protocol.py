@@ -172,10 +172,12 @@ class HttpProtocol(_Reading, asyncio.Protocol):
             return
         rec.bytes_in += len(data)
         rec.last_active = rec.clock.now
+        upgraded = self._upgraded
+        if upgraded is not None:  # a WebSocket: no HTTP timeout runs any more
+            cast("asyncio.Protocol", upgraded).data_received(data)
+            return
         self._read_at = self.state.clock()
         if self._halted:
-            if self._upgraded is not None:
-                cast("asyncio.Protocol", self._upgraded).data_received(data)
             return
         if self._backlog:  # parsing stopped at the queue bound: keep the order
             self._backlog += data

@@ -10,7 +10,10 @@ per-IP caps, ``/connections`` as ``websocket``; every read is activity for the i
 Framing is ``websockets``' sans-IO ``Protocol`` (why: ``_ws_handshake``): it answers pings,
 completes the close handshake and fails the connection with the RFC's code on a violation
 (1002 masking, reserved bits or opcodes, control frames; 1009 over ``max_size``); text is
-checked as UTF-8 here, incrementally (1007).
+checked as UTF-8 here, incrementally (1007). Without an extension, the common frames take a
+fast path (``_ws_frames``): a whole, final, unfragmented message is unmasked and delivered
+here, and a message sent is one frame written whole; every other frame still goes, whole, to
+``websockets``.
 
 Flow control, as ``_output.py`` does it: ``send()`` waits while the transport's write buffer
 is over ``write_limit`` (a client that never reads parks the app, never grows memory);
@@ -22,22 +25,25 @@ handshake timeout).
 from __future__ import annotations
 
 import asyncio
-import codecs
 import os
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.exceptions import InvalidState
-from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol as Framing
 from websockets.protocol import Side, State
 
 from ..proto.http import error_response, phrase, status_line
+from ._ws_frames import GATHER, server_head
+from ._ws_receive import MAX_QUEUE, MAX_QUEUE_BYTES, PAUSE_WS, FrameReceiver
 from .cycle import ClientDisconnected
 
 if TYPE_CHECKING:
+    import codecs
+
     from ..core.connections import ConnectionRecord
     from ._ws_handshake import Handshake
     from .state import HttpState
@@ -45,14 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_QUEUE", "MAX_QUEUE_BYTES", "PAUSE_WS", "WebSocket", "WsLimits"]
 
-#: Received messages held for an app that does not call ``receive()`` before reading pauses...
-MAX_QUEUE = 16
-#: ... or bytes of them (one message may still be up to ``max_size``).
-MAX_QUEUE_BYTES = 1024 * 1024
-#: ``HttpProtocol``'s pause reason while the app lags behind the received messages.
-PAUSE_WS = 8
 _HANDSHAKE, _OPEN, _CLOSED = range(3)
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _NO_STATUS, _ABNORMAL, _GOING_AWAY, _INTERNAL = 1005, 1006, 1001, 1011
 
 
@@ -79,6 +78,7 @@ class WsHost(Protocol):
     _aionet_rec: ConnectionRecord | None
 
     def write(self, data: bytes) -> None: ...
+    def write_pair(self, head: bytes, body: bytes) -> None: ...
     def close(self) -> None: ...
     def pause(self, reason: int) -> None: ...
     def resume(self, reason: int) -> None: ...
@@ -86,21 +86,27 @@ class WsHost(Protocol):
     def switch_protocol(self, protocol: asyncio.Protocol, data: bytes = b"") -> None: ...
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(FrameReceiver, asyncio.Protocol):
     """One WebSocket session: the ASGI ``receive``/``send`` pair and the protocol callbacks."""
 
     __slots__ = (
         "_connect_sent",
         "_draining",
+        "_fast",
         "_fragments",
         "_framing",
         "_handshake",
+        "_holding",
         "_host",
         "_inbox",
         "_inbox_bytes",
+        "_limit",
+        "_need",
+        "_pending",
         "_phase",
         "_ping",
         "_ping_at",
+        "_plain",
         "_response",
         "_t0",
         "_text",
@@ -126,8 +132,13 @@ class WebSocket(asyncio.Protocol):
         self._phase = _HANDSHAKE
         self._connect_sent = False
         self._draining = False
-        self._inbox: deque[Message] = deque()
+        self._inbox: deque[tuple[Message, int]] = deque()  # each with its size in bytes
         self._inbox_bytes = 0
+        self._holding = False  # reading is paused until the app takes more of the inbox
+        self._plain = self._fast = False  # no extension; and the fast path reads the frames
+        self._pending: bytes | bytearray = b""  # a frame the fast path waits to complete
+        self._need = 0  # ... until it holds this many bytes
+        self._limit = sys.maxsize  # max_size, or no limit
         #: The forwarded client counted by the listener's ``ClientGuard`` until the end.
         self.guarded: str | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -207,9 +218,14 @@ class WebSocket(asyncio.Protocol):
                 await waiter
             finally:
                 self._waiter = None
-        message = inbox.popleft()
-        self._inbox_bytes -= len(message.get("bytes") or message.get("text") or "")
-        if len(inbox) < MAX_QUEUE // 2 and self._inbox_bytes < MAX_QUEUE_BYTES // 2:
+        message, size = inbox.popleft()
+        self._inbox_bytes -= size
+        if (
+            self._holding
+            and len(inbox) < MAX_QUEUE // 2
+            and self._inbox_bytes < MAX_QUEUE_BYTES // 2
+        ):
+            self._holding = False
             self._host.resume(PAUSE_WS)
         return message
 
@@ -250,16 +266,30 @@ class WebSocket(asyncio.Protocol):
         text = message.get("text")
         if text is not None:
             data = text.encode()
-            framing.send_text(data)
+            first = 0x81  # FIN, text
         else:
             data = message.get("bytes")
             if data is None:
                 raise RuntimeError("websocket.send needs 'bytes' or 'text'")
-            framing.send_binary(data)
+            first = 0x82  # FIN, binary
         self.messages_out += 1
-        metrics = self._host.state.metrics
+        host = self._host
+        metrics = host.state.metrics
         if metrics is not None:
             metrics.ws_sent(len(data))
+        if self._plain and not framing.writes:  # what websockets would write, with less work
+            if len(data) < GATHER:
+                host.write(server_head(first, len(data)) + data)
+            else:
+                host.write_pair(server_head(first, len(data)), data)
+            rec = host._aionet_rec
+            if rec is not None:
+                rec.last_active = rec.clock.now
+            return
+        if first == 0x81:
+            framing.send_text(data)
+        else:
+            framing.send_binary(data)
         self._flush()
 
     def _send_handshake(self, kind: str, message: Message) -> None:
@@ -339,6 +369,8 @@ class WebSocket(asyncio.Protocol):
         head = self._handshake.accept(state.date.prelude, subprotocol, headers)
         framing = self._framing = Framing(Side.SERVER, max_size=self.limits.max_size or None)
         framing.extensions = self._handshake.extensions
+        self._plain = self._fast = not framing.extensions
+        self._limit = self.limits.max_size or sys.maxsize
         self._phase = _OPEN
         self._ping_at = state.now
         host.write(head)
@@ -360,13 +392,19 @@ class WebSocket(asyncio.Protocol):
         framing = self._framing
         if framing is None or self._phase == _CLOSED:
             return
-        framing.receive_data(data)
-        self._handle_frames(framing)
+        if self._fast and framing.state is State.OPEN:
+            if self._receive_fast(framing, data):
+                return  # nothing to write, and HttpProtocol marked the read as activity
+        else:
+            self._to_framing(framing, data)
         self._flush()
 
     def eof_received(self) -> bool | None:
         framing = self._framing
         if framing is not None:
+            if self._pending:  # a frame cut short: websockets says what that means
+                framing.receive_data(bytes(self._pending))
+                self._pending = b""
             framing.receive_eof()
             self._flush()
         return None
@@ -405,69 +443,6 @@ class WebSocket(asyncio.Protocol):
                 messages_out=self.messages_out,
                 peer=self._host.peer,
             )
-
-    # -- frames --------------------------------------------------------------------------------
-
-    def _handle_frames(self, framing: Framing) -> None:
-        for frame in framing.events_received():
-            if not isinstance(frame, Frame):
-                continue
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                text = self._text = opcode is Opcode.TEXT
-                if frame.fin:
-                    self._message(bytes(frame.data), framing, text)
-                else:
-                    self._utf8 = _utf8_decoder() if text else None
-                    self._fragments = [bytes(frame.data)]
-                    if not self._check_utf8(bytes(frame.data), False, framing):
-                        break
-            elif opcode is Opcode.CONT and self._fragments is not None:
-                self._fragments.append(bytes(frame.data))
-                if not self._check_utf8(bytes(frame.data), frame.fin, framing):
-                    break
-                if frame.fin:
-                    data, self._fragments = b"".join(self._fragments), None
-                    self._message(data, framing, self._text)
-            elif opcode is Opcode.PONG and self._ping is not None and frame.data == self._ping:
-                self._ping = None
-            if framing.state is not State.OPEN:
-                break
-
-    def _check_utf8(self, data: bytes, final: bool, framing: Framing) -> bool:
-        decoder = self._utf8
-        if decoder is None:
-            return True
-        try:
-            decoder.decode(data, final)
-        except UnicodeDecodeError as exc:
-            self._utf8 = None
-            self._fragments = None
-            framing.fail(1007, f"invalid UTF-8: {exc.reason}")
-            return False
-        return True
-
-    def _message(self, data: bytes, framing: Framing, is_text: bool) -> None:
-        if is_text:
-            self._utf8 = None
-            try:
-                text = data.decode()  # a fragmented one was checked piece by piece already
-            except UnicodeDecodeError as exc:
-                framing.fail(1007, f"invalid UTF-8: {exc.reason}")
-                return
-            message: Message = {"type": "websocket.receive", "text": text}
-        else:
-            message = {"type": "websocket.receive", "bytes": data}
-        self.messages_in += 1
-        metrics = self._host.state.metrics
-        if metrics is not None:
-            metrics.ws_received(len(data))
-        inbox = self._inbox
-        inbox.append(message)
-        self._inbox_bytes += len(data)
-        if len(inbox) >= MAX_QUEUE or self._inbox_bytes >= MAX_QUEUE_BYTES:
-            self._host.pause(PAUSE_WS)
-        self._wake()
 
     def _flush(self) -> None:
         """Write what the framing protocol produced; its end-of-stream closes the socket."""

@@ -22,6 +22,7 @@ class FutureProtocol(asyncio.Protocol, Session):
     ``self.waiter`` when the pending request completed. The loop never runs a task per read."""
 
     transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
 
     def __init__(self) -> None:
         self.waiter: asyncio.Future[None] | None = None
@@ -29,6 +30,8 @@ class FutureProtocol(asyncio.Protocol, Session):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # Once: on Python 3.11 every get_running_loop() is a getpid() system call.
+        self.loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -37,7 +40,7 @@ class FutureProtocol(asyncio.Protocol, Session):
     def new_waiter(self) -> asyncio.Future[None]:
         if not self.open:
             raise BenchError("closed", "connection closed by the peer")
-        waiter = self.waiter = asyncio.get_running_loop().create_future()
+        waiter = self.waiter = self.loop.create_future()
         return waiter
 
     def send(self, data: bytes) -> None:

@@ -6,9 +6,14 @@ trips and opens a new one, so the handshake is part of the load; ``--compress`` 
 permessage-deflate (RFC 7692) and uses it when the server accepts. ``wss://`` (or ``--tls``)
 connects with TLS.
 
-The client is a lean ``asyncio.Protocol``: a frame parser over a bytearray, masking by
-big-integer XOR, one future per round trip — it must not be the bottleneck against servers much
-faster than it. Pings from the server are answered; a close from the server fails the request
+The client is a lean ``asyncio.Protocol`` — it must not be the bottleneck against servers
+much faster than it. Without compression every message is the same, so each connection masks it
+once, with its own key (RFC 6455 §5.3 wants an unpredictable key per frame to defeat cache
+poisoning by a hostile *browser* script; a load generator's fixed payload has nothing to hide),
+and sends those bytes each time. The echo of an unfragmented message is one known frame, so a
+read that is exactly that frame completes the round trip with one comparison; anything else (a
+partial read, fragments, a ping, a close, compression) goes through the frame parser. One future
+per round trip. Pings from the server are answered; a close from the server fails the request
 (``closed``) and the runner reconnects.
 """
 
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
     import argparse
     import ssl
 
-__all__ = ["WsTarget", "mask"]
+__all__ = ["WsTarget", "echo_frame", "frame", "mask"]
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -46,18 +51,26 @@ def mask(data: bytes, key: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(keys, "little")).to_bytes(n, "little")
 
 
-def frame(opcode: int, payload: bytes, *, rsv1: bool = False) -> bytes:
-    """One final, masked client frame."""
-    key = os.urandom(4)
+def frame(opcode: int, payload: bytes, *, rsv1: bool = False, key: bytes | None = None) -> bytes:
+    """One final, masked client frame (a random mask ``key`` unless given)."""
+    if key is None:
+        key = os.urandom(4)
     first = 0x80 | (0x40 if rsv1 else 0) | opcode
-    n = len(payload)
+    return _head(first, 0x80, len(payload)) + key + mask(payload, key)
+
+
+def _head(first: int, masked: int, n: int) -> bytes:
+    """A frame header up to the mask key: the first byte, then the length, minimally encoded."""
     if n < 126:
-        head = struct.pack("!BB", first, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, n)
-    return head + key + mask(payload, key)
+        return struct.pack("!BB", first, masked | n)
+    if n < 65536:
+        return struct.pack("!BBH", first, masked | 126, n)
+    return struct.pack("!BBQ", first, masked | 127, n)
+
+
+def echo_frame(opcode: int, payload: bytes) -> bytes:
+    """The server's unmasked, final, single-frame echo of an uncompressed ``payload``."""
+    return _head(0x80 | opcode, 0, len(payload)) + payload
 
 
 class _WsSession(FutureProtocol):
@@ -75,6 +88,9 @@ class _WsSession(FutureProtocol):
         self.parts: list[bytes] = []
         self.compressed = False
         self.round_trips = 0
+        #: Without compression: this connection's masked message and the echo expected back.
+        self.message: bytes | None = None
+        self.echo: bytes | None = None
         self.error: BenchError | None = None  # a refused handshake, for connect() to raise
 
     # -- handshake -----------------------------------------------------------------------------
@@ -125,6 +141,10 @@ class _WsSession(FutureProtocol):
             self.inflate = zlib.decompressobj(wbits=-15)
             self.reset_inflate = "server_no_context_takeover" in extensions
             self.reset_deflate = "client_no_context_takeover" in extensions
+        else:
+            t = self.t
+            self.message = frame(t.opcode, t.payload, key=os.urandom(4))
+            self.echo = t.echo
         self.handshaken = True
         self.done()  # the waiter of connect()
 
@@ -137,6 +157,9 @@ class _WsSession(FutureProtocol):
     # -- frames --------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if data == self.echo and not self.buffer:  # the whole echo, as one frame, in one read
+            self.done()
+            return
         self.buffer += data
         if not self.handshaken:
             self._handshake()
@@ -218,7 +241,7 @@ class _WsSession(FutureProtocol):
                 self.deflate = zlib.compressobj(wbits=-15)
             self.send(frame(t.opcode, data, rsv1=True))
         else:
-            self.send(frame(t.opcode, payload))
+            self.send(self.message or frame(t.opcode, payload))
         await waiter
         self.round_trips += 1
         if t.messages and self.round_trips >= t.messages:
@@ -255,6 +278,7 @@ class WsTarget(Target):
             if args.mode == "text"
             else os.urandom(args.size)
         )
+        self.echo = echo_frame(self.opcode, self.payload)
         if args.messages < 0:
             raise ValueError("--messages must not be negative")
         self.messages = args.messages
