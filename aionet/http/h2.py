@@ -113,12 +113,14 @@ class H2Protocol(asyncio.Protocol):
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: state.limits.max_header_size,
+                # Twice the limit: a list between the two is decoded and answered 431 (as
+                # HTTP/1.1 does); past it, h2 stops decoding and the connection is cut.
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 2 * state.limits.max_header_size,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             },
         )
         self.max_streams = max_streams
-        self.guard = FrameGuard(max_block=state.limits.max_header_size)
+        self.guard = FrameGuard(max_block=2 * state.limits.max_header_size)  # as the list
         self.streams: dict[int, H2Stream] = {}
         self.closed = False
         #: A drain began (first GOAWAY sent) / the last stream is named (second GOAWAY).
@@ -244,7 +246,9 @@ class H2Protocol(asyncio.Protocol):
         pseudo: dict[bytes, bytes] = {}
         plain: list[tuple[bytes, bytes]] = []
         host = False
+        size = 0  # as RFC 9113 §6.5.2 counts it: name, value and 32 per field
         for name, value in headers:
+            size += len(name) + len(value) + 32
             if name[:1] == b":":
                 pseudo[name] = value
             else:
@@ -259,6 +263,8 @@ class H2Protocol(asyncio.Protocol):
         target = pseudo.get(b":path", b"" if method == b"CONNECT" else b"/")
         if method == b"CONNECT":
             refusal = 405
+        elif size > self.state.limits.max_header_size:
+            refusal = 431
         try:
             raw_path, query = split_target(target)
             path = decode_path(raw_path)

@@ -262,3 +262,18 @@ async def test_connection_specific_and_uppercase_fields_are_malformed(tmp_path: 
                 ErrorCodes.PROTOCOL_ERROR
             ], name
             assert not any(isinstance(f, HeadersFrame) for f in frames), name
+
+
+async def test_a_header_list_over_the_limit_gets_431(tmp_path: Path) -> None:
+    def big(port: int) -> list[Any]:
+        raw = RawH2(port)
+        # 12,000 bytes decoded, one frame on the wire: over the 8 KiB limit, under twice it.
+        raw.send(raw.headers(1, request_block(raw.encoder, "/", **{"x-big": "y" * 12_000})))
+        return raw.read_all()
+
+    async with serve(config(tmp_path, max_header_size="8KiB", keepalive_timeout="1s")) as server:
+        frames = await attacked(server, big)
+    heads = [Decoder().decode(f.data) for f in frames if isinstance(f, HeadersFrame)]
+    assert len(heads) == 1 and (":status", "431") in heads[0]
+    end = goaway(frames)
+    assert end is not None and end.error_code == ErrorCodes.NO_ERROR  # the connection lived on
