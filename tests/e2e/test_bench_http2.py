@@ -1,5 +1,5 @@
 """``aionet bench http --http2``: against aionet's own listener (h2c by prior knowledge, ALPN h2
-on TLS), against hypercorn when it is installed (the bench extra), and against a tiny server on
+on TLS), against hypercorn (a test extra), and against a tiny server on
 h2's server side that limits streams, drains with GOAWAY and refuses with GOAWAY. Each run must
 have really spoken HTTP/2: the server says which version it served."""
 
@@ -162,7 +162,7 @@ def test_cli_option_errors(capsys: pytest.CaptureFixture[str]) -> None:
         assert words in capsys.readouterr().err
 
 
-# -- hypercorn (the bench extra; skipped without it) ----------------------------------------------
+# -- hypercorn (a test extra) --------------------------------------------------------------------
 
 SEEN: list[str] = []
 
@@ -179,7 +179,7 @@ async def versioned_hello(scope: dict[str, Any], receive: Any, send: Any) -> Non
 
 @contextlib.asynccontextmanager
 async def hypercorn_server(pki: Pki | None) -> AsyncIterator[int]:
-    pytest.importorskip("hypercorn", reason="hypercorn is in the bench extra")
+    pytest.importorskip("hypercorn", reason="hypercorn is in the test extra: pip install .[test]")
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
