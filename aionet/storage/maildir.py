@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .durable import fsync_dir, replace_synced, write_synced
+from .durable import DirSync, fsync_dir, replace_synced, write_synced
 
 if sys.platform != "win32":
     import fcntl
@@ -348,6 +348,11 @@ def _delivery_key(name: str) -> tuple[int, int, str]:
     return (int(secs) if secs.isdigit() else 0, usecs, name)
 
 
+#: The ``new/`` directories' fsyncs, shared by deliveries that reach them at the same time
+#: (each still returns only after an fsync that began after its rename: its 250 waits for it).
+NEW_DIRS = DirSync()
+
+
 def deliver_many(targets: Sequence[Maildir], data: bytes) -> list[str]:
     """Deliver ``data`` to every Maildir in ``targets``, all or nothing; the unique names.
 
@@ -371,7 +376,7 @@ def deliver_many(targets: Sequence[Maildir], data: bytes) -> list[str]:
             os.rename(tmp, final)
             renamed.append(final)
         for directory in {t.path for t, _, _ in written}:
-            fsync_dir(directory / "new")
+            NEW_DIRS.sync(directory / "new")  # group commit with concurrent deliveries
     except OSError as exc:
         for path in renamed:
             with contextlib.suppress(OSError):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from .mail_helpers import make_users, tmp_files
+import aiosmtplib
+import pytest
+
+from aionet.testing import serve
+
+from .mail_helpers import mail_config, make_users, tmp_files
 
 ROUNDS = 5
 
@@ -92,3 +99,63 @@ def test_acknowledged_mail_survives_sigkill_and_restart_cleans_tmp(
     for subject in acked:
         assert got.count(subject) == 1, (subject, got)
     assert set(got) <= {*acked, b"unacked"}
+
+
+async def test_group_commit_no_250_precedes_its_directory_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent deliveries share the fsync of ``new/``, and every 250 arrives only after an
+    fsync that began after that message was renamed into ``new/``."""
+    import itertools
+    import threading
+
+    from aionet.storage import maildir
+
+    order = itertools.count(1)
+    lock = threading.Lock()
+    fsyncs: list[tuple[int, int]] = []
+    renames: dict[str, int] = {}
+    real_fsync, real_rename = maildir.NEW_DIRS._fsync, os.rename
+
+    def tick() -> int:
+        with lock:
+            return next(order)
+
+    def slow_fsync(path: Any) -> None:
+        began = tick()
+        time.sleep(0.01)  # a disk's fsync: long enough for deliveries to pile up behind it
+        real_fsync(path)
+        fsyncs.append((began, tick()))
+
+    def recording_rename(src: Any, dst: Any) -> None:
+        real_rename(src, dst)
+        if "/new/" in str(dst):
+            renames[Path(dst).name] = tick()
+
+    sync = maildir.DirSync(slow_fsync)
+    monkeypatch.setattr(maildir, "NEW_DIRS", sync)
+    monkeypatch.setattr(maildir.os, "rename", recording_rename)
+    acks: dict[str, int] = {}
+    async with serve(mail_config(tmp_path), data_dir=tmp_path / "data") as server:
+        host, port = server.address("smtp")[:2]
+
+        async def client(c: int) -> None:
+            async with aiosmtplib.SMTP(hostname=host, port=port, timeout=60) as smtp:
+                for m in range(5):
+                    subject = f"c{c}m{m}"
+                    await smtp.sendmail("s@x.test", ["alice@localhost"],
+                                        f"Subject: {subject}\r\n\r\nx\r\n")  # fmt: skip
+                    acks[subject] = tick()  # the 250 is in
+
+        await asyncio.gather(*(client(c) for c in range(16)))
+    # Which file holds which subject, hence which rename each 250 followed.
+    box = tmp_path / "data" / "mail" / "localhost" / "alice" / "new"
+    renamed_at = {}
+    for f in box.iterdir():
+        subject = next(ln for ln in f.read_bytes().split(b"\r\n") if ln.startswith(b"Subject: "))
+        renamed_at[subject[9:].decode()] = renames[f.name]
+    assert len(renamed_at) == len(acks) == 80
+    for subject, acked in acks.items():
+        renamed = renamed_at[subject]
+        assert any(renamed < began and ended < acked for began, ended in fsyncs), subject
+    assert sync.calls == 80 and sync.fsyncs < 80  # shared: group commit happened
