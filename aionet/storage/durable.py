@@ -8,7 +8,6 @@ never a part; after the directory fsync the new one survives a power cut too.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import threading
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["SYNCFS", "DirSync", "fsync_dir", "replace_synced", "syncfs", "write_synced"]
+__all__ = ["DirSync", "fsync_dir", "replace_synced", "write_synced"]
 
 
 def fsync_dir(path: Path | str) -> None:
@@ -26,35 +25,6 @@ def fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        func = libc.syncfs
-    except (OSError, AttributeError):  # not Linux / not glibc: per-file fsyncs instead
-        return None
-    func.argtypes = [ctypes.c_int]
-    func.restype = ctypes.c_int
-    return func
-
-
-_syncfs = _load_syncfs()
-#: Whether ``syncfs`` is available (Linux): data waves instead of one fsync per file.
-SYNCFS = _syncfs is not None
-
-
-def syncfs(path: Path | str) -> None:
-    """Flush the whole file system holding ``path`` (Linux ``syncfs``; errors are reported
-    since Linux 5.8): every file written there before the call is durable after it."""
-    assert _syncfs is not None
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
     finally:
         os.close(fd)
 
@@ -135,12 +105,7 @@ class _DirState:
 
 
 def write_synced(
-    path: Path | str,
-    data: bytes,
-    mode: int = 0o600,
-    *,
-    mtime: float | None = None,
-    fsync: bool = True,
+    path: Path | str, data: bytes, mode: int = 0o600, *, mtime: float | None = None
 ) -> None:
     """Create ``path`` (it must not exist) with ``data`` and fsync it; on any failure the
     partial file is removed. ``mtime`` sets its modification time first (an IMAP APPEND's
@@ -156,8 +121,7 @@ def write_synced(
             view = view[os.write(fd, view) :]
         if mtime is not None:
             os.utime(fd, (mtime, mtime))
-        if fsync:  # False: the caller makes it durable otherwise (a syncfs wave)
-            os.fsync(fd)
+        os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):

@@ -6,12 +6,8 @@ of its own. Messages relayed for authenticated ``relay`` users wait in ``data_di
 
 Durability rules (a message acknowledged with ``250`` survives ``kill -9`` and power loss):
 
-* delivery writes ``tmp/<unique>``, makes it durable, renames it into ``new/`` and fsyncs
-  ``new/`` — only then does ``deliver()`` return. Both syncs are group commits
-  (``durable.DirSync``): deliveries that reach them at the same time share one, and each waits
-  for one that began after its own write (or rename). On Linux the data is made durable by a
-  ``syncfs`` of the mailbox's file system (one for a whole wave of messages, before any of
-  them is renamed); elsewhere by an fsync of each file;
+* delivery writes ``tmp/<unique>``, fsyncs the file, renames it into ``new/`` and fsyncs
+  ``new/`` — only then does ``deliver()`` return;
 * a multi-recipient delivery is all or nothing: every tmp file is written and fsynced first,
   then all are renamed; if any step fails, the renamed ones are unlinked again and the error is
   raised, so no recipient sees a message the sender was told failed;
@@ -50,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .durable import SYNCFS, DirSync, fsync_dir, replace_synced, syncfs, write_synced
+from .durable import DirSync, fsync_dir, replace_synced, write_synced
 
 if sys.platform != "win32":
     import fcntl
@@ -355,9 +351,6 @@ def _delivery_key(name: str) -> tuple[int, int, str]:
 #: The ``new/`` directories' fsyncs, shared by deliveries that reach them at the same time
 #: (each still returns only after an fsync that began after its rename: its 250 waits for it).
 NEW_DIRS = DirSync()
-#: The messages' data, made durable by ``syncfs`` waves shared the same way (Linux); each
-#: delivery renames only after a wave that began after its write (else: fsync per file).
-DATA_WAVES = DirSync(syncfs)
 
 
 def deliver_many(targets: Sequence[Maildir], data: bytes) -> list[str]:
@@ -373,14 +366,11 @@ def deliver_many(targets: Sequence[Maildir], data: bytes) -> list[str]:
             name = unique_name()
             tmp = target.path / "tmp" / name
             try:
-                write_synced(tmp, data, fsync=not SYNCFS)
+                write_synced(tmp, data)
             except FileNotFoundError:  # a new mailbox: create it (kept off the common path)
                 target.create()
-                write_synced(tmp, data, fsync=not SYNCFS)
+                write_synced(tmp, data)
             written.append((target, tmp, name))
-        if SYNCFS:  # the data durable before any rename: one syncfs shared by concurrent ones
-            for directory in {t.path for t, _, _ in written}:
-                DATA_WAVES.sync(directory / "tmp")
         for target, tmp, name in written:
             final = target.path / "new" / name
             os.rename(tmp, final)
@@ -405,7 +395,7 @@ class MailStore:
     Resource handling: owns a small thread pool; call ``close()`` when done.
     """
 
-    def __init__(self, root: Path, *, max_workers: int = 32) -> None:
+    def __init__(self, root: Path, *, max_workers: int = 8) -> None:
         self.root = root
         self._pool: ThreadPoolExecutor | None = None
         self._max_workers = max_workers

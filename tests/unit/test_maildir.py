@@ -181,27 +181,8 @@ def test_fsyncs_come_in_the_durable_order(tmp_path: Path, monkeypatch: pytest.Mo
         log.append("rename")
         real_rename(src, dst)
 
-    def wave(path: Any) -> None:  # the data's syncfs (Linux), in place of per-file fsyncs
-        log.append(f"syncfs {Path(path).name}")
-        md.syncfs(path)
-
     monkeypatch.setattr(md.os, "open", opening)
     monkeypatch.setattr(md.os, "fsync", fsync)
     monkeypatch.setattr(md.os, "rename", rename)
-    monkeypatch.setattr(md, "DATA_WAVES", md.DirSync(wave))
     deliver_many([Maildir(tmp_path / "a"), Maildir(tmp_path / "b")], b"x")
-    data = "syncfs tmp" if md.SYNCFS else "fsync tmp"
-    assert log == [data, data, "rename", "rename", "fsync new", "fsync new"]
-
-
-def test_without_syncfs_each_file_is_fsynced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Where ``syncfs`` is missing (not Linux), every file gets its own fsync before rename."""
-    log: list[str] = []
-    real_fsync, real_rename = os.fsync, os.rename
-    monkeypatch.setattr(md, "SYNCFS", False)
-    monkeypatch.setattr(md.os, "fsync", lambda fd: (log.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(md.os, "rename", lambda a, b: (log.append("rename"), real_rename(a, b))[1])
-    deliver_many([Maildir(tmp_path / "a")], b"x")
-    assert log == ["fsync", "rename", "fsync"]  # the file, the rename, new/
+    assert log == ["fsync tmp", "fsync tmp", "rename", "rename", "fsync new", "fsync new"]
