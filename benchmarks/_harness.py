@@ -42,6 +42,22 @@ def baseline_tree(rev: str) -> Path:
     return tree
 
 
+def choose_servers(
+    servers: dict[str, Any], wanted: str, baseline: str | None, aionet: Callable[..., Any]
+) -> list[str]:
+    """Keep in ``servers`` only the comma-separated ``wanted`` ones, plus ``aionet@base`` (the
+    ``aionet`` factory on a checkout of ``baseline``) when a baseline is asked for; their names.
+    """
+    chosen = wanted.split(",")
+    if baseline:
+        servers["aionet@base"] = on_baseline(aionet, baseline_tree(baseline))
+        chosen.append("aionet@base")
+    for name in list(servers):
+        if name not in chosen:
+            del servers[name]
+    return chosen
+
+
 def on_baseline(make: Callable[..., Any], tree: Path) -> Callable[..., Any]:
     """The same server factory, but its ``python -m aionet`` imports aionet from ``tree``.
 

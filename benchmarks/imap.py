@@ -45,11 +45,10 @@ from typing import Any
 
 from _harness import (
     PY,
-    baseline_tree,
+    choose_servers,
     free_port,
     machine_facts,
     median,
-    on_baseline,
     pinned,
     pss_kib,
     spawned,
@@ -317,16 +316,10 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="also run aionet as of REV")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     args = parser.parse_args()
-    chosen = args.servers.split(",")
-    if args.baseline:
-        SERVERS["aionet@base"] = on_baseline(aionet, baseline_tree(args.baseline))
-        chosen.append("aionet@base")
-    if "dovecot" in chosen and (shutil.which("dovecot") is None or os.geteuid() != 0):
+    choose_servers(SERVERS, args.servers, args.baseline, aionet)
+    if "dovecot" in SERVERS and (shutil.which("dovecot") is None or os.geteuid() != 0):
         print("dovecot (or root) missing: running aionet alone", file=sys.stderr)
-        chosen.remove("dovecot")
-    for name in list(SERVERS):
-        if name not in chosen:
-            del SERVERS[name]
+        del SERVERS["dovecot"]
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmpname:
         maildirs = Path(tmpname)
         write_maildir(maildirs / USER, args.messages)

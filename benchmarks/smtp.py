@@ -42,11 +42,10 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
-    baseline_tree,
+    choose_servers,
     free_port,
     machine_facts,
     median,
-    on_baseline,
     spawned,
     wait_listening,
 )
@@ -264,13 +263,7 @@ def main() -> None:
     )
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     args = parser.parse_args()
-    chosen = args.servers.split(",")
-    if args.baseline:
-        SERVERS["aionet@base"] = on_baseline(aionet, baseline_tree(args.baseline))
-        chosen.append("aionet@base")
-    for name in list(SERVERS):
-        if name not in chosen:
-            del SERVERS[name]
+    choose_servers(SERVERS, args.servers, args.baseline, aionet)
     if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {CLIENT_CORE})
     import uvloop

@@ -38,13 +38,12 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
-    baseline_tree,
     busy_seconds,
+    choose_servers,
     cpu_seconds,
     free_port,
     machine_facts,
     median,
-    on_baseline,
     pinned,
     pss_kib,
     spawned,
@@ -250,16 +249,10 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="also run aionet as of REV")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     args = parser.parse_args()
-    chosen = args.servers.split(",")
-    if args.baseline:
-        SERVERS["aionet@base"] = on_baseline(aionet, baseline_tree(args.baseline))
-        chosen.append("aionet@base")
+    choose_servers(SERVERS, args.servers, args.baseline, aionet)
     for name, module in NEEDS.items():
-        if name in chosen and importlib.util.find_spec(module) is None:
+        if name in SERVERS and importlib.util.find_spec(module) is None:
             print(f"{name}: {module} is not installed, left out", file=sys.stderr)
-            chosen.remove(name)
-    for name in list(SERVERS):
-        if name not in chosen:
             del SERVERS[name]
     data = run(args)
     data["machine"] = machine_facts()

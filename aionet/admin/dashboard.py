@@ -28,6 +28,7 @@ hijacking).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -217,21 +218,22 @@ def page(ticket: str) -> bytes:
 
 
 def content_security_policy() -> str:
-    """Only the page's own inline script and style run; it connects to its own origin only."""
-    template = _template().decode()
-    script = template.split("<script>", 1)[1].split("</script>", 1)[0]
-    style = template.split("<style>", 1)[1].split("</style>", 1)[0]
-    return (
-        "default-src 'none'; "
-        f"script-src '{_sha256(script)}'; style-src '{_sha256(style)}'; "
-        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
-    )
+    """Only the page's own inline script and style run; it connects to its own origin only.
+    (Built once: the hashes of the template's script and style.)"""
+    if "csp" not in _cache:
+        template = _template().decode()
+        script = template.split("<script>", 1)[1].split("</script>", 1)[0]
+        style = template.split("<style>", 1)[1].split("</style>", 1)[0]
+        _cache["csp"] = (
+            "default-src 'none'; "
+            f"script-src '{_sha256(script)}'; style-src '{_sha256(style)}'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        ).encode()
+    return _cache["csp"].decode()
 
 
 def _sha256(text: str) -> str:
-    import base64
-
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 

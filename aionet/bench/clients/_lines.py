@@ -1,20 +1,23 @@
-"""A session over asyncio streams for the line protocols (SMTP, POP3, FTP): commands out,
-replies in, an unexpected reply is a ``BenchError("reply NNN")`` (or ``"reply -ERR"``)."""
+"""A session over asyncio streams for the line protocols (SMTP, POP3, IMAP, FTP): commands out,
+replies in, an unexpected reply is a ``BenchError("reply NNN")`` (or ``"reply -ERR"``); and
+``LineTarget``, what their targets share: HOST:PORT, TLS implicit (``--tls``) or by the
+protocol's in-band upgrade (``--starttls``, ``--stls``, ``--ftps``), the connect."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..target import BenchError, Session
+from ..target import BenchError, Session, Target, client_tls_context, parse_hostport
 from ._connect import shielded_connect
 
 if TYPE_CHECKING:
+    import argparse
     import ssl
     from collections.abc import Callable
 
-__all__ = ["LineSession", "connect_streams", "open_session"]
+__all__ = ["LineSession", "LineTarget", "connect_streams", "open_session"]
 
 STREAM_LIMIT = 1 << 20  # longest reply line we accept
 
@@ -105,3 +108,50 @@ class LineSession(Session):
                 self.writer.write(line + b"\r\n")
                 await self.reader.readline()
         self.abort()
+
+
+class LineTarget(Target):
+    """A line-protocol target. Subclasses name their ``default_port``, the option of their
+    in-band TLS upgrade (``upgrade``: ``"starttls"``, ``"stls"``, ``"ftps"``), how ``describe``
+    calls it (``upgrade_mode``), and ``make_session``; ``__init__`` calls ``setup(args)``."""
+
+    default_port: int
+    upgrade: str
+    upgrade_mode: str | None = None  # None: the option's name
+
+    def setup(self, args: argparse.Namespace) -> None:
+        """HOST:PORT and the TLS choice; the upgrade and ``--tls`` exclude each other."""
+        self.host, self.port = parse_hostport(args.target, self.default_port)
+        self.upgrade_tls: bool = bool(getattr(args, self.upgrade))
+        self.implicit: bool = args.tls
+        self.sni: str | None = args.sni
+        if self.upgrade_tls and self.implicit:
+            raise ValueError(f"--{self.upgrade} and --tls exclude each other")
+        self._args = args
+        self.tls: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> LineTarget:
+        return cls(args)  # type: ignore[call-arg]
+
+    def prepare(self) -> None:
+        if self.upgrade_tls or self.implicit:
+            self.tls = client_tls_context(self._args)
+
+    def make_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
+        raise NotImplementedError
+
+    async def connect(self) -> Any:
+        implicit = self.tls if self.implicit else None
+        return await open_session(self.make_session, self.host, self.port, implicit, self.sni)
+
+    async def start_tls(self, session: LineSession) -> None:
+        """The in-band upgrade, once the server agreed to it."""
+        assert self.tls is not None
+        await session.start_tls(self.tls, self.sni or self.host)
+
+    def tls_mode(self) -> str:
+        """``describe()``'s ``tls``: the upgrade, ``implicit`` or ``none``."""
+        if self.upgrade_tls:
+            return self.upgrade_mode or self.upgrade
+        return "implicit" if self.implicit else "none"

@@ -19,13 +19,12 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
+from ..target import BenchError, add_tls_arguments
 from ._connect import shielded_connect
-from ._lines import LineSession, open_session
+from ._lines import LineSession, LineTarget
 
 if TYPE_CHECKING:
     import argparse
-    import ssl
 
 __all__ = ["FtpTarget"]
 
@@ -61,14 +60,13 @@ class _FtpSession(LineSession):
     async def handshake(self) -> None:
         t = self.t
         await self.reply(220)
-        if t.ftps:
+        if t.upgrade_tls:
             await self.command(b"AUTH TLS", 234)
-            assert t.tls is not None
-            await self.start_tls(t.tls, t.sni or t.host)
+            await t.start_tls(self)
         code, _ = await self.command(b"USER " + t.user.encode(), 230, 331)
         if code == 331:
             await self.command(b"PASS " + t.password.encode(), 230)
-        if t.ftps or t.implicit:
+        if t.upgrade_tls or t.implicit:
             await self.command(b"PBSZ 0", 200)
             await self.command(b"PROT P", 200)
         await self.command(b"TYPE I", 200)
@@ -125,12 +123,13 @@ class _FtpSession(LineSession):
         await self.goodbye(b"QUIT")
 
 
-class FtpTarget(Target):
+class FtpTarget(LineTarget):
     name = "ftp"
     help = "FTP transfers over passive data connections: --get PATH or --put SIZE (FTPS)"
+    default_port, upgrade, upgrade_mode = 21, "ftps", "explicit"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.host, self.port = parse_hostport(args.target, 21)
+        self.setup(args)
         self.user, self.password = args.user, args.password
         if (args.get is None) == (args.put is None):
             raise ValueError("give one of --get PATH or --put SIZE")
@@ -142,11 +141,6 @@ class FtpTarget(Target):
             -(-self.put_size // (1 << 20)) if self.put_size > 1 << 20 else 1
         )
         self.payload = self.payload[: self.put_size]
-        self.ftps, self.implicit, self.sni = args.ftps, args.tls, args.sni
-        if self.ftps and self.implicit:
-            raise ValueError("--ftps and --tls exclude each other")
-        self._args = args
-        self.tls: ssl.SSLContext | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -164,27 +158,13 @@ class FtpTarget(Target):
         parser.add_argument("--ftps", action="store_true", help="explicit FTPS (AUTH TLS)")
         add_tls_arguments(parser)  # --tls: implicit FTPS
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FtpTarget:
-        return cls(args)
-
-    def prepare(self) -> None:
-        if self.ftps or self.implicit:
-            self.tls = client_tls_context(self._args)
-
-    async def connect(self) -> _FtpSession:
-        return await open_session(
-            lambda r, w: _FtpSession(self, r, w),
-            self.host,
-            self.port,
-            self.tls if self.implicit else None,
-            self.sni,
-        )
+    def make_session(self, reader: Any, writer: Any) -> _FtpSession:
+        return _FtpSession(self, reader, writer)
 
     def describe(self) -> dict[str, Any]:
         return {
             "address": f"{self.host}:{self.port}",
             "transfer": f"get {self.get}" if self.get else f"put {self.put_size} bytes",
-            "ftps": self.ftps,
-            "tls": "explicit" if self.ftps else "implicit" if self.implicit else "none",
+            "ftps": self.upgrade_tls,
+            "tls": self.tls_mode(),
         }

@@ -18,12 +18,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
-from ._lines import LineSession, open_session
+from ..target import BenchError, add_tls_arguments
+from ._lines import LineSession, LineTarget
 
 if TYPE_CHECKING:
     import argparse
-    import ssl
 
 __all__ = ["ImapTarget"]
 
@@ -80,10 +79,9 @@ class _ImapSession(LineSession):
         greeting = await self.line()
         if not greeting.startswith(b"* OK"):
             raise BenchError("greeting", greeting.decode("latin-1").strip())
-        if t.starttls:
+        if t.upgrade_tls:
             await self.run(b"STARTTLS")
-            assert t.tls is not None
-            await self.start_tls(t.tls, t.sni or t.host)
+            await t.start_tls(self)
         await self.run(b"LOGIN " + _quote(t.user) + b" " + _quote(t.password))
         await self.select()
         if self.exists == 0 and t.fetch in ("body", "headers"):
@@ -112,12 +110,13 @@ class _ImapSession(LineSession):
         await self.goodbye(b"z LOGOUT")
 
 
-class ImapTarget(Target):
+class ImapTarget(LineTarget):
     name = "imap"
     help = "IMAP: login + SELECT, then FETCH a body, headers, the flag list, or SELECT again"
+    default_port, upgrade = 143, "starttls"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.host, self.port = parse_hostport(args.target, 143)
+        self.setup(args)
         if not args.user:
             raise ValueError("imap needs --user and --password")
         self.user, self.password = args.user, args.password or ""
@@ -125,11 +124,6 @@ class ImapTarget(Target):
         self.fetch = args.fetch
         self.relogin = args.relogin
         self.connect_per_request = args.relogin
-        self.starttls, self.implicit, self.sni = args.starttls, args.tls, args.sni
-        if self.starttls and self.implicit:
-            raise ValueError("--starttls and --tls exclude each other")
-        self._args = args
-        self.tls: ssl.SSLContext | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -151,22 +145,8 @@ class ImapTarget(Target):
         parser.add_argument("--starttls", action="store_true", help="upgrade with STARTTLS")
         add_tls_arguments(parser)
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ImapTarget:
-        return cls(args)
-
-    def prepare(self) -> None:
-        if self.starttls or self.implicit:
-            self.tls = client_tls_context(self._args)
-
-    async def connect(self) -> _ImapSession:
-        return await open_session(
-            lambda r, w: _ImapSession(self, r, w),
-            self.host,
-            self.port,
-            self.tls if self.implicit else None,
-            self.sni,
-        )
+    def make_session(self, reader: Any, writer: Any) -> _ImapSession:
+        return _ImapSession(self, reader, writer)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -175,5 +155,5 @@ class ImapTarget(Target):
             "mailbox": self.mailbox,
             "fetch": self.fetch,
             "relogin": self.relogin,
-            "tls": "starttls" if self.starttls else "implicit" if self.implicit else "none",
+            "tls": self.tls_mode(),
         }

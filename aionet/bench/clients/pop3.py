@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
-from ._lines import LineSession, open_session
+from ..target import BenchError, add_tls_arguments
+from ._lines import LineSession, LineTarget
 
 if TYPE_CHECKING:
     import argparse
-    import ssl
 
 __all__ = ["Pop3Target"]
 
@@ -37,10 +36,9 @@ class _Pop3Session(LineSession):
     async def handshake(self) -> None:
         t = self.t
         await self.ok()
-        if t.stls:
+        if t.upgrade_tls:
             await self.ok(b"STLS")
-            assert t.tls is not None
-            await self.start_tls(t.tls, t.sni or t.host)
+            await t.start_tls(self)
         await self.ok(b"USER " + t.user.encode())
         await self.ok(b"PASS " + t.password.encode())
         stat = await self.ok(b"STAT")
@@ -65,22 +63,18 @@ class _Pop3Session(LineSession):
         await self.goodbye(b"QUIT")
 
 
-class Pop3Target(Target):
+class Pop3Target(LineTarget):
     name = "pop3"
     help = "POP3: login + RETR (per session, or a whole session per request)"
+    default_port, upgrade = 110, "stls"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.host, self.port = parse_hostport(args.target, 110)
+        self.setup(args)
         if not args.user:
             raise ValueError("pop3 needs --user and --password")
         self.user, self.password = args.user, args.password or ""
         self.relogin = args.relogin
         self.connect_per_request = args.relogin
-        self.stls, self.implicit, self.sni = args.stls, args.tls, args.sni
-        if self.stls and self.implicit:
-            raise ValueError("--stls and --tls exclude each other")
-        self._args = args
-        self.tls: ssl.SSLContext | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -95,27 +89,13 @@ class Pop3Target(Target):
         parser.add_argument("--stls", action="store_true", help="upgrade with STLS")
         add_tls_arguments(parser)
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Pop3Target:
-        return cls(args)
-
-    def prepare(self) -> None:
-        if self.stls or self.implicit:
-            self.tls = client_tls_context(self._args)
-
-    async def connect(self) -> _Pop3Session:
-        return await open_session(
-            lambda r, w: _Pop3Session(self, r, w),
-            self.host,
-            self.port,
-            self.tls if self.implicit else None,
-            self.sni,
-        )
+    def make_session(self, reader: Any, writer: Any) -> _Pop3Session:
+        return _Pop3Session(self, reader, writer)
 
     def describe(self) -> dict[str, Any]:
         return {
             "address": f"{self.host}:{self.port}",
             "user": self.user,
             "relogin": self.relogin,
-            "tls": "stls" if self.stls else "implicit" if self.implicit else "none",
+            "tls": self.tls_mode(),
         }

@@ -11,12 +11,11 @@ import base64
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..target import BenchError, Target, add_tls_arguments, client_tls_context, parse_hostport
-from ._lines import LineSession, open_session
+from ..target import BenchError, add_tls_arguments
+from ._lines import LineSession, LineTarget
 
 if TYPE_CHECKING:
     import argparse
-    import ssl
 
 __all__ = ["SmtpTarget", "make_message"]
 
@@ -42,10 +41,9 @@ class _SmtpSession(LineSession):
         t = self.t
         await self.reply(220)
         await self.command(b"EHLO " + t.helo.encode(), 250)
-        if t.starttls:
+        if t.upgrade_tls:
             await self.command(b"STARTTLS", 220)
-            assert t.tls is not None
-            await self.start_tls(t.tls, t.sni or t.host)
+            await t.start_tls(self)
             await self.command(b"EHLO " + t.helo.encode(), 250)
         if t.user is not None:
             token = base64.b64encode(f"\0{t.user}\0{t.password}".encode()).decode()
@@ -73,12 +71,13 @@ class _SmtpSession(LineSession):
         await self.goodbye(b"QUIT")
 
 
-class SmtpTarget(Target):
+class SmtpTarget(LineTarget):
     name = "smtp"
     help = "SMTP transactions: MAIL, RCPT x k, DATA (optional STARTTLS, AUTH PLAIN)"
+    default_port, upgrade = 25, "starttls"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.host, self.port = parse_hostport(args.target, 25)
+        self.setup(args)
         self.helo = args.helo
         self.sender = args.sender
         rcpt = args.rcpt or ["bench@example.test"]
@@ -91,13 +90,7 @@ class SmtpTarget(Target):
             self.recipients = [f"{local}+{i}@{domain}" for i in range(args.recipients)]
         self.size = args.size
         self.message = make_message(self.sender, self.recipients, args.size)
-        self.starttls, self.implicit = args.starttls, args.tls
-        if self.starttls and self.implicit:
-            raise ValueError("--starttls and --tls exclude each other")
         self.user, self.password = args.user, args.password or ""
-        self.sni = args.sni
-        self._args = args
-        self.tls: ssl.SSLContext | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -114,28 +107,14 @@ class SmtpTarget(Target):
         parser.add_argument("--password", help="AUTH PLAIN password")
         add_tls_arguments(parser)
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> SmtpTarget:
-        return cls(args)
-
-    def prepare(self) -> None:
-        if self.starttls or self.implicit:
-            self.tls = client_tls_context(self._args)
-
-    async def connect(self) -> _SmtpSession:
-        return await open_session(
-            lambda r, w: _SmtpSession(self, r, w),
-            self.host,
-            self.port,
-            self.tls if self.implicit else None,
-            self.sni,
-        )
+    def make_session(self, reader: Any, writer: Any) -> _SmtpSession:
+        return _SmtpSession(self, reader, writer)
 
     def describe(self) -> dict[str, Any]:
         return {
             "address": f"{self.host}:{self.port}",
             "size": self.size,
             "recipients": len(self.recipients),
-            "tls": "starttls" if self.starttls else "implicit" if self.implicit else "none",
+            "tls": self.tls_mode(),
             "auth": self.user is not None,
         }
