@@ -1,11 +1,13 @@
-/* echo_client: a small epoll ping-pong load generator, so that in benchmarks/echo.py the
- * server under test, not the client, is the bottleneck.
+/* echo_client: a small epoll ping-pong load generator, so that in benchmarks/echo.py and
+ * benchmarks/udp.py the server under test, not the client, is the bottleneck.
  *
- *   echo_client HOST PORT CONNS DURATION_S MSG_SIZE WARMUP_S
+ *   echo_client HOST PORT CONNS DURATION_S MSG_SIZE WARMUP_S [udp]
  *
- * Every connection sends MSG_SIZE bytes, waits until MSG_SIZE bytes came back, records the
- * round-trip latency and repeats. Messages completed during the warm-up are not counted.
- * Prints one JSON line: conns, msgs, seconds, msgs_per_s, p50_us, p99_us, max_us, errors.
+ * Every connection (with "udp": every connected UDP socket) sends MSG_SIZE bytes, waits until
+ * MSG_SIZE bytes came back, records the round-trip latency and repeats. Messages completed
+ * during the warm-up are not counted. A UDP datagram unanswered after 200 ms counts as lost
+ * and is sent again. Prints one JSON line: conns, msgs, seconds, msgs_per_s, p50_us, p99_us,
+ * max_us, errors, lost.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -56,14 +58,16 @@ static int send_msg(conn_t *c, const char *msg, size_t size) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s HOST PORT CONNS DURATION_S MSG_SIZE WARMUP_S\n", argv[0]);
+    if (argc != 7 && !(argc == 8 && strcmp(argv[7], "udp") == 0)) {
+        fprintf(stderr, "usage: %s HOST PORT CONNS DURATION_S MSG_SIZE WARMUP_S [udp]\n", argv[0]);
         return 2;
     }
     const char *host = argv[1];
     int port = atoi(argv[2]), conns = atoi(argv[3]);
     double duration = atof(argv[4]), warmup = atof(argv[6]);
     size_t size = (size_t)atol(argv[5]);
+    int udp = argc == 8;
+    uint64_t lost = 0, last_scan = 0;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -78,12 +82,12 @@ int main(int argc, char **argv) {
     inet_pton(AF_INET, host, &addr.sin_addr);
 
     for (int i = 0; i < conns; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        int fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0), one = 1;
         if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
             perror("connect");
             return 1;
         }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!udp) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         cs[i].fd = fd;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
@@ -98,11 +102,20 @@ int main(int argc, char **argv) {
     while (t < end) {
         int n = epoll_wait(ep, events, 512, 100);
         t = now_ns();
+        if (udp && t - last_scan > 50000000ull) { /* resend datagrams lost on the way */
+            last_scan = t;
+            for (int i = 0; i < conns; i++)
+                if (t - cs[i].sent_at > 200000000ull) {
+                    lost++;
+                    if (send_msg(&cs[i], msg, size) != 0) errors_seen++;
+                }
+        }
         for (int k = 0; k < n; k++) {
             conn_t *c = events[k].data.ptr;
             ssize_t r = recv(c->fd, buf, 65536, 0);
             if (r <= 0) {
                 if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (udp && r < 0 && errno == ECONNREFUSED) { errors_seen++; continue; }
                 errors_seen++;
                 epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                 continue;
@@ -122,9 +135,10 @@ int main(int argc, char **argv) {
     for (size_t i = BUCKETS; i-- > 0;)
         if (hist[i]) { maxv = (double)i; break; }
     printf("{\"conns\": %d, \"msgs\": %llu, \"seconds\": %.3f, \"msgs_per_s\": %.1f, "
-           "\"p50_us\": %.0f, \"p99_us\": %.0f, \"max_us\": %.0f, \"errors\": %llu}\n",
+           "\"p50_us\": %.0f, \"p99_us\": %.0f, \"max_us\": %.0f, \"errors\": %llu, \"lost\": %llu}\n",
            conns, (unsigned long long)counted, secs, (double)counted / secs, percentile(0.50),
-           percentile(0.99), maxv, (unsigned long long)errors_seen);
+           percentile(0.99), maxv, (unsigned long long)errors_seen,
+           (unsigned long long)lost);
     for (int i = 0; i < conns; i++) close(cs[i].fd);
     return 0;
 }

@@ -284,3 +284,30 @@ async def test_unix_datagram_echo(tmp_path: Path) -> None:
                 return s.recv(100)
 
         assert await asyncio.to_thread(client) == b"unix datagram"
+
+
+async def test_every_datagram_reply_kind_is_sent_and_counted(tmp_path: Path) -> None:
+    """bytes go out inline; bytearray, memoryview and awaited replies take the other path;
+    no reply and a failing handler send nothing. The counters see each one."""
+    handler = "tests.e2e.ops_handlers:ReplyKinds"
+    config = {"listeners": [{"name": "u", "protocol": handler, "bind": "127.0.0.1:0"}]}
+    async with serve(config, data_dir=tmp_path) as server:
+        host, port = server.address("u", "udp")
+
+        def client() -> list[bytes | None]:
+            out: list[bytes | None] = []
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.5)
+                for payload in (b"b1", b"a22", b"m333", b"w4444", b"n", b"x", b"b5"):
+                    s.sendto(payload, (host, port))
+                    try:
+                        out.append(s.recv(100))
+                    except TimeoutError:
+                        out.append(None)
+            return out
+
+        replies = await asyncio.to_thread(client)
+        assert replies == [b"B1", b"A22", b"M333", b"W4444", None, None, b"B5"]
+        stats = server.manager.slots["u"].stats
+        assert (stats.datagrams_in, stats.datagrams_out, stats.handler_errors) == (7, 5, 1)
+        assert (stats.bytes_in, stats.bytes_out) == (18, 16)
