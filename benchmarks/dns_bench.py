@@ -1,5 +1,6 @@
-"""DNS queries/s over UDP for one A record: aionet's ``dns`` handler, a minimal dnspython
-server on uvloop and NSD, in one run, with dnsperf as the load generator.
+"""DNS queries/s over UDP (A, AAAA and MX in turn) and queries/s per core of server CPU:
+aionet's ``dns`` handler, a minimal dnspython server on uvloop and NSD, in one run, with
+dnsperf as the load generator.
 
     python benchmarks/dns_bench.py [--duration 10] [--rounds 5] [--clients 4] [--outstanding 200]
                              [--json out.json]
@@ -12,7 +13,10 @@ server on uvloop and NSD, in one run, with dnsperf as the load generator.
 
 Every server runs for the whole measurement, pinned to core 0; dnsperf (one thread, pinned to
 core 1) runs against each in turn, the order rotating every round, so that the noise of a
-shared machine spreads evenly; the table shows medians. Target: aionet >= 5x dnspython.
+shared machine spreads evenly; the table shows medians. The server's CPU time over each run
+(``/proc``, its children included) gives its CPU share and so its queries/s per core — the
+fair comparison when one server saturates its core and another does not. Targets: aionet >=
+5x dnspython; aionet per core >= 0.8x NSD per core (issue 19).
 
 Needs: ``dnsperf`` (Debian package ``dnsperf``); ``nsd`` optional.
 """
@@ -39,6 +43,7 @@ from _harness import (
     HERE,
     PY,
     baseline_tree,
+    cpu_seconds,
     free_port,
     machine_facts,
     median,
@@ -57,7 +62,13 @@ $TTL 300
 @   IN NS ns1
 ns1 IN A 127.0.0.1
 www 60 IN A 127.0.0.1
+www 60 IN AAAA ::1
+@   IN MX 10 mail
+mail IN A 127.0.0.2
 """
+
+#: dnsperf's query file: the names and types asked for, in turn.
+QUERIES = f"{QNAME} A\n{QNAME} AAAA\naionet.test MX\n"
 
 Argv = Callable[[int, Path], list[str]]
 
@@ -79,6 +90,9 @@ listeners:
           records:
             - {{name: ns1, type: A, value: 127.0.0.1}}
             - {{name: www, type: A, value: 127.0.0.1, ttl: 60}}
+            - {{name: www, type: AAAA, value: "::1", ttl: 60}}
+            - {{name: "@", type: MX, value: "10 mail"}}
+            - {{name: mail, type: A, value: 127.0.0.2}}
 """)
     return [PY, "-m", "aionet", "run", "-c", str(config), "--log-level", "warning"]
 
@@ -143,36 +157,42 @@ def wait_answering(port: int, proc: subprocess.Popen[bytes], timeout: float = 20
 
 
 @contextlib.contextmanager
-def serving(argv_for: Argv) -> Iterator[int]:
-    """Start one server on a free port (UDP and TCP), pinned to the server core."""
+def serving(argv_for: Argv) -> Iterator[tuple[int, int]]:
+    """Start one server on a free port (UDP and TCP), pinned to the server core: its port and
+    process id."""
     port = free_port()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         with spawned(argv_for(port, tmp), core=SERVER_CORE, cwd=tmp) as proc:
             wait_answering(port, proc)
-            yield port
+            yield port, proc.pid
 
 
 def dnsperf(
-    port: int, datafile: Path, args: argparse.Namespace, duration: float
+    server: tuple[int, int], datafile: Path, args: argparse.Namespace, duration: float
 ) -> dict[str, float]:
-    """One dnsperf run: queries/s and the share of queries lost."""
+    """One dnsperf run: queries/s, the share of queries lost, the server's CPU share."""
+    port, pid = server
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
     argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile), "-T", "1"]
     argv += ["-c", str(args.clients), "-q", str(args.outstanding), "-l", f"{duration:g}"]
     out = subprocess.run(
         pinned(CLIENT_CORE, argv), capture_output=True, text=True, check=True
     ).stdout
+    cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
     qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lost = re.search(r"Queries lost:\s+\d+ \(([\d.]+)%\)", out)
-    return {"qps": qps, "lost_pct": float(lost.group(1)) if lost else 0.0}
+    return {"qps": qps, "lost_pct": float(lost.group(1)) if lost else 0.0, "cpu": cpu}
 
 
-def aionet_bench_dns(port: int, args: argparse.Namespace, duration: float) -> dict[str, float]:
+def aionet_bench_dns(
+    server: tuple[int, int], args: argparse.Namespace, duration: float
+) -> dict[str, float]:
     """The same load from ``aionet bench dns`` (one worker, one query in flight per socket, as
     many sockets as dnsperf keeps queries outstanding): its qps and lost share."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
-        argv = [PY, "-m", "aionet", "bench", "dns", f"127.0.0.1:{port}", "--name", QNAME]
+        argv = [PY, "-m", "aionet", "bench", "dns", f"127.0.0.1:{server[0]}", "--name", QNAME]
         argv += ["-c", str(args.outstanding), "-d", f"{duration:g}s", "--warmup", "0.5s"]
         argv += ["--workers", "1", "--timeout", "1s", "-q", "--json", str(out)]
         subprocess.run(pinned(CLIENT_CORE, argv), capture_output=True, check=True)
@@ -189,7 +209,7 @@ def measure(servers: dict[str, Argv], args: argparse.Namespace) -> list[dict[str
     names = list(servers)
     with tempfile.TemporaryDirectory() as name, contextlib.ExitStack() as stack:
         datafile = Path(name) / "queries.txt"
-        datafile.write_text(f"{QNAME} A\n")
+        datafile.write_text(QUERIES)
         ports = {n: stack.enter_context(serving(servers[n])) for n in names}
         for n in names:
             dnsperf(ports[n], datafile, args, 2.0)  # warm-up
@@ -200,7 +220,7 @@ def measure(servers: dict[str, Argv], args: argparse.Namespace) -> list[dict[str
                 runs.append(result | {"server": n, "round": r + 1})
                 print(
                     f"round {r + 1} {n:10s} {result['qps']:10.0f} qps"
-                    f"  lost {result['lost_pct']:.2f}%",
+                    f"  lost {result['lost_pct']:.2f}%  server cpu {result['cpu']:.0%}",
                     flush=True,
                 )
                 if n == "aionet" and args.aionet_bench:
@@ -212,14 +232,24 @@ def measure(servers: dict[str, Argv], args: argparse.Namespace) -> list[dict[str
 
 def summarize(runs: list[dict[str, Any]], names: list[str]) -> str:
     qps = {n: median([x["qps"] for x in runs if x["server"] == n]) for n in names}
+    per_core = {
+        n: median([x["qps"] / x["cpu"] for x in runs if x["server"] == n and x.get("cpu")] or [0])
+        for n in names
+    }
+    cpu = {n: median([x.get("cpu", 0.0) for x in runs if x["server"] == n]) for n in names}
     lines = [
-        "| server | qps (median) | rounds (sorted) | aionet ÷ server |",
-        "|---|---:|---|---:|",
+        "| server | qps (median) | rounds (sorted) | server CPU | qps per core | aionet ÷ server"
+        " (qps · per core) |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for n in names:
         spread = " · ".join(f"{x:,.0f}" for x in sorted(r["qps"] for r in runs if r["server"] == n))
         ratio = f"{qps['aionet'] / qps[n]:.2f}x" if qps[n] else "n/a (no answers)"
-        lines.append(f"| {n} | {qps[n]:,.0f} | {spread} | {ratio} |")
+        core = f"{per_core['aionet'] / per_core[n]:.2f}x" if per_core[n] else "n/a"
+        lines.append(
+            f"| {n} | {qps[n]:,.0f} | {spread} | {cpu[n]:.0%} | {per_core[n]:,.0f} |"
+            f" {ratio} · {core} |"
+        )
     return "\n".join(lines)
 
 

@@ -507,6 +507,39 @@ def test_a_cache_hit_renders_nothing_and_parses_nothing_with_dnspython(
         assert r.edns == q.edns
 
 
+def test_a_question_seen_before_skips_the_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hit path: question bytes answered before are not walked label by label again,
+    whatever the id, the flags, the EDNS payload or the DO bit; another case is another
+    question (parsed once, then remembered too)."""
+    from aionet.proto.dns import _wire
+
+    a = authority()
+    first = [query(f"www.{ZONE}"), query(f"www.{ZONE}", use_edns=0, payload=1400)]
+    for q in first:
+        assert a.respond(q.to_wire()) is not None
+    again = [
+        query(f"www.{ZONE}", flags=0),
+        query(f"www.{ZONE}", use_edns=0, payload=600, want_dnssec=True),
+        query(f"www.{ZONE}", use_edns=0, payload=100),
+    ]
+
+    def boom(data: bytes) -> Any:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(_wire, "_parse_fast", boom)
+    for q in again:
+        r = dns.message.from_wire(a.respond(q.to_wire(), tcp=False) or b"")
+        assert r.id == q.id and r.question == q.question
+        assert r.flags & dns.flags.RD == q.flags & dns.flags.RD
+        assert r.edns == q.edns and (r.ednsflags & dns.flags.DO) == (q.ednsflags & dns.flags.DO)
+        assert [rd.to_text() for rd in r.answer[0]] == ["127.0.0.1"]
+    with pytest.raises(AssertionError, match="parsed again"):
+        a.respond(query("WWW.aionet.test").to_wire())  # the test can fail: new bytes parse
+    monkeypatch.undo()
+    with_cookie = query(f"www.{ZONE}", use_edns=0, options=[dns.edns.GenericOption(10, b"c" * 8)])
+    assert ask(a, with_cookie).answer  # an OPT with options takes the parsing path
+
+
 def test_the_slow_path_gives_the_same_answer(auth: Authority) -> None:
     fast = query(f"www.{ZONE}", use_edns=0)
     slow = query(f"www.{ZONE}", use_edns=0)
@@ -584,6 +617,22 @@ def mutated(draw: st.DrawFn) -> bytes:
 def test_mutated_queries_never_raise(data: bytes) -> None:
     for tcp in (False, True):
         check_reply(data, FUZZ.respond(data, tcp=tcp))
+
+
+WARM = authority([*RECORDS, *BIG])
+COLD = authority([*RECORDS, *BIG])
+for _seed in SEEDS:
+    WARM.respond(_seed)
+
+
+@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_the_hit_path_answers_exactly_as_the_parsing_path(data: bytes) -> None:
+    """Every query near a remembered one (header bits, counts, OPT fields, cuts, inserts)
+    gets from the warmed authority the bytes a cold one gives, over UDP and TCP."""
+    for tcp in (False, True):
+        COLD._seen.clear()  # never a hit: every answer parsed
+        assert WARM.respond(data, tcp=tcp) == COLD.respond(data, tcp=tcp)
 
 
 # -- zones from options ----------------------------------------------------------------------

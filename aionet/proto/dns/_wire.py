@@ -26,6 +26,7 @@ _OPT = struct.Struct("!BHHBBHH")  # root, type 41, payload, ext-rcode, version, 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _DO = 0x8000
+_OPT_HEAD = b"\x00\x00\x29"  # an OPT record: the root name, type 41
 _OPCODE = 0x7800
 
 
@@ -129,7 +130,10 @@ class Authority:
         zones: the zones; the longest origin that encloses a name serves it.
         udp_payload: the EDNS UDP payload size advertised and the cap on the client's
             (RFC 6891 6.2.5; 1232 avoids IP fragmentation, the DNS Flag Day 2020 value).
-        cache_size: how many prepared answers are kept (first in, first out).
+        cache_size: how many prepared answers are kept (first in, first out), and how many
+            questions as they came on the wire (each case variant counts) are remembered for
+            the hit path, which answers a plain query whose question bytes it has seen before
+            without parsing them again.
         hinfo_any: answer ANY with the synthesised HINFO instead of one real RRset.
     """
 
@@ -146,6 +150,7 @@ class Authority:
         self.cache_size = cache_size
         self.hinfo_any = hinfo_any
         self._cache: OrderedDict[bytes, Prepared] = OrderedDict()
+        self._seen: dict[bytes, Prepared] = {}  # question bytes as sent (case kept) → answer
         self._opt = (_opt_record(self.udp_payload, False), _opt_record(self.udp_payload, True))
 
     # -- lookup ------------------------------------------------------------------------------
@@ -199,7 +204,12 @@ class Authority:
         Never raises: a query that does not parse gets FORMERR when its header is readable,
         and None otherwise; responses (QR=1) are never answered.
         """
+        if not truncate:
+            hit = self._hit(data, tcp)
+            if hit is not None:
+                return hit
         parsed = _parse_fast(data)
+        fast = parsed is not None
         if parsed is None:
             slow = self._parse_slow(data)
             if not isinstance(slow, tuple):
@@ -213,13 +223,49 @@ class Authority:
         prepared = self._cache.get(key)
         if prepared is None:
             prepared = self._prepare(key)
-        if tcp:
-            limit = TCP_LIMIT
-        elif payload < 512:
-            limit = 512
+        if fast:
+            seen = self._seen
+            if len(seen) >= self.cache_size:
+                del seen[next(iter(seen))]
+            seen[question] = prepared
+        return _assemble(prepared, data[:2], qflags, question, opt, self._limit(payload, tcp))
+
+    def _hit(self, data: bytes, tcp: bool) -> bytes | None:
+        """The reply to a plain query (as ``_parse_fast`` defines it, with an OPT record, if
+        any, that carries no options) whose question bytes were answered before, or None.
+        An exact match with a question ``_parse_fast`` accepted is what makes the labels safe
+        to skip; the header and the OPT record are checked here as there."""
+        n = len(data)
+        if n < 17 or data[2] & 0xF8:
+            return None
+        counts = data[4:12]
+        if counts == _ONE_QUESTION:
+            question, payload, do = data[12:], -1, 0
+        elif (
+            counts == _ONE_QUESTION_OPT
+            and n >= 28
+            and data[n - 11 : n - 8] == _OPT_HEAD
+            and data[n - 5] == 0  # EDNS version 0
+            and data[n - 2] == data[n - 1] == 0  # no options
+        ):
+            question, payload, do = data[12 : n - 11], data[n - 8] << 8 | data[n - 7], data[n - 4]
         else:
-            limit = payload if payload < self.udp_payload else self.udp_payload
-        return _assemble(prepared, data[:2], qflags, question, opt, limit)
+            return None
+        prepared = self._seen.get(question)
+        if prepared is None:
+            return None
+        qflags = (data[2] << 8 | data[3]) & COPIED
+        opt = b"" if payload < 0 else self._opt[do >> 7]
+        return _assemble(prepared, data[:2], qflags, question, opt, self._limit(payload, tcp))
+
+    def _limit(self, payload: int, tcp: bool) -> int:
+        """The largest reply allowed: 65535 over TCP; over UDP 512 without EDNS, else the
+        client's payload size (at least 512) capped by ours."""
+        if tcp:
+            return TCP_LIMIT
+        if payload < 512:
+            return 512
+        return payload if payload < self.udp_payload else self.udp_payload
 
     def _prepare(self, key: bytes) -> Prepared:
         qname, end = dns.name.from_wire(key, 0)
