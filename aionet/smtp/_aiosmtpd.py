@@ -16,6 +16,7 @@ each name still exists and fails naming the ones an upgrade moved.
 from __future__ import annotations
 
 import logging
+import re
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_auth_require_tls",
         "_create_envelope",
         "_create_session",
+        "_getaddr",
         "_reader",
         "_replace_writer",
         "_set_rset_state",
@@ -99,8 +101,35 @@ class QuietSession(Session):
         self._login_data = value
 
 
+#: ``<local@domain>`` at its simplest, as nearly every MAIL and RCPT carries it: a dot-atom
+#: local part (RFC 5322 atext) and an LDH domain, in angle brackets at the start of the
+#: argument. Anything else (spaces, quoting, domain literals, source routes, UTF-8, ``<>``) is
+#: left to aiosmtpd's parser.
+_SIMPLE_PATH = re.compile(
+    r"<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+)
+
+
 class EngineBase(SMTP):
     """aiosmtpd's ``SMTP`` with its private state behind public methods."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's path parser (``email``'s header parser, and a ``Protocol`` class built
+        per call), short-cut for the simple ``<local@domain>``: the same address and rest."""
+        match = _SIMPLE_PATH.match(arg)
+        if match is None:
+            return super()._getaddr(arg)
+        rest = arg[match.end() :]
+        if rest:
+            stripped = rest.lstrip(" \t")  # the parser takes the whitespace after ``>`` ...
+            if stripped == rest or stripped[:1] == "(":  # ... and comments (CFWS): its call
+                return super()._getaddr(arg)
+            rest = stripped
+        addr = match.group(1)
+        if self.local_part_limit and addr.index("@") > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     def new_envelope(self) -> Envelope:
         """The envelope of the next transaction (override to add fields)."""
