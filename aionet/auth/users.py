@@ -31,6 +31,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,6 +80,10 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+#: Seconds ``UserStore.get`` answers a name it holds without checking the file again (removals
+#: and changes count within this; additions at once).
+KNOWN_RECHECK = 1.0
 
 log = structlog.get_logger("aionet.auth")
 
@@ -214,6 +219,7 @@ class UserStore:
         self.path = Path(path)
         self.watch = watch
         self._stamp = stamp  # of the file the snapshot was read from (None: not read)
+        self._known_checked = float("-inf")  # when ``get`` last looked at the file for a name
         self._bad_stamp: Stamp | None = None  # of a rewrite that did not load (logged once)
         self._refreshing = threading.Lock()
         self.hasher = hasher if hasher is not None else PasswordHasher()
@@ -301,9 +307,18 @@ class UserStore:
         return True
 
     def get(self, name: str) -> User | None:
-        """The user called ``name`` (the file re-read first if it changed), or None."""
-        self.refresh()
-        return self._snapshot.get(name)
+        """The user called ``name``, or None. A name not in the snapshot always has the file
+        checked first (``refresh``), so ``aionet users add`` counts at the next lookup; a name
+        that is there is answered without another ``stat`` for ``KNOWN_RECHECK`` seconds after
+        the last check — a mail's ``RCPT`` asks once per message, and each ``stat`` hands the
+        GIL to the delivery threads. ``verify`` (every login) always checks the file."""
+        user = self._snapshot.get(name)
+        now = time.monotonic()
+        if user is None or now - self._known_checked >= KNOWN_RECHECK:
+            self._known_checked = now
+            if self.refresh():
+                user = self._snapshot.get(name)
+        return user
 
     # -- verification -------------------------------------------------------------------------
 

@@ -391,9 +391,38 @@ def test_a_watching_store_sees_a_rewrite_at_the_next_lookup(store: UserStore, pa
     assert not store.refresh()  # nothing changed since: one stat, no read
 
 
-def test_a_corrupt_rewrite_keeps_the_users_and_is_logged_once(
-    store: UserStore, path: Path
+def test_get_checks_the_file_for_an_unknown_name_and_a_known_one_once_a_second(
+    store: UserStore, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import aionet.auth.users as users_module
+
+    now = [1000.0]
+    monkeypatch.setattr(users_module.time, "monotonic", lambda: now[0])
+    stats: list[str] = []
+    real_stat = users_module.os.stat
+    monkeypatch.setattr(
+        users_module.os, "stat", lambda p, *a, **k: stats.append(str(p)) or real_stat(p, *a, **k)
+    )
+    store.add("alice", "a")
+    other = UserStore.load(path, hasher=cheap_hasher())
+    other.add("bob", "b", ("mail",))  # `aionet users add`
+    stats.clear()
+    assert store.get("bob") == User("bob", ("mail",))  # unknown to the snapshot: checked
+    assert stats
+    stats.clear()
+    for _ in range(5):
+        assert store.get("bob") is not None and store.get("alice") is not None
+    assert stats == []  # known names within the second: no stat at all
+    assert store.get("carol") is None and stats  # an unknown name: checked each time
+    other.remove("bob")
+    now[0] += 0.5
+    assert store.get("bob") is not None  # removed, but known and checked half a second ago
+    now[0] += users_module.KNOWN_RECHECK
+    assert store.get("bob") is None  # a second on: the file is checked again
+    assert store.verify("alice", "a") is not None  # logins still check each time
+
+
+def test_a_corrupt_rewrite_keeps_the_users_and_is_logged_once(store: UserStore, path: Path) -> None:
     store.add("alice", "a")
     text = path.read_text()
     with capture_logs() as logs:
