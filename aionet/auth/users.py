@@ -81,7 +81,7 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-#: Seconds ``UserStore.get`` answers a name it holds without checking the file again (removals
+#: Seconds ``UserStore.find`` answers a name it holds without checking the file again (removals
 #: and changes count within this; additions at once).
 KNOWN_RECHECK = 1.0
 
@@ -219,7 +219,7 @@ class UserStore:
         self.path = Path(path)
         self.watch = watch
         self._stamp = stamp  # of the file the snapshot was read from (None: not read)
-        self._known_checked = float("-inf")  # when ``get`` last looked at the file for a name
+        self._known_checked = float("-inf")  # when ``find`` last looked at the file
         self._bad_stamp: Stamp | None = None  # of a rewrite that did not load (logged once)
         self._refreshing = threading.Lock()
         self.hasher = hasher if hasher is not None else PasswordHasher()
@@ -307,18 +307,36 @@ class UserStore:
         return True
 
     def get(self, name: str) -> User | None:
-        """The user called ``name``, or None. A name not in the snapshot always has the file
-        checked first (``refresh``), so ``aionet users add`` counts at the next lookup; a name
-        that is there is answered without another ``stat`` for ``KNOWN_RECHECK`` seconds after
-        the last check — a mail's ``RCPT`` asks once per message, and each ``stat`` hands the
-        GIL to the delivery threads. ``verify`` (every login) always checks the file."""
-        user = self._snapshot.get(name)
+        """The user called ``name``, or None; the file checked as ``find`` says."""
+        found = self.find(name)
+        return found[1] if found is not None else None
+
+    def find(self, *names: str) -> tuple[str, User] | None:
+        """The first of ``names`` that is a user, and that user; or None.
+
+        When none of them is in the snapshot the file is checked first (``refresh``), so
+        ``aionet users add`` counts at the next lookup; when one is, it is answered without
+        another ``stat`` for ``KNOWN_RECHECK`` seconds after the last check — a mail's ``RCPT``
+        asks once per message, and each ``stat`` hands the GIL to the delivery threads.
+        ``verify`` (every login) always checks the file.
+        """
         now = time.monotonic()
-        if user is None or now - self._known_checked >= KNOWN_RECHECK:
+        if now - self._known_checked >= KNOWN_RECHECK:
             self._known_checked = now
-            if self.refresh():
-                user = self._snapshot.get(name)
-        return user
+            self.refresh()
+            return self._first(names)
+        found = self._first(names)
+        if found is None and self.refresh():
+            found = self._first(names)
+        return found
+
+    def _first(self, names: tuple[str, ...]) -> tuple[str, User] | None:
+        snapshot = self._snapshot
+        for name in names:
+            user = snapshot.get(name)
+            if user is not None:
+                return name, user
+        return None
 
     # -- verification -------------------------------------------------------------------------
 

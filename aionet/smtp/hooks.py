@@ -133,9 +133,9 @@ class SmtpHooks:
     def _local_user(self, local: str, domain: str) -> str | None:
         users = self.service.services.users
         if users is not None and "/" not in local and not local.startswith("."):
-            for name in (f"{local}@{domain}", local, local.lower()):
-                if users.get(name) is not None:
-                    return name.split("@", 1)[0]
+            found = users.find(f"{local}@{domain}", local, local.lower())
+            if found is not None:
+                return found[0].split("@", 1)[0]
         return self.options.catch_all
 
     async def handle_DATA(

@@ -414,6 +414,9 @@ def test_get_checks_the_file_for_an_unknown_name_and_a_known_one_once_a_second(
         assert store.get("bob") is not None and store.get("alice") is not None
     assert stats == []  # known names within the second: no stat at all
     assert store.get("carol") is None and stats  # an unknown name: checked each time
+    stats.clear()
+    assert store.find("bob@localhost", "bob") == ("bob", User("bob", ("mail",)))
+    assert stats == []  # one of them known: no stat (RCPT tries user@domain first)
     other.remove("bob")
     now[0] += 0.5
     assert store.get("bob") is not None  # removed, but known and checked half a second ago
