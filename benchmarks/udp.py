@@ -5,8 +5,9 @@
 64-byte ping-pong over N connected UDP sockets from the C epoll client
 (benchmarks/echo_client.c in its ``udp`` mode; a datagram unanswered for 200 ms counts as lost
 and is resent), server pinned to core 0 and client to core 1, rounds interleaved across
-servers; medians. Also shown: the server's CPU share during the run, so that a rate can be
-read per core. Target (issue 19): aionet >= 0.95 x the bare protocol.
+servers; medians. Also shown: the server's CPU share during the run and its CPU time per
+datagram (share ÷ rate), which a noisy machine disturbs less than the rate itself.
+Target (issue 19): aionet >= 0.95 x the bare protocol.
 """
 
 from __future__ import annotations
@@ -131,12 +132,13 @@ def main() -> None:
                 print(
                     f"round {r + 1} socks {socks:4d} {kind:12s} {run['msgs_per_s']:10.0f} msg/s"
                     f"  p99 {run['p99_us']:6.0f} us  server cpu {run['server_cpu']:5.0%}"
+                    f"  {run['server_cpu'] / run['msgs_per_s'] * 1e6:5.2f} us/dgram"
                     f"  lost {run['lost']}  errors {run['errors']}",
                     flush=True,
                 )
     print()
     print(f"{'socks':>5} {'server':12} {'msgs/s (median)':>16} {'p99 us':>8} {'cpu':>5} "
-          f"{'vs raw':>7}  rounds (sorted)")  # fmt: skip
+          f"{'us/dgram':>8} {'vs raw':>7}  rounds (sorted)")  # fmt: skip
     summary: dict[str, Any] = {}
     for socks in args.socks:
         mine = {k: [x for x in runs if x["kind"] == k and x["conns"] == socks]
@@ -145,11 +147,14 @@ def main() -> None:
         for k in kinds:
             p99 = median([x["p99_us"] for x in mine[k]])
             cpu = median([x["server_cpu"] for x in mine[k]])
+            per = median([x["server_cpu"] / x["msgs_per_s"] * 1e6 for x in mine[k]])
             ratio = rates[k] / rates["raw-uvloop"]
             spread = " · ".join(f"{x:,.0f}" for x in sorted(x["msgs_per_s"] for x in mine[k]))
-            row = f"{socks:5d} {k:12} {rates[k]:16,.0f} {p99:8.0f} {cpu:5.0%} {ratio:7.3f}"
+            row = f"{socks:5d} {k:12} {rates[k]:16,.0f} {p99:8.0f} {cpu:5.0%} {per:8.2f}"
+            row += f" {ratio:7.3f}"
             print(f"{row}  {spread}")
             summary[f"{k}@{socks}"] = {"msgs_per_s": rates[k], "p99_us": p99, "cpu": cpu}
+            summary[f"{k}@{socks}"]["cpu_us_per_datagram"] = per
             summary[f"{k}@{socks}"]["ratio"] = ratio
         ratio = summary[f"aionet@{socks}"]["ratio"]
         verdict = "meets" if ratio >= TARGET else "MISSES"
