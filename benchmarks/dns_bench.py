@@ -8,6 +8,9 @@ dnsperf as the load generator.
 * aionet: ``python -m aionet run -c tmp.yaml --log-level warning`` with a ``dns`` listener
   serving zone ``aionet.test`` (rate limiting off, the default).
 * dnspython: ``servers/dnspython_server.py``, parse + build + render per query on uvloop.
+* uvloop-floor: ``servers/raw_uvloop_dns.py``, a bare ``DatagramProtocol`` answering the three
+  questions from a table of finished replies — not a DNS server, the least Python work per
+  query: how close to NSD any server on uvloop's datagram callbacks can come.
 * NSD (Debian package ``nsd``, if installed): one server process (``server-count: 1``), in the
   foreground with a temporary config, rate limiting off (``rrl-ratelimit: 0``).
 
@@ -101,6 +104,10 @@ def dnspython(port: int, tmp: Path) -> list[str]:
     return [PY, str(HERE / "servers" / "dnspython_server.py"), str(port)]
 
 
+def floor(port: int, tmp: Path) -> list[str]:
+    return [PY, str(HERE / "servers" / "raw_uvloop_dns.py"), str(port)]
+
+
 def nsd(port: int, tmp: Path) -> list[str]:
     (tmp / "aionet.test.zone").write_text(ZONE_FILE)
     (tmp / "nsd.conf").write_text(f"""
@@ -130,7 +137,12 @@ zone:
     return ["nsd", "-d", "-c", str(tmp / "nsd.conf")]
 
 
-SERVERS: dict[str, Argv] = {"aionet": aionet, "dnspython": dnspython, "nsd": nsd}
+SERVERS: dict[str, Argv] = {
+    "aionet": aionet,
+    "dnspython": dnspython,
+    "uvloop-floor": floor,
+    "nsd": nsd,
+}
 
 
 def a_query(ident: int) -> bytes:
@@ -282,7 +294,7 @@ def main() -> None:
     print("machine:", facts, flush=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     runs = measure(servers, args)
-    print(f"\nUDP A queries/s (medians of {args.rounds} rounds):")
+    print(f"\nUDP queries/s, A · AAAA · MX in turn (medians of {args.rounds} rounds):")
     names = list(servers) + ([BENCH_CLIENT] if args.aionet_bench else [])
     print(summarize(runs, names))
     if args.json:
