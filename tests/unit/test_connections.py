@@ -258,3 +258,59 @@ def test_raising_protocol_is_counted_and_aborted() -> None:
     assert t.aborted
     assert slot.stats.handler_errors == 1
     assert manager.live == {}
+
+
+class _Quiet:
+    """The least a record's transport needs here: a close that never completes."""
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def test_sweep_opens_only_due_buckets_among_100k_idle_connections() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=300.0))
+    slot = make_slot(manager)
+    slot.log_opened = False  # 100,000 debug lines would only slow the test down
+    start = manager.clock.now
+    for _ in range(100_000):  # idle, but not for long enough yet
+        manager.add(slot, _Quiet(), None, None)  # type: ignore[arg-type]
+    manager.clock.now = start - 299.5  # these ten went quiet half a second short of due
+    stale = [connect(slot, port=i)[1] for i in range(10)]
+    manager.clock.now = start
+    for now in (start + 0.1, start + 1, start + 1.5, start + 2):
+        manager.sweep(now)
+    assert all(t.closed for t in stale)
+    assert slot.stats.idle_closed == 10
+    assert manager.swept == 10  # the 100,000 others were never looked at
+    assert len(manager.live) == 100_000
+
+
+def test_active_connection_is_refiled_not_closed_and_released_ones_leave_the_wheel() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=10.0))
+    slot = make_slot(manager)
+    start = manager.clock.now
+    _, busy = connect(slot, port=1)
+    _, gone = connect(slot, port=2)
+    gone.close()  # released before its deadline: nothing of it stays filed
+    assert sum(map(len, manager._wheel.values())) == 1
+    manager.clock.now = start + 9
+    busy.feed(b"x")  # one float store, no filing
+    manager.sweep(start + 10.5)
+    assert not busy.closed and manager.swept == 1  # looked at once, filed at start + 19
+    manager.sweep(start + 15)
+    assert manager.swept == 1
+    manager.sweep(start + 19)
+    assert busy.closed and slot.stats.idle_closed == 1
+    assert sum(map(len, manager._wheel.values())) == 0
+
+
+def test_connections_without_idle_timeout_are_never_filed() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=None))
+    slot = make_slot(manager)
+    _, t = connect(slot)
+    assert manager._wheel == {}
+    manager.sweep(manager.clock.now + 10**6)
+    assert not t.closed and manager.swept == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import time
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HALF_CLOSE_TIMEOUT",
     "IDLE_CLOSE_GRACE",
+    "WHEEL_TICK",
     "ConnectionManager",
     "ConnectionRecord",
     "ListenerSlot",
@@ -60,6 +62,13 @@ IDLE_CLOSE_GRACE = 5.0
 #: otherwise hold the socket in CLOSE-WAIT, counted as live, until the idle timeout.
 HALF_CLOSE_TIMEOUT = 5.0
 
+#: The width (seconds) of one bucket of the idle sweep's deadline wheel. Each record waits in
+#: the bucket of the moment it could first need the sweep (idle deadline, or the end of its
+#: close grace); a sweep opens only the buckets that have come due, and checks each record it
+#: finds exactly (a record filed near the end of a bucket may be looked at a sweep early and
+#: filed again). Wider buckets mean fewer of them, and more such early looks.
+WHEEL_TICK = 0.25
+
 
 class ConnectionRecord:
     """One live connection in the table."""
@@ -69,6 +78,7 @@ class ConnectionRecord:
         "bytes_out",
         "clock",
         "closing_since",
+        "due",
         "eof_at",
         "eof_out",
         "id",
@@ -109,6 +119,8 @@ class ConnectionRecord:
         self.eof_out = 0
         #: What the connection became when a protocol switched (``websocket``), else None.
         self.kind: str | None = None
+        #: The sweep wheel's bucket this record is filed in (None: not filed).
+        self.due: int | None = None
 
     def release(self) -> None:
         """The connection is gone (``connection_lost``): drop it from the table, count, log."""
@@ -118,7 +130,14 @@ class ConnectionRecord:
         """Close gracefully: pending writes are flushed first."""
         if self.closing_since is None:
             self.closing_since = self.clock.now
+            self.slot.manager.file(self, self.closing_since + IDLE_CLOSE_GRACE)
         self.transport.close()
+
+    def half_close(self) -> None:
+        """The peer sent EOF and the (third-party) protocol keeps the connection open: start
+        the half-close clock, which the sweep restarts on output (``HALF_CLOSE_TIMEOUT``)."""
+        self.eof_at, self.eof_out = self.clock.tick(), self.bytes_out
+        self.slot.manager.half_closed.add(self)
 
     def abort(self) -> None:
         """Close now, dropping pending writes; cancel the handler task if any."""
@@ -247,6 +266,15 @@ class ConnectionManager:
         self._ids = itertools.count(1)
         self._empty: asyncio.Event | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: The deadline wheel: bucket number → the records filed in it, and a heap of the
+        #: bucket numbers (a bucket is dropped only when a sweep opens it).
+        self._wheel: dict[int, set[ConnectionRecord]] = {}
+        self._buckets: list[int] = []
+        #: Records whose peer half-closed under a protocol that kept them open (few, brief).
+        self.half_closed: set[ConnectionRecord] = set()
+        #: Records the sweeps have looked at (the cost the wheel keeps independent of the
+        #: number of live connections; tests count it).
+        self.swept = 0
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -305,6 +333,8 @@ class ConnectionManager:
     ) -> ConnectionRecord:
         rec = ConnectionRecord(next(self._ids), slot, transport, peer, ip)
         self.live[rec.id] = rec
+        if slot.idle_timeout:
+            self.file(rec, rec.last_active + slot.idle_timeout)
         slot.stats.accepted += 1
         if slot.log_opened:
             slot.log.debug("connection_opened", conn_id=rec.id, peer=format_peer(peer))
@@ -338,6 +368,11 @@ class ConnectionManager:
     def remove(self, rec: ConnectionRecord) -> None:
         if self.live.pop(rec.id, None) is None:
             return
+        if rec.due is not None:
+            self._wheel[rec.due].discard(rec)
+            rec.due = None
+        if rec.eof_at is not None:
+            self.half_closed.discard(rec)
         slot = rec.slot
         self._uncount(slot, rec.ip)
         stats = slot.stats
@@ -381,27 +416,68 @@ class ConnectionManager:
             await asyncio.sleep(interval)
             self.sweep(self.clock.tick())
 
+    def file(self, rec: ConnectionRecord, deadline: float) -> None:
+        """File ``rec`` in the wheel bucket of ``deadline`` (moving it from its current one)."""
+        key = int(deadline // WHEEL_TICK)
+        if rec.due == key:
+            return
+        if rec.due is not None:
+            self._wheel[rec.due].discard(rec)
+        bucket = self._wheel.get(key)
+        if bucket is None:
+            bucket = self._wheel[key] = set()
+            heapq.heappush(self._buckets, key)
+        bucket.add(rec)
+        rec.due = key
+
     def sweep(self, now: float) -> None:
-        """Close connections idle longer than their listener's timeout; abort stuck closes."""
-        for rec in list(self.live.values()):
+        """Close connections idle longer than their listener's timeout; abort stuck closes;
+        close half-closed connections that stopped answering.
+
+        Only the wheel buckets due by ``now`` are opened: the work is the records that may be
+        due (and the few half-closed ones), not every live connection. A record active since
+        it was filed (``last_active`` moved: one float store per read, no filing on traffic)
+        is filed again under its new deadline.
+        """
+        due = int(now // WHEEL_TICK)
+        buckets, wheel = self._buckets, self._wheel
+        opened: list[ConnectionRecord] = []
+        while buckets and buckets[0] <= due:
+            bucket = wheel.pop(heapq.heappop(buckets))
+            for rec in bucket:
+                rec.due = None
+            opened.extend(bucket)
+        self.swept += len(self.half_closed) + len(opened)
+        for rec in list(self.half_closed):
+            if rec.closing_since is not None:
+                continue
+            if rec.bytes_out != rec.eof_out:  # still answering: restart the clock
+                rec.eof_at, rec.eof_out = now, rec.bytes_out
+            elif rec.eof_at is not None and now - rec.eof_at >= HALF_CLOSE_TIMEOUT:
+                rec.bind_log().info("connection_half_closed_timeout")
+                rec.close()
+        live = self.live
+        for rec in opened:
+            if rec.due is not None or live.get(rec.id) is not rec:
+                continue  # filed again (closed) by this sweep already, or gone
             if rec.closing_since is not None:
                 if now - rec.closing_since >= IDLE_CLOSE_GRACE:
-                    rec.abort()
+                    rec.abort()  # released soon; looked at again if not
+                    self.file(rec, now + IDLE_CLOSE_GRACE)
+                else:
+                    self.file(rec, rec.closing_since + IDLE_CLOSE_GRACE)
                 continue
-            if rec.eof_at is not None:
-                if rec.bytes_out != rec.eof_out:  # still answering: restart the clock
-                    rec.eof_at, rec.eof_out = now, rec.bytes_out
-                elif now - rec.eof_at >= HALF_CLOSE_TIMEOUT:
-                    rec.bind_log().info("connection_half_closed_timeout")
-                    rec.close()
-                    continue
             timeout = rec.slot.idle_timeout
-            if timeout and now - rec.last_active >= timeout:
+            if not timeout:
+                continue
+            if now - rec.last_active >= timeout:
                 rec.slot.stats.idle_closed += 1
                 rec.bind_log().info("connection_idle_timeout", idle=round(now - rec.last_active, 3))
                 rec.close()
                 if rec.task is not None and not rec.task.done():
                     rec.task.cancel()
+            else:
+                self.file(rec, rec.last_active + timeout)
 
     # -- drain -------------------------------------------------------------------------------
 
