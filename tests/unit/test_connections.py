@@ -10,6 +10,7 @@ import structlog
 
 from aionet.config.models import Limits
 from aionet.core.connections import IDLE_CLOSE_GRACE, ConnectionManager, ListenerSlot, track
+from aionet.core.connections._wheel import DeadlineWheel
 from aionet.core.handler import HandlerOptions, ProtocolHandler, Services
 from aionet.handlers.echo import EchoHandler, EchoProtocol
 from aionet.testing import MemoryTransport
@@ -295,7 +296,7 @@ def test_active_connection_is_refiled_not_closed_and_released_ones_leave_the_whe
     _, busy = connect(slot, port=1)
     _, gone = connect(slot, port=2)
     gone.close()  # released before its deadline: nothing of it stays filed
-    assert sum(map(len, manager._wheel.values())) == 1
+    assert len(manager.wheel) == 1
     manager.clock.now = start + 9
     busy.feed(b"x")  # one float store, no filing
     manager.sweep(start + 10.5)
@@ -304,13 +305,34 @@ def test_active_connection_is_refiled_not_closed_and_released_ones_leave_the_whe
     assert manager.swept == 1
     manager.sweep(start + 19)
     assert busy.closed and slot.stats.idle_closed == 1
-    assert sum(map(len, manager._wheel.values())) == 0
+    assert len(manager.wheel) == 0
 
 
 def test_connections_without_idle_timeout_are_never_filed() -> None:
     manager = ConnectionManager(Limits(idle_timeout=None))
     slot = make_slot(manager)
     _, t = connect(slot)
-    assert manager._wheel == {}
+    assert len(manager.wheel) == 0
     manager.sweep(manager.clock.now + 10**6)
     assert not t.closed and manager.swept == 0
+
+
+def test_wheel_compacts_released_entries_and_opens_each_record_once() -> None:
+    class Rec:
+        due = None
+
+    wheel = DeadlineWheel()
+    recs = [Rec() for _ in range(200)]
+    for rec in recs:
+        wheel.file(rec, 100.0)
+    for rec in recs[:150]:
+        wheel.unfile(rec)  # released: the bucket is compacted, not kept full of them
+    [bucket] = wheel._ticks.values()
+    assert len(bucket.records) < 200 and len(wheel) == 50
+    moved = recs[199]
+    wheel.file(moved, 200.0)
+    wheel.file(moved, 100.0)  # back again: two entries, one record
+    assert wheel.pop_due(99.0) == []
+    opened = wheel.pop_due(100.0)
+    assert sorted(map(id, opened)) == sorted(map(id, recs[150:]))
+    assert all(rec.due is None for rec in recs) and wheel.pop_due(1000.0) == []

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import itertools
 import logging
 import time
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 
 from ._counters import Clock, ListenerStats, decrement, format_peer
+from ._wheel import Bucket, DeadlineWheel
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = [
     "HALF_CLOSE_TIMEOUT",
     "IDLE_CLOSE_GRACE",
-    "WHEEL_TICK",
     "ConnectionManager",
     "ConnectionRecord",
     "ListenerSlot",
@@ -61,13 +60,6 @@ IDLE_CLOSE_GRACE = 5.0
 #: something is written to it, so a protocol that neither writes nor closes after EOF would
 #: otherwise hold the socket in CLOSE-WAIT, counted as live, until the idle timeout.
 HALF_CLOSE_TIMEOUT = 5.0
-
-#: The width (seconds) of one bucket of the idle sweep's deadline wheel. Each record waits in
-#: the bucket of the moment it could first need the sweep (idle deadline, or the end of its
-#: close grace); a sweep opens only the buckets that have come due, and checks each record it
-#: finds exactly (a record filed near the end of a bucket may be looked at a sweep early and
-#: filed again). Wider buckets mean fewer of them, and more such early looks.
-WHEEL_TICK = 0.25
 
 
 class ConnectionRecord:
@@ -120,7 +112,7 @@ class ConnectionRecord:
         #: What the connection became when a protocol switched (``websocket``), else None.
         self.kind: str | None = None
         #: The sweep wheel's bucket this record is filed in (None: not filed).
-        self.due: int | None = None
+        self.due: Bucket | None = None
 
     def release(self) -> None:
         """The connection is gone (``connection_lost``): drop it from the table, count, log."""
@@ -266,10 +258,9 @@ class ConnectionManager:
         self._ids = itertools.count(1)
         self._empty: asyncio.Event | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        #: The deadline wheel: bucket number → the records filed in it, and a heap of the
-        #: bucket numbers (a bucket is dropped only when a sweep opens it).
-        self._wheel: dict[int, set[ConnectionRecord]] = {}
-        self._buckets: list[int] = []
+        #: The idle sweep's deadline wheel (``_wheel``): it holds every record with a
+        #: deadline (idle timeout, close grace); a sweep opens only the due buckets.
+        self.wheel = DeadlineWheel()
         #: Records whose peer half-closed under a protocol that kept them open (few, brief).
         self.half_closed: set[ConnectionRecord] = set()
         #: Records the sweeps have looked at (the cost the wheel keeps independent of the
@@ -369,8 +360,7 @@ class ConnectionManager:
         if self.live.pop(rec.id, None) is None:
             return
         if rec.due is not None:
-            self._wheel[rec.due].discard(rec)
-            rec.due = None
+            self.wheel.unfile(rec)
         if rec.eof_at is not None:
             self.half_closed.discard(rec)
         slot = rec.slot
@@ -417,18 +407,8 @@ class ConnectionManager:
             self.sweep(self.clock.tick())
 
     def file(self, rec: ConnectionRecord, deadline: float) -> None:
-        """File ``rec`` in the wheel bucket of ``deadline`` (moving it from its current one)."""
-        key = int(deadline // WHEEL_TICK)
-        if rec.due == key:
-            return
-        if rec.due is not None:
-            self._wheel[rec.due].discard(rec)
-        bucket = self._wheel.get(key)
-        if bucket is None:
-            bucket = self._wheel[key] = set()
-            heapq.heappush(self._buckets, key)
-        bucket.add(rec)
-        rec.due = key
+        """File ``rec`` in the wheel under ``deadline`` (moving it from where it was)."""
+        self.wheel.file(rec, deadline)
 
     def sweep(self, now: float) -> None:
         """Close connections idle longer than their listener's timeout; abort stuck closes;
@@ -439,14 +419,7 @@ class ConnectionManager:
         it was filed (``last_active`` moved: one float store per read, no filing on traffic)
         is filed again under its new deadline.
         """
-        due = int(now // WHEEL_TICK)
-        buckets, wheel = self._buckets, self._wheel
-        opened: list[ConnectionRecord] = []
-        while buckets and buckets[0] <= due:
-            bucket = wheel.pop(heapq.heappop(buckets))
-            for rec in bucket:
-                rec.due = None
-            opened.extend(bucket)
+        opened: list[ConnectionRecord] = self.wheel.pop_due(now)
         self.swept += len(self.half_closed) + len(opened)
         for rec in list(self.half_closed):
             if rec.closing_since is not None:
