@@ -435,8 +435,9 @@ class ConnectionManager:
                 continue  # filed again (closed) by this sweep already, or gone
             if rec.closing_since is not None:
                 if now - rec.closing_since >= IDLE_CLOSE_GRACE:
-                    rec.abort()  # released soon; looked at again if not
-                    self.file(rec, now + IDLE_CLOSE_GRACE)
+                    rec.abort()
+                    if live.get(rec.id) is rec:  # released soon; looked at again if not
+                        self.file(rec, now + IDLE_CLOSE_GRACE)
                 else:
                     self.file(rec, rec.closing_since + IDLE_CLOSE_GRACE)
                 continue
