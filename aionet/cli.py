@@ -399,6 +399,7 @@ async def _serve(checked: Checked, path: str | None = None, daemon: Daemon | Non
         users=checked.users,
     )
     server.config_transform = transform
+    server.manage_fd_limit = True
     peers: PeerSamples | None = None
     if info is not None:
         import structlog

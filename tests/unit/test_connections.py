@@ -10,6 +10,7 @@ import structlog
 
 from aionet.config.models import Limits
 from aionet.core.connections import IDLE_CLOSE_GRACE, ConnectionManager, ListenerSlot, track
+from aionet.core.connections._wheel import DeadlineWheel
 from aionet.core.handler import HandlerOptions, ProtocolHandler, Services
 from aionet.handlers.echo import EchoHandler, EchoProtocol
 from aionet.testing import MemoryTransport
@@ -258,3 +259,80 @@ def test_raising_protocol_is_counted_and_aborted() -> None:
     assert t.aborted
     assert slot.stats.handler_errors == 1
     assert manager.live == {}
+
+
+class _Quiet:
+    """The least a record's transport needs here: a close that never completes."""
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def test_sweep_opens_only_due_buckets_among_100k_idle_connections() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=300.0))
+    slot = make_slot(manager)
+    slot.log_opened = False  # 100,000 debug lines would only slow the test down
+    start = manager.clock.now
+    for _ in range(100_000):  # idle, but not for long enough yet
+        manager.add(slot, _Quiet(), None, None)  # type: ignore[arg-type]
+    manager.clock.now = start - 299.5  # these ten went quiet half a second short of due
+    stale = [connect(slot, port=i)[1] for i in range(10)]
+    manager.clock.now = start
+    for now in (start + 0.1, start + 1, start + 1.5, start + 2):
+        manager.sweep(now)
+    assert all(t.closed for t in stale)
+    assert slot.stats.idle_closed == 10
+    assert manager.swept == 10  # the 100,000 others were never looked at
+    assert len(manager.live) == 100_000
+
+
+def test_active_connection_is_refiled_not_closed_and_released_ones_leave_the_wheel() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=10.0))
+    slot = make_slot(manager)
+    start = manager.clock.now
+    _, busy = connect(slot, port=1)
+    _, gone = connect(slot, port=2)
+    gone.close()  # released before its deadline: nothing of it stays filed
+    assert len(manager.wheel) == 1
+    manager.clock.now = start + 9
+    busy.feed(b"x")  # one float store, no filing
+    manager.sweep(start + 10.5)
+    assert not busy.closed and manager.swept == 1  # looked at once, filed at start + 19
+    manager.sweep(start + 15)
+    assert manager.swept == 1
+    manager.sweep(start + 19)
+    assert busy.closed and slot.stats.idle_closed == 1
+    assert len(manager.wheel) == 0
+
+
+def test_connections_without_idle_timeout_are_never_filed() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=None))
+    slot = make_slot(manager)
+    _, t = connect(slot)
+    assert len(manager.wheel) == 0
+    manager.sweep(manager.clock.now + 10**6)
+    assert not t.closed and manager.swept == 0
+
+
+def test_wheel_compacts_released_entries_and_opens_each_record_once() -> None:
+    class Rec:
+        due = None
+
+    wheel = DeadlineWheel()
+    recs = [Rec() for _ in range(200)]
+    for rec in recs:
+        wheel.file(rec, 100.0)
+    for rec in recs[:150]:
+        wheel.unfile(rec)  # released: the bucket is compacted, not kept full of them
+    [bucket] = wheel._ticks.values()
+    assert len(bucket.records) < 200 and len(wheel) == 50
+    moved = recs[199]
+    wheel.file(moved, 200.0)
+    wheel.file(moved, 100.0)  # back again: two entries, one record
+    assert wheel.pop_due(99.0) == []
+    opened = wheel.pop_due(100.0)
+    assert sorted(map(id, opened)) == sorted(map(id, recs[150:]))
+    assert all(rec.due is None for rec in recs) and wheel.pop_due(1000.0) == []

@@ -9,6 +9,7 @@ drives drain. Private modules behind this face (h11 style):
 * ``_tracking`` — putting a protocol under the manager: ``Tracked`` (inline, for the hot
   paths) and ``track()`` (any other protocol, by a class swap: no wrapper in the data path).
 * ``_streams``  — ``StreamProtocol``: a ``StreamHandler``'s streams, its task, its close.
+* ``_wheel``    — ``DeadlineWheel``: the idle sweep's buckets of records by deadline.
 * ``_counters`` — the coarse ``Clock``, ``ListenerStats``, ``format_peer``, ``decrement``.
 """
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 
 from ._counters import Clock, ListenerStats, decrement, format_peer
+from ._wheel import Bucket, DeadlineWheel
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -69,6 +70,7 @@ class ConnectionRecord:
         "bytes_out",
         "clock",
         "closing_since",
+        "due",
         "eof_at",
         "eof_out",
         "id",
@@ -109,6 +111,8 @@ class ConnectionRecord:
         self.eof_out = 0
         #: What the connection became when a protocol switched (``websocket``), else None.
         self.kind: str | None = None
+        #: The sweep wheel's bucket this record is filed in (None: not filed).
+        self.due: Bucket | None = None
 
     def release(self) -> None:
         """The connection is gone (``connection_lost``): drop it from the table, count, log."""
@@ -118,7 +122,14 @@ class ConnectionRecord:
         """Close gracefully: pending writes are flushed first."""
         if self.closing_since is None:
             self.closing_since = self.clock.now
+            self.slot.manager.file(self, self.closing_since + IDLE_CLOSE_GRACE)
         self.transport.close()
+
+    def half_close(self) -> None:
+        """The peer sent EOF and the (third-party) protocol keeps the connection open: start
+        the half-close clock, which the sweep restarts on output (``HALF_CLOSE_TIMEOUT``)."""
+        self.eof_at, self.eof_out = self.clock.tick(), self.bytes_out
+        self.slot.manager.half_closed.add(self)
 
     def abort(self) -> None:
         """Close now, dropping pending writes; cancel the handler task if any."""
@@ -247,6 +258,14 @@ class ConnectionManager:
         self._ids = itertools.count(1)
         self._empty: asyncio.Event | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: The idle sweep's deadline wheel (``_wheel``): it holds every record with a
+        #: deadline (idle timeout, close grace); a sweep opens only the due buckets.
+        self.wheel = DeadlineWheel()
+        #: Records whose peer half-closed under a protocol that kept them open (few, brief).
+        self.half_closed: set[ConnectionRecord] = set()
+        #: Records the sweeps have looked at (the cost the wheel keeps independent of the
+        #: number of live connections; tests count it).
+        self.swept = 0
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -305,6 +324,8 @@ class ConnectionManager:
     ) -> ConnectionRecord:
         rec = ConnectionRecord(next(self._ids), slot, transport, peer, ip)
         self.live[rec.id] = rec
+        if slot.idle_timeout:
+            self.file(rec, rec.last_active + slot.idle_timeout)
         slot.stats.accepted += 1
         if slot.log_opened:
             slot.log.debug("connection_opened", conn_id=rec.id, peer=format_peer(peer))
@@ -338,6 +359,10 @@ class ConnectionManager:
     def remove(self, rec: ConnectionRecord) -> None:
         if self.live.pop(rec.id, None) is None:
             return
+        if rec.due is not None:
+            self.wheel.unfile(rec)
+        if rec.eof_at is not None:
+            self.half_closed.discard(rec)
         slot = rec.slot
         self._uncount(slot, rec.ip)
         stats = slot.stats
@@ -381,27 +406,52 @@ class ConnectionManager:
             await asyncio.sleep(interval)
             self.sweep(self.clock.tick())
 
+    def file(self, rec: ConnectionRecord, deadline: float) -> None:
+        """File ``rec`` in the wheel under ``deadline`` (moving it from where it was)."""
+        self.wheel.file(rec, deadline)
+
     def sweep(self, now: float) -> None:
-        """Close connections idle longer than their listener's timeout; abort stuck closes."""
-        for rec in list(self.live.values()):
+        """Close connections idle longer than their listener's timeout; abort stuck closes;
+        close half-closed connections that stopped answering.
+
+        Only the wheel buckets due by ``now`` are opened: the work is the records that may be
+        due (and the few half-closed ones), not every live connection. A record active since
+        it was filed (``last_active`` moved: one float store per read, no filing on traffic)
+        is filed again under its new deadline.
+        """
+        opened: list[ConnectionRecord] = self.wheel.pop_due(now)
+        self.swept += len(self.half_closed) + len(opened)
+        for rec in list(self.half_closed):
+            if rec.closing_since is not None:
+                continue
+            if rec.bytes_out != rec.eof_out:  # still answering: restart the clock
+                rec.eof_at, rec.eof_out = now, rec.bytes_out
+            elif rec.eof_at is not None and now - rec.eof_at >= HALF_CLOSE_TIMEOUT:
+                rec.bind_log().info("connection_half_closed_timeout")
+                rec.close()
+        live = self.live
+        for rec in opened:
+            if rec.due is not None or live.get(rec.id) is not rec:
+                continue  # filed again (closed) by this sweep already, or gone
             if rec.closing_since is not None:
                 if now - rec.closing_since >= IDLE_CLOSE_GRACE:
                     rec.abort()
+                    if live.get(rec.id) is rec:  # released soon; looked at again if not
+                        self.file(rec, now + IDLE_CLOSE_GRACE)
+                else:
+                    self.file(rec, rec.closing_since + IDLE_CLOSE_GRACE)
                 continue
-            if rec.eof_at is not None:
-                if rec.bytes_out != rec.eof_out:  # still answering: restart the clock
-                    rec.eof_at, rec.eof_out = now, rec.bytes_out
-                elif now - rec.eof_at >= HALF_CLOSE_TIMEOUT:
-                    rec.bind_log().info("connection_half_closed_timeout")
-                    rec.close()
-                    continue
             timeout = rec.slot.idle_timeout
-            if timeout and now - rec.last_active >= timeout:
+            if not timeout:
+                continue
+            if now - rec.last_active >= timeout:
                 rec.slot.stats.idle_closed += 1
                 rec.bind_log().info("connection_idle_timeout", idle=round(now - rec.last_active, 3))
                 rec.close()
                 if rec.task is not None and not rec.task.done():
                     rec.task.cancel()
+            else:
+                self.file(rec, rec.last_active + timeout)
 
     # -- drain -------------------------------------------------------------------------------
 

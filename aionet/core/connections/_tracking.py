@@ -87,7 +87,7 @@ def _tracked_subclass(cls: type, foreign: bool = True) -> type:
             return None
         keep_open: bool | None = eof(self)
         if keep_open and foreign:
-            rec.eof_at, rec.eof_out = rec.clock.tick(), rec.bytes_out
+            rec.half_close()
         return keep_open
 
     def connection_lost(self: Any, exc: Exception | None) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import functools
 import os
+import resource
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -318,10 +319,16 @@ class _AcceptLoop:
 
     def _back_off(self, exc: OSError) -> None:
         if not self._capacity_logged:
+            extra: dict[str, Any] = {}
+            if exc.errno == errno.EMFILE:  # this process's own limit: say which, and the fix
+                extra["open_files_limit"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                extra["fix"] = "raise it: ulimit -n, systemd LimitNOFILE=, or lower the caps"
             self.listener.slot.log.error(
                 "accept_out_of_resources",
                 error=os.strerror(exc.errno or 0),
                 retry_in=ACCEPT_BACKOFF,
+                live_connections=len(self.listener.slot.manager.live),
+                **extra,
             )
             self._capacity_logged = True
         self.listener.slot.stats.refused[

@@ -20,6 +20,7 @@ from ...errors import ConfigError, StartupError
 from ..preflight import load_config, resolve_config
 from ..reload_plan import plan_reload
 from ..tls import TlsError, TlsStore
+from ._fds import ensure_fd_limit
 from ._setup import _Setup
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class _Reloads(_Setup):
     config_path: str | None
     config_transform: Callable[[Config], Config] | None
     reload_counts: dict[str, int]
+    manage_fd_limit: bool
     _reload_lock: asyncio.Lock
     _reloads: set[asyncio.Task[bool]]
     _retiring: dict[asyncio.Task[None], Handler]
@@ -145,6 +147,8 @@ class _Reloads(_Setup):
             self.reload_tls()
         self.config = new
         self.manager.limits = new.server.limits
+        if self.manage_fd_limit:
+            ensure_fd_limit(new, self._log)
         for name in plan.removed:
             await self._unbind(name)
             previous = self.handlers.pop(name, None)

@@ -27,6 +27,7 @@ from ..connections import ConnectionManager
 from ..metrics import process_samples
 from ..preflight import resolve_config
 from ..systemd import Notifier
+from ._fds import ensure_fd_limit
 from ._reload import _Reloads
 
 if TYPE_CHECKING:
@@ -120,6 +121,9 @@ class Server(_Reloads):
         self.drain_requested = False
         #: Why the last reload was refused (empty when it was applied).
         self.reload_errors: list[str] = []
+        #: Raise RLIMIT_NOFILE to what the caps can need at start and reload (``_fds``);
+        #: ``aionet run`` sets it, an in-process Server (tests, embedding) leaves the limit be.
+        self.manage_fd_limit = False
         #: Listener configs as bound: a port-0 bind replaced by the port it got, so that a
         #: reloaded file naming that port keeps the sockets.
         self._bound_as = {}
@@ -143,6 +147,8 @@ class Server(_Reloads):
         resolve_config(self.config)  # a Config built without the loader (nothing if it was)
         self._load_stores()
         self._build_handlers()
+        if self.manage_fd_limit:  # before the binds: still root, if started as root
+            ensure_fd_limit(self.config, self._log)
         # Start-up, before any connection: a blocking mkdir is fine here.
         Path(self.config.server.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
         started: list[Handler] = []
