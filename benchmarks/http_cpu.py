@@ -186,7 +186,9 @@ def main() -> None:
     parser.add_argument("--conns", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--servers", default="aionet,granian", help="aionet, uvicorn, granian")
     parser.add_argument("--variants", default="", help="aionet variants: log, metrics")
-    parser.add_argument("--baseline", metavar="REV", help="also run aionet as of revision REV")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run each aionet variant as of revision REV"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -198,8 +200,9 @@ def main() -> None:
         servers["aionet+log"] = aionet(access_log=True)
     if "metrics" in variants:
         servers["aionet+metrics"] = aionet(metrics=True)
-    if args.baseline:
-        servers["aionet@base"] = on_baseline(aionet(), baseline_tree(args.baseline))
+    if args.baseline:  # each aionet variant as of REV too
+        tree = baseline_tree(args.baseline)
+        servers.update({f"{k}@base": on_baseline(v, tree) for k, v in list(servers.items())})
     servers.update({k: v for k, v in peers().items() if k in wanted})
     facts = machine_facts()
     print("machine:", facts, flush=True)
