@@ -7,12 +7,15 @@ otherwise. Events are snake_case verbs with key-value context.
 
 ``HotLogger`` is for an event logged once per request (the HTTP access log): while the JSON set-up
 made here is in force, it renders the same line structlog would, without structlog's per-call
-machinery (a bound logger's context copy, six processor calls, a JSON encoder per line); under
-any other set-up (the console renderer, a test's ``capture_logs``) it is the structlog logger.
+machinery (a bound logger's context copy, six processor calls, a JSON encoder per line), and the
+lines of one turn of the event loop go out in one write; under any other set-up (the console
+renderer, a test's ``capture_logs``) it is the structlog logger.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import sys
@@ -34,9 +37,48 @@ _LEVELS = {
     "critical": logging.CRITICAL,
 }
 
-#: The JSON set-up in force (processors, stream, level, their number, the renderer), or None
-#: (console, or not configured).
-_json_setup: tuple[list[Processor], TextIO, int, int, Processor] | None = None
+
+
+class _JsonSetup:
+    """What ``configure_logging`` set up for JSON, as ``HotLogger`` writes through it: the
+    processors (and how they looked, to notice a change made in place), the level, the stream,
+    and the lines rendered in this turn of the event loop, written together at its end."""
+
+    __slots__ = ("count", "level", "lines", "processors", "renderer", "stream")
+
+    def __init__(self, processors: list[Processor], stream: TextIO, level: int) -> None:
+        self.processors = processors
+        self.count = len(processors)
+        self.renderer = processors[-1]
+        self.stream = stream
+        self.level = level
+        self.lines: list[str] = []
+
+    def changed(self) -> bool:
+        processors = self.processors
+        return len(processors) != self.count or processors[-1] is not self.renderer
+
+    def write(self, line: str) -> None:
+        """Queue ``line``; the first of a turn of the loop schedules the write of them all
+        (one ``write`` and ``flush`` per turn, not per line). Without a loop: at once."""
+        lines = self.lines
+        lines.append(line)
+        if len(lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        lines = self.lines
+        if lines:
+            self.lines = []
+            self.stream.write("".join(lines))
+            self.stream.flush()
+
+
+#: The JSON set-up in force, or None (console, or not configured).
+_json_setup: _JsonSetup | None = None
 
 
 def _fallback(obj: Any) -> Any:
@@ -109,8 +151,9 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             colors=_colors(stream), exception_formatter=structlog.dev.plain_traceback
         )
     processors: list[Processor] = [*shared, structlog.processors.StackInfoRenderer(), renderer]
-    json_setup = (processors, stream, numeric, len(processors), renderer)
-    _json_setup = json_setup if chosen == "json" else None
+    if _json_setup is not None:
+        _json_setup.flush()
+    _json_setup = _JsonSetup(processors, stream, numeric) if chosen == "json" else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -161,7 +204,7 @@ class HotLogger:
         self._log = get_logger(name, **context)
         self._context = {"logger": name, **context}
         setup = _json_setup
-        self._setup = None if setup is None or setup[2] > logging.INFO else setup
+        self._setup = None if setup is None or setup.level > logging.INFO else setup
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
@@ -170,8 +213,7 @@ class HotLogger:
         setup = self._setup
         if (
             setup is None
-            or len(setup[0]) != setup[3]
-            or setup[0][-1] is not setup[4]  # processors changed in place
+            or setup.changed()  # e.g. capture_logs
             or "exc_info" in kw
             or "stack_info" in kw
         ):
@@ -183,6 +225,10 @@ class HotLogger:
         structlog.contextvars.merge_contextvars(None, "info", event_dict)
         event_dict["level"] = "info"
         event_dict["timestamp"] = _utc_iso()
-        stream = setup[1]
-        stream.write(_encode(event_dict) + "\n")
-        stream.flush()
+        setup.write(_encode(event_dict) + "\n")
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _json_setup is not None:
+        _json_setup.flush()

@@ -487,26 +487,21 @@ def log_request(
         metrics.observe(status, duration, scope["http_version"] == "2")
     if access is None:
         return
-    access.info(
-        "http_request",
-        method=scope["method"],
-        path=scope["path"],
-        status=status,
-        bytes=sent,
-        duration=round(duration, 6),
-        peer=conn.peer,
-        request_id=request_id.decode("ascii") if request_id is not None else None,
-        **({"http_version": "2"} if scope["http_version"] == "2" else {}),
-        **_forwarded_client(scope, conn),
-    )
-
-
-def _forwarded_client(scope: dict[str, Any], proto: Any) -> dict[str, Any]:
-    """``client=`` for the access log when a trusted proxy forwarded another address."""
-    client = scope.get("client")
-    if client is None or client == getattr(proto, "client", None):
-        return {}
-    return {"client": client[0]}
+    fields = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "bytes": sent,
+        "duration": round(duration, 6),
+        "peer": conn.peer,
+        "request_id": request_id.decode("ascii") if request_id is not None else None,
+    }
+    if scope["http_version"] == "2":
+        fields["http_version"] = "2"
+    client = scope.get("client")  # a trusted proxy forwarded another address than the peer's
+    if client is not None and client != getattr(conn, "client", None):
+        fields["client"] = client[0]
+    access.info("http_request", **fields)
 
 
 def guard_forwarded(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import io
 import json
@@ -146,3 +147,22 @@ def test_utc_timestamp_is_isoformat_with_z() -> None:
     now = datetime.datetime.now(datetime.UTC)
     assert abs((now - parsed).total_seconds()) < 60
     assert parsed.isoformat().replace("+00:00", "Z") == stamp
+
+
+async def test_hot_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, s: str) -> int:
+            self.writes += 1
+            return super().write(s)
+
+    out = Counting()
+    configure_logging("json", "info", out)
+    hot = HotLogger("aionet.access")
+    for status in (200, 404, 500):
+        hot.info("http_request", status=status)
+    assert out.getvalue() == ""  # written at the end of this turn of the loop
+    await asyncio.sleep(0)
+    assert [json.loads(line)["status"] for line in out.getvalue().splitlines()] == [200, 404, 500]
+    assert out.writes == 1
