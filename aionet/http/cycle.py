@@ -471,9 +471,11 @@ class RequestCycle:
 
     def _access_log(self) -> None:
         state = self.proto.state
-        if state.access is None and state.metrics is None:
+        if state.access is None:
+            if state.metrics is not None:  # metrics alone: no log line to prepare
+                state.metrics.observe(self.status, time.perf_counter() - self.t0)
             return
-        rid = self.request_id if state.access is None else self._prelude_id().encode()
+        rid = self._prelude_id().encode()
         log_request(state, self.scope, self.status, self.sent, self.t0, self.proto, rid)
 
 
