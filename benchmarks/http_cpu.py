@@ -34,6 +34,7 @@ from _harness import (
     HERE,
     PY,
     baseline_tree,
+    cpu_split,
     free_port,
     machine_facts,
     median,
@@ -42,7 +43,7 @@ from _harness import (
     spawned,
     wait_listening,
 )
-from http_bench import granian, uvicorn
+from http_bench import _aionet_config, granian, uvicorn
 
 APPS = HERE / "apps"
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -55,18 +56,7 @@ def aionet(access_log: bool = False, metrics: bool = False) -> Factory:
     """``aionet run`` on the hello app, its access log and metrics on or off."""
 
     def argv(port: int, tmp: Path) -> list[str]:
-        text = f"""
-server:
-  data_dir: {tmp / "var"}
-  limits: {{max_connections: 50000, max_connections_per_ip: 50000, idle_timeout: 5m}}
-logging: {{format: json, level: {"info" if access_log else "warning"}}}
-listeners:
-  - name: bench
-    protocol: http
-    bind: 127.0.0.1:{port}
-    backlog: 4096
-    options: {{app: "hello:app", access_log: {str(access_log).lower()}}}
-"""
+        text = _aionet_config(port, tmp, 'app: "hello:app"', access_log)
         if metrics:
             text += (
                 f"  - {{name: admin, protocol: admin, bind: '127.0.0.1:{free_port()}',"
@@ -96,20 +86,6 @@ def serving(argv_for: Factory) -> Iterator[tuple[int, int]]:
         with spawned(argv_for(port, tmp), core=SERVER_CORE, cwd=APPS, env=env) as proc:
             wait_listening(port, proc)
             yield port, proc.pid
-
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of ``pid`` and every process below it (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    user, system = int(fields[11]) / tick, int(fields[12]) / tick
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                with contextlib.suppress(OSError):  # a child may exit meanwhile
-                    more = cpu_split(int(child))
-                    user, system = user + more[0], system + more[1]
-    return user, system
 
 
 _UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
