@@ -182,14 +182,21 @@ def pss_kib(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` and every process below it (Linux ``/proc``)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` and every process below it (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             for child in (task / "children").read_text().split():
                 with contextlib.suppress(OSError):  # a child may exit meanwhile
-                    total += cpu_seconds(int(child))
-    return total
+                    more = cpu_split(int(child))
+                    user, system = user + more[0], system + more[1]
+    return user, system
 
 
 def busy_seconds() -> float:

@@ -4,12 +4,22 @@
 ``logging`` records of dependencies (aiosmtpd, asyncio) through the same processors and
 renderer, so the output is one stream in one format: a console renderer on a TTY, JSON lines
 otherwise. Events are snake_case verbs with key-value context.
+
+``HotLogger`` is for an event logged once per request (the HTTP access log): while the JSON set-up
+made here is in force, it renders the same line structlog would, without structlog's per-call
+machinery (a bound logger's context copy, six processor calls, a JSON encoder per line), and the
+lines of one turn of the event loop go out in one write; under any other set-up (the console
+renderer, a test's ``capture_logs``) it is the structlog logger.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import json
 import logging
 import sys
+import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
@@ -17,7 +27,7 @@ import structlog
 if TYPE_CHECKING:
     from structlog.typing import Processor
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["HotLogger", "configure_logging", "get_logger", "stamp_utc"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -26,6 +36,87 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+
+
+
+class _JsonSetup:
+    """What ``configure_logging`` set up for JSON, as ``HotLogger`` writes through it: the
+    processors (and how they looked, to notice a change made in place), the level, the stream,
+    and the lines rendered in this turn of the event loop, written together at its end."""
+
+    __slots__ = ("count", "level", "lines", "processors", "renderer", "stream")
+
+    def __init__(self, processors: list[Processor], stream: TextIO, level: int) -> None:
+        self.processors = processors
+        self.count = len(processors)
+        self.renderer = processors[-1]
+        self.stream = stream
+        self.level = level
+        self.lines: list[str] = []
+
+    def changed(self) -> bool:
+        processors = self.processors
+        return len(processors) != self.count or processors[-1] is not self.renderer
+
+    def write(self, line: str) -> None:
+        """Queue ``line``; the first of a turn of the loop schedules the write of them all
+        (one ``write`` and ``flush`` per turn, not per line). Without a loop: at once."""
+        lines = self.lines
+        lines.append(line)
+        if len(lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        lines = self.lines
+        if lines:
+            self.lines = []
+            self.stream.write("".join(lines))
+            self.stream.flush()
+
+
+#: The JSON set-up in force, or None (console, or not configured).
+_json_setup: _JsonSetup | None = None
+
+
+def _fallback(obj: Any) -> Any:
+    """What JSON cannot encode (structlog's fallback): ``__structlog__()``, else ``repr``."""
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+#: One encoder for every line (``json.dumps(obj, default=...)`` builds one per call).
+_encode = json.JSONEncoder(default=_fallback).encode
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    return _encode(obj)
+
+
+_second = -1
+_second_text = ""
+
+
+def _utc_iso() -> str:
+    """``datetime.now(timezone.utc).isoformat()`` with ``Z`` for ``+00:00``: the same text,
+    the date and time of day formatted once per second."""
+    global _second, _second_text
+    now = time.time_ns() // 1000
+    second, micros = divmod(now, 1_000_000)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_second_text}.{micros:06d}Z" if micros else f"{_second_text}Z"
+
+
+def stamp_utc(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """structlog's ``TimeStamper(fmt="iso", utc=True)`` (``timestamp``), cheaper."""
+    event_dict["timestamp"] = _utc_iso()
+    return event_dict
 
 
 def _resolve_format(fmt: str, stream: TextIO) -> str:
@@ -42,15 +133,16 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     """
     stream = stream if stream is not None else sys.stderr
     chosen = _resolve_format(fmt, stream)
+    global _json_setup
     numeric = _LEVELS[level]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        stamp_utc,
     ]
     renderer: Processor
     if chosen == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         shared.append(structlog.processors.format_exc_info)
     else:
         # plain tracebacks: structlog would switch to rich's (slow, boxed) ones now that rich is
@@ -58,8 +150,12 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         renderer = structlog.dev.ConsoleRenderer(
             colors=_colors(stream), exception_formatter=structlog.dev.plain_traceback
         )
+    processors: list[Processor] = [*shared, structlog.processors.StackInfoRenderer(), renderer]
+    if _json_setup is not None:
+        _json_setup.flush()
+    _json_setup = _JsonSetup(processors, stream, numeric) if chosen == "json" else None
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
@@ -89,3 +185,50 @@ def _colors(stream: TextIO) -> bool:
 def get_logger(name: str, **context: Any) -> Any:
     """A structlog logger carrying ``logger=name`` (e.g. ``aionet.access``)."""
     return structlog.get_logger(name).bind(logger=name, **context)
+
+
+class HotLogger:
+    """``get_logger(name, **context)`` for an event logged per request: ``info()`` renders the
+    line itself while the JSON set-up of ``configure_logging`` that was in force when it was
+    made still is (the same keys, order and text as structlog's), else calls the structlog
+    logger; every other method is structlog's.
+
+    Like a structlog bound logger, it keeps the set-up it was made under: a later
+    ``configure_logging`` applies to loggers made after it; a change made to that set-up's
+    processors in place (structlog's ``capture_logs``) sends every event to structlog.
+    """
+
+    __slots__ = ("_context", "_log", "_setup")
+
+    def __init__(self, name: str, **context: Any) -> None:
+        self._log = get_logger(name, **context)
+        self._context = {"logger": name, **context}
+        setup = _json_setup
+        self._setup = None if setup is None or setup.level > logging.INFO else setup
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    def info(self, event: str, **kw: Any) -> None:
+        setup = self._setup
+        if (
+            setup is None
+            or setup.changed()  # e.g. capture_logs
+            or "exc_info" in kw
+            or "stack_info" in kw
+        ):
+            self._log.info(event, **kw)
+            return
+        event_dict = self._context.copy()
+        event_dict.update(kw)
+        event_dict["event"] = event
+        structlog.contextvars.merge_contextvars(None, "info", event_dict)
+        event_dict["level"] = "info"
+        event_dict["timestamp"] = _utc_iso()
+        setup.write(_encode(event_dict) + "\n")
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _json_setup is not None:
+        _json_setup.flush()

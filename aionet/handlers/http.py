@@ -48,7 +48,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..config.types import ConfigPath, Duration, Size
 from ..core.handler import HandlerOptions, ProtocolHandler
-from ..core.logging import get_logger
+from ..core.logging import HotLogger
 from ..core.registry import import_callable_option, import_from_string
 from ..http.lifespan import Lifespan
 from ..http.protocol import HttpProtocol
@@ -170,7 +170,7 @@ class HttpHandler(ProtocolHandler):
             self._build_app(),
             limits,
             self.log,
-            access=get_logger("aionet.access", listener=services.listener)
+            access=HotLogger("aionet.access", listener=services.listener)
             if opts.access_log
             else None,
             server_header=opts.server_header,

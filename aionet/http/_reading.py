@@ -100,6 +100,7 @@ class _Reading(_Deadlines):
     _cl: bytes | None
     _expect: bool
     _request_id: bytes | None
+    _scope_base: dict[str, Any] | None  # the scope's keys, with this connection's constants
 
     # -- feeding the parser ------------------------------------------------------------------
 
@@ -340,21 +341,30 @@ class _Reading(_Deadlines):
         self._method = None
         raw_path, query = split_target(self._url)
         state = self.state
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": _METHODS.get(method) or method.decode("ascii"),
-            "root_path": state.root_path,
-            "path": decode_path(raw_path),
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": self._headers,
-            "extensions": EXTENSIONS,
-        }
+        scope = self._scope_base
+        if scope is None:  # what every request of this connection shares, in the ASGI order
+            scope = self._scope_base = {
+                "type": "http",
+                "asgi": ASGI_VERSION,
+                "http_version": None,
+                "server": self.server,
+                "client": self.client,
+                "scheme": self.scheme,
+                "method": None,
+                "root_path": state.root_path,
+                "path": None,
+                "raw_path": None,
+                "query_string": None,
+                "headers": None,
+                "extensions": EXTENSIONS,
+            }
+        scope = scope.copy()  # cheaper than building the dict anew
+        scope["http_version"] = version
+        scope["method"] = _METHODS.get(method) or method.decode("ascii")
+        scope["path"] = decode_path(raw_path)
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = self._headers
         if state.lifespan_state is not None:
             scope["state"] = state.lifespan_state.copy()
         if state.forwarded is not None:

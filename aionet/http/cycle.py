@@ -284,6 +284,10 @@ class RequestCycle:
 
     def _head(self, body_length: int, more_body: bool) -> bytes:
         """The response head, deciding the framing from what the app has sent so far."""
+        return b"".join(self._head_parts(body_length, more_body))
+
+    def _head_parts(self, body_length: int, more_body: bool) -> list[bytes]:
+        """``_head`` in pieces, for the caller to join with the first piece of the body."""
         self.wrote_head = True
         framing = b""
         if self.scope["method"] == "HEAD" or not status_allows_body(self.status):
@@ -297,9 +301,14 @@ class RequestCycle:
                 framing = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False  # HTTP/1.0 without a length: the close ends the body
-        return b"".join(
-            (status_line(self.status), self._prelude(), self.block, framing, self._connection())
-        )
+        state = self.proto.state
+        rid = self.request_id
+        if rid is None:
+            rid = self.request_id = state.ids.next()
+        return [
+            status_line(self.status), state.date.prelude, b"x-request-id: ", rid, b"\r\n",
+            self.block, framing, self._connection(),
+        ]  # fmt: skip
 
     def _prelude(self) -> bytes:
         proto = self.proto
@@ -318,12 +327,13 @@ class RequestCycle:
 
     def _body(self, body: bytes, more_body: bool) -> None:
         if not self.wrote_head:
-            head = self._head(len(body), more_body)
+            head = self._head_parts(len(body), more_body)
             data = self._frame(body, more_body)
-            if len(data) <= SMALL_BODY:
-                self.proto.write(head + data)
+            if len(data) <= SMALL_BODY:  # head and body in one write, joined once
+                head.append(data)
+                self.proto.write(b"".join(head))
             else:
-                self.proto.write(head)
+                self.proto.write(b"".join(head))
                 self.proto.write(data)
         elif body or not more_body:
             data = self._frame(body, more_body)
@@ -461,9 +471,11 @@ class RequestCycle:
 
     def _access_log(self) -> None:
         state = self.proto.state
-        if state.access is None and state.metrics is None:
+        if state.access is None:
+            if state.metrics is not None:  # metrics alone: no log line to prepare
+                state.metrics.observe(self.status, time.perf_counter() - self.t0)
             return
-        rid = self.request_id if state.access is None else self._prelude_id().encode()
+        rid = self._prelude_id().encode()
         log_request(state, self.scope, self.status, self.sent, self.t0, self.proto, rid)
 
 
@@ -487,26 +499,21 @@ def log_request(
         metrics.observe(status, duration, scope["http_version"] == "2")
     if access is None:
         return
-    access.info(
-        "http_request",
-        method=scope["method"],
-        path=scope["path"],
-        status=status,
-        bytes=sent,
-        duration=round(duration, 6),
-        peer=conn.peer,
-        request_id=request_id.decode("ascii") if request_id is not None else None,
-        **({"http_version": "2"} if scope["http_version"] == "2" else {}),
-        **_forwarded_client(scope, conn),
-    )
-
-
-def _forwarded_client(scope: dict[str, Any], proto: Any) -> dict[str, Any]:
-    """``client=`` for the access log when a trusted proxy forwarded another address."""
-    client = scope.get("client")
-    if client is None or client == getattr(proto, "client", None):
-        return {}
-    return {"client": client[0]}
+    fields = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "bytes": sent,
+        "duration": round(duration, 6),
+        "peer": conn.peer,
+        "request_id": request_id.decode("ascii") if request_id is not None else None,
+    }
+    if scope["http_version"] == "2":
+        fields["http_version"] = "2"
+    client = scope.get("client")  # a trusted proxy forwarded another address than the peer's
+    if client is not None and client != getattr(conn, "client", None):
+        fields["client"] = client[0]
+    access.info("http_request", **fields)
 
 
 def guard_forwarded(

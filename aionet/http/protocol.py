@@ -83,6 +83,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         "_queue",
         "_read_at",
         "_request_id",
+        "_scope_base",
         "_send_left",
         "_send_since",
         "_sendfile",
@@ -147,6 +148,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         self._cl = None
         self._expect = False
         self._request_id = None
+        self._scope_base = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 

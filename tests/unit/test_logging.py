@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from aionet.core.logging import configure_logging, get_logger
+from aionet.core.logging import HotLogger, _utc_iso, configure_logging, get_logger
 
 
 class Tty(io.StringIO):
@@ -90,3 +93,76 @@ def test_named_logger() -> None:
     configure_logging("json", "info", out)
     get_logger("aionet.access").info("request", status=200)
     assert json.loads(out.getvalue())["logger"] == "aionet.access"
+
+
+def _without_time(line: str) -> str:
+    return re.sub(r'"timestamp": "[^"]*"', "", line)
+
+
+def test_hot_logger_writes_what_structlog_writes() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    structlog.contextvars.bind_contextvars(worker=2)
+    try:
+        fields = {"method": "GET", "path": '/\u00e9"x', "status": 200, "bytes": 13,
+                  "duration": 0.000123, "request_id": None, "client": ("192.0.2.1", 0)}  # fmt: skip
+        HotLogger("aionet.access", listener="web").info("http_request", **fields)
+        get_logger("aionet.access", listener="web").info("http_request", **fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    hot, reference = out.getvalue().splitlines()
+    assert _without_time(hot) == _without_time(reference)
+    assert list(json.loads(hot)) == list(json.loads(reference))  # same keys, same order
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", json.loads(hot)["timestamp"])
+
+
+def test_hot_logger_is_structlog_under_another_setup() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    hot = HotLogger("aionet.access")
+    with structlog.testing.capture_logs() as logs:  # a test's set-up after the logger was made
+        hot.info("http_request", status=200)
+    assert logs == [{"logger": "aionet.access", "status": 200, "event": "http_request",
+                     "log_level": "info"}]  # fmt: skip
+    assert out.getvalue() == ""
+    configure_logging("console", "info", Tty())
+    console = HotLogger("aionet.access")
+    assert console.is_enabled_for(logging.INFO)
+    with structlog.testing.capture_logs() as logs:
+        console.info("http_request", status=200)
+    assert len(logs) == 1
+
+
+def test_hot_logger_respects_the_level() -> None:
+    out = io.StringIO()
+    hot = HotLogger("aionet.access")
+    configure_logging("json", "warning", out)
+    hot.info("http_request", status=200)
+    assert out.getvalue() == ""
+
+
+def test_utc_timestamp_is_isoformat_with_z() -> None:
+    stamp = _utc_iso()
+    parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    now = datetime.datetime.now(datetime.UTC)
+    assert abs((now - parsed).total_seconds()) < 60
+    assert parsed.isoformat().replace("+00:00", "Z") == stamp
+
+
+async def test_hot_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, s: str) -> int:
+            self.writes += 1
+            return super().write(s)
+
+    out = Counting()
+    configure_logging("json", "info", out)
+    hot = HotLogger("aionet.access")
+    for status in (200, 404, 500):
+        hot.info("http_request", status=status)
+    assert out.getvalue() == ""  # written at the end of this turn of the loop
+    await asyncio.sleep(0)
+    assert [json.loads(line)["status"] for line in out.getvalue().splitlines()] == [200, 404, 500]
+    assert out.writes == 1
