@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from ..core.handler import DatagramHandler, HandlerOptions
+
+if TYPE_CHECKING:
+    from ..core.handler import Services
 
 __all__ = ["UdpEchoHandler"]
 
@@ -21,7 +24,9 @@ class UdpEchoHandler(DatagramHandler):
 
     options: Options
 
+    def __init__(self, options: HandlerOptions, services: Services) -> None:
+        super().__init__(options, services)
+        self._max = self.options.max_datagram  # a plain attribute: read per datagram
+
     def datagram(self, data: bytes, addr: Any) -> bytes | None:
-        if len(data) > self.options.max_datagram:
-            return None
-        return data
+        return data if len(data) <= self._max else None
