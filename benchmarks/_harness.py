@@ -164,6 +164,30 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def settle(pid: int, timeout: float = 30.0) -> int:
+    """RSS (KiB) of ``pid`` once two readings 0.5 s apart agree within 64 KiB."""
+    last = rss_kib(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = rss_kib(pid)
+        if abs(now - last) < 64:
+            return now
+        last = now
+    return last
+
+
+def c_binary(name: str) -> Path:
+    """``benchmarks/NAME.c`` compiled (``gcc -O2``) into ``benchmarks/bin/NAME``, again only
+    when the source is newer."""
+    out = HERE / "bin" / name
+    source = HERE / f"{name}.c"
+    if not out.exists() or out.stat().st_mtime < source.stat().st_mtime:
+        out.parent.mkdir(exist_ok=True)
+        subprocess.run(["gcc", "-O2", "-o", str(out), str(source)], check=True)
+    return out
+
+
 def pss_kib(pid: int) -> int:
     """Proportional set size of ``pid`` and every process below it (KiB): shared pages divided
     among the processes sharing them, so a server of one process per session (Dovecot) or one

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
-    HERE,
     SERVERS,
     baseline_tree,
+    c_binary,
     free_port,
     machine_facts,
     median,
@@ -30,20 +30,11 @@ from _harness import (
 KINDS = ["raw-uvloop", "streams", "aionet-echo"]
 
 
-def client_binary() -> Path:
-    out = HERE / "bin" / "echo_client"
-    source = HERE / "echo_client.c"
-    if not out.exists() or out.stat().st_mtime < source.stat().st_mtime:
-        out.parent.mkdir(exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-o", str(out), str(source)], check=True)
-    return out
-
-
 def one_run(kind: str, conns: int, duration: float, size: int) -> dict[str, Any]:
     port = free_port()
     with running(kind, port, core=0):
         argv = [
-            str(client_binary()),
+            str(c_binary("echo_client")),
             "127.0.0.1",
             str(port),
             str(conns),

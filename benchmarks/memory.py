@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import free_port, machine_facts, median, pinned, rss_kib, running
+from _harness import free_port, machine_facts, median, pinned, running, settle
 
 KINDS = ["raw-uvloop", "streams", "aionet-echo", "aionet-stream"]
 TARGETS = {"aionet-echo": 2.0, "aionet-stream": 6.0}
@@ -51,19 +51,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def settle(pid: int, timeout: float = 20.0) -> int:
-    """Read RSS until two readings 0.5 s apart agree within 64 KiB."""
-    last = rss_kib(pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = rss_kib(pid)
-        if abs(now - last) < 64:
-            return now
-        last = now
-    return last
 
 
 def measure(kind: str, conns: int) -> float:

@@ -29,8 +29,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, PY, free_port, machine_facts, median, pinned, run_wrk, wait_listening
-from echo import client_binary
+from _harness import (
+    HERE,
+    PY,
+    c_binary,
+    free_port,
+    machine_facts,
+    median,
+    pinned,
+    run_wrk,
+    wait_listening,
+)
 
 APPS = HERE / "apps"
 TOKEN_SHA = "0" * 64
@@ -80,7 +89,7 @@ def server(protocol: str, admin: bool, workers: int, core: int | None) -> Iterat
 
 
 def echo_load(port: int, duration: float, core: int | None) -> float:
-    argv = [str(client_binary()), "127.0.0.1", str(port), "64", str(duration), "64", "1"]
+    argv = [str(c_binary("echo_client")), "127.0.0.1", str(port), "64", str(duration), "64", "1"]
     out = subprocess.run(pinned(core, argv), capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout)["msgs_per_s"])
 

@@ -56,6 +56,7 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
+    c_binary,
     cpu_seconds,
     free_port,
     machine_facts,
@@ -63,7 +64,7 @@ from _harness import (
     on_baseline,
     pinned,
     pss_kib,
-    rss_kib,
+    settle,
     spawned,
     wait_listening,
 )
@@ -148,15 +149,6 @@ def serving(kind: str) -> Iterator[tuple[int, int]]:
 # -- the client ------------------------------------------------------------------------------
 
 
-def client_binary() -> Path:
-    out = HERE / "bin" / "scale_client"
-    source = HERE / "scale_client.c"
-    if not out.exists() or out.stat().st_mtime < source.stat().st_mtime:
-        out.parent.mkdir(exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-o", str(out), str(source)], check=True)
-    return out
-
-
 @contextlib.contextmanager
 def holding(
     port: int, count: int, args: argparse.Namespace, *, inflight: int = 200
@@ -170,7 +162,7 @@ def holding(
     per = max(1, min(count, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64))
     shares = [per] * (count // per) + ([count % per] if count % per else [])
     inflight = max(1, inflight // len(shares))
-    binary = str(client_binary())
+    binary = str(c_binary("scale_client"))
     clients = []
     for share in shares:
         argv = [binary, "127.0.0.1", str(port), str(share), str(args.sources), str(inflight), "1"]
@@ -200,19 +192,6 @@ def holding(
                 c.wait(60)
             except subprocess.TimeoutExpired:
                 c.kill()
-
-
-def settle(pid: int, timeout: float = 30.0) -> int:
-    """RSS (KiB) once two readings 0.5 s apart agree within 64 KiB."""
-    last = rss_kib(pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = rss_kib(pid)
-        if abs(now - last) < 64:
-            return now
-        last = now
-    return last
 
 
 # -- sections --------------------------------------------------------------------------------

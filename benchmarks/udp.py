@@ -28,6 +28,7 @@ from _harness import (
     HERE,
     PY,
     baseline_tree,
+    c_binary,
     cpu_seconds,
     machine_facts,
     median,
@@ -35,7 +36,6 @@ from _harness import (
     pinned,
     spawned,
 )
-from echo import client_binary
 
 TARGET = 0.95
 
@@ -94,7 +94,7 @@ def running(kind: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
 def one_run(kind: str, socks: int, duration: float, size: int) -> dict[str, Any]:
     port = free_udp_port()
     with running(kind, port) as proc:
-        argv = [str(client_binary()), "127.0.0.1", str(port), str(socks), str(duration)]
+        argv = [str(c_binary("echo_client")), "127.0.0.1", str(port), str(socks), str(duration)]
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         out = subprocess.run(
             pinned(1, [*argv, str(size), "1", "udp"]), capture_output=True, text=True, check=True
