@@ -38,6 +38,10 @@ _LEVELS = {
 }
 
 
+#: The most a batched write of access-log lines holds: ``PIPE_BUF`` on Linux, the size a
+#: pipe write is guaranteed not to be interleaved with another process's.
+ATOMIC_WRITE = 4096
+
 
 class _JsonSetup:
     """What ``configure_logging`` set up for JSON, as ``HotLogger`` writes through it: the
@@ -70,11 +74,26 @@ class _JsonSetup:
                 self.flush()
 
     def flush(self) -> None:
+        """Write the queued lines in writes of at most ``ATOMIC_WRITE`` characters, each
+        ending at a line's end: a pipe (a supervisor's workers share one) keeps a write that
+        size whole, so lines of two processes never interleave mid-line. The encoder escapes
+        non-ASCII, so characters are bytes."""
         lines = self.lines
-        if lines:
-            self.lines = []
-            self.stream.write("".join(lines))
-            self.stream.flush()
+        if not lines:
+            return
+        self.lines = []
+        stream = self.stream
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) > ATOMIC_WRITE:
+                stream.write("".join(chunk))
+                stream.flush()
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        stream.write("".join(chunk))
+        stream.flush()
 
 
 #: The JSON set-up in force, or None (console, or not configured).

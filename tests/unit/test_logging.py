@@ -166,3 +166,28 @@ async def test_hot_lines_of_one_loop_turn_go_out_in_one_write() -> None:
     await asyncio.sleep(0)
     assert [json.loads(line)["status"] for line in out.getvalue().splitlines()] == [200, 404, 500]
     assert out.writes == 1
+
+
+async def test_batched_lines_are_written_in_pieces_a_pipe_keeps_whole() -> None:
+    """Workers share the supervisor's stderr: each write stays within PIPE_BUF and ends at a
+    line's end, so two processes' lines never interleave mid-line."""
+    from aionet.core import logging as aionet_logging
+
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pieces: list[str] = []
+
+        def write(self, s: str) -> int:
+            self.pieces.append(s)
+            return super().write(s)
+
+    out = Writes()
+    configure_logging("json", "info", out)
+    hot = HotLogger("aionet.access")
+    for i in range(200):
+        hot.info("http_request", path="/" + "x" * (i % 90), status=200)
+    await asyncio.sleep(0)
+    assert len(out.pieces) > 1
+    assert all(len(p) <= aionet_logging.ATOMIC_WRITE and p.endswith("\n") for p in out.pieces)
+    assert len(out.getvalue().splitlines()) == 200
