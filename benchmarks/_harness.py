@@ -157,6 +157,28 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15
     raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
+def wait_datagram(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    probe: bytes,
+    answered: Callable[[bytes], bool],
+    timeout: float = 20,
+) -> None:
+    """Until the server answers ``probe`` over UDP with a datagram ``answered`` accepts."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            with contextlib.suppress(OSError):
+                sock.sendto(probe, ("127.0.0.1", port))
+                if answered(sock.recv(65536)):
+                    return
+            time.sleep(0.05)
+    raise RuntimeError(f"no answer on udp port {port} after {timeout}s")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from _harness import (
     on_baseline,
     pinned,
     spawned,
+    wait_datagram,
 )
 
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -151,21 +151,9 @@ def a_query(ident: int) -> bytes:
     return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + b"\x00\x00\x01\x00\x01"
 
 
-def wait_answering(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """Until the server answers our A query over UDP with one record."""
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.3)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-            with contextlib.suppress(OSError):
-                sock.sendto(a_query(0x4242), ("127.0.0.1", port))
-                reply = sock.recv(512)
-                if reply[:2] == b"\x42\x42" and reply[6:8] == b"\x00\x01":
-                    return
-            time.sleep(0.05)
-    raise RuntimeError(f"no DNS answer on port {port} after {timeout}s")
+def answers_a(reply: bytes) -> bool:
+    """Our A query's reply (id 0x4242) with one answer record."""
+    return reply[:2] == b"\x42\x42" and reply[6:8] == b"\x00\x01"
 
 
 @contextlib.contextmanager
@@ -176,7 +164,7 @@ def serving(argv_for: Argv) -> Iterator[tuple[int, int]]:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         with spawned(argv_for(port, tmp), core=SERVER_CORE, cwd=tmp) as proc:
-            wait_answering(port, proc)
+            wait_datagram(port, proc, a_query(0x4242), answers_a)
             yield port, proc.pid
 
 

@@ -35,6 +35,7 @@ from _harness import (
     on_baseline,
     pinned,
     spawned,
+    wait_datagram,
 )
 
 TARGET = 0.95
@@ -66,28 +67,12 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_answering(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """Until the server echoes a datagram."""
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.2)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-            with contextlib.suppress(OSError):
-                s.sendto(b"ping", ("127.0.0.1", port))
-                if s.recvfrom(64)[0] == b"ping":
-                    return
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing answering on udp {port} after {timeout}s")
-
-
 @contextlib.contextmanager
 def running(kind: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(HERE)}
         with spawned(SERVERS[kind](port, Path(tmp)), core=0, env=env) as proc:
-            wait_answering(port, proc)
+            wait_datagram(port, proc, b"ping", b"ping".__eq__)
             yield proc
 
 

@@ -197,6 +197,21 @@ async def test_half_close_flushes_then_closes(tmp_path: Path) -> None:
         writer.close()
 
 
+def exchange(host: str, port: int, payloads: list[bytes]) -> list[bytes | None]:
+    """Each payload sent from one UDP socket in turn, and the reply to it (None: none in
+    half a second)."""
+    out: list[bytes | None] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        for payload in payloads:
+            s.sendto(payload, (host, port))
+            try:
+                out.append(s.recv(65536))
+            except TimeoutError:
+                out.append(None)
+    return out
+
+
 async def test_udp_echo(tmp_path: Path) -> None:
     config = {
         "listeners": [
@@ -211,19 +226,12 @@ async def test_udp_echo(tmp_path: Path) -> None:
     async with serve(config, data_dir=tmp_path) as server:
         host, port = server.address("u", "udp")
 
-        def client() -> list[bytes | None]:
-            out: list[bytes | None] = []
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.settimeout(0.5)
-                for payload in (b"ping", b"x" * 1000, b"y" * 1001):
-                    s.sendto(payload, (host, port))
-                    try:
-                        out.append(s.recv(2000))
-                    except TimeoutError:
-                        out.append(None)
-            return out
-
-        assert await asyncio.to_thread(client) == [b"ping", b"x" * 1000, None]
+        payloads = [b"ping", b"x" * 1000, b"y" * 1001]
+        assert await asyncio.to_thread(exchange, host, port, payloads) == [
+            b"ping",
+            b"x" * 1000,
+            None,
+        ]
         stats = server.manager.slots["u"].stats
         assert (stats.datagrams_in, stats.datagrams_out) == (3, 2)
 
@@ -294,19 +302,8 @@ async def test_every_datagram_reply_kind_is_sent_and_counted(tmp_path: Path) -> 
     async with serve(config, data_dir=tmp_path) as server:
         host, port = server.address("u", "udp")
 
-        def client() -> list[bytes | None]:
-            out: list[bytes | None] = []
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.settimeout(0.5)
-                for payload in (b"b1", b"a22", b"m333", b"w4444", b"n", b"x", b"b5"):
-                    s.sendto(payload, (host, port))
-                    try:
-                        out.append(s.recv(100))
-                    except TimeoutError:
-                        out.append(None)
-            return out
-
-        replies = await asyncio.to_thread(client)
+        payloads = [b"b1", b"a22", b"m333", b"w4444", b"n", b"x", b"b5"]
+        replies = await asyncio.to_thread(exchange, host, port, payloads)
         assert replies == [b"B1", b"A22", b"M333", b"W4444", None, None, b"B5"]
         stats = server.manager.slots["u"].stats
         assert (stats.datagrams_in, stats.datagrams_out, stats.handler_errors) == (7, 5, 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..target import BenchError, Session, Target, client_tls_context, parse_hostport
@@ -138,8 +139,9 @@ class LineTarget(Target):
         if self.upgrade_tls or self.implicit:
             self.tls = client_tls_context(self._args)
 
+    @abstractmethod
     def make_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
-        raise NotImplementedError
+        """The protocol's session on a connected stream (each target says which)."""
 
     async def connect(self) -> Any:
         implicit = self.tls if self.implicit else None
