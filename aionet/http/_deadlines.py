@@ -7,7 +7,14 @@ reply is not lost to a reset).
 
 No timer per connection: the handler's periodic ``HttpState.tick()`` calls ``check_timeouts``,
 which enforces the header, body, keep-alive and send timeouts from timestamps (one stored per
-read) and, for the send timeout, the size of the transport's write buffer at each tick.
+read) and, for the send timeout, the size of the transport's write buffer at each look. It
+does so when ``next_check`` said: at the deadline of the connection's state, and no later
+than the shortest timeout from the last look (any deadline that begins after a look ends at
+least that long after it); while output waits on the client, every tick. Two moments ask for
+a look at the next tick themselves (``HttpState.watch``): a lingering close (``LINGER`` is
+shorter than the timeouts) and output passing the high-water mark (``pause_writing``), so the
+send timeout runs from then. Output below the mark that stops draining is seen at the next
+look, at most the shortest timeout later.
 
 A base of ``HttpProtocol`` (``aionet.http.protocol``), which holds the slots and the state.
 """
@@ -19,11 +26,13 @@ from typing import TYPE_CHECKING
 
 from ..proto.http import HttpError, error_response
 from ._output import _Output
+from .state import spare
 from .target import decode_path, split_target
 
 if TYPE_CHECKING:
     from collections import deque
 
+    from ..core.connections import Bucket
     from .cycle import RequestCycle
 
 __all__ = ["LINGER"]
@@ -48,7 +57,8 @@ class _Deadlines(_Output):
     _head_pending: bool
     _head_since: float
     _idle_since: float
-    _send_left: int  # write buffer size at the last tick
+    _send_left: int  # write buffer size at the last look
+    due: Bucket | None  # its bucket in the state's deadline wheel
 
     def may_keep_alive(self) -> bool:
         """Whether the response being started may leave the connection open."""
@@ -98,6 +108,7 @@ class _Deadlines(_Output):
             return
         self._lingering = True
         self._idle_since = self.state.clock()
+        self.state.watch(self)  # LINGER may end before the look it is filed for
         self.transport.write_eof()
         self._paused = 0
         self.transport.resume_reading()
@@ -128,6 +139,32 @@ class _Deadlines(_Output):
             timeout = limits.keepalive_timeout or limits.header_timeout
             if timeout and now - self._idle_since >= timeout:
                 self.close()
+
+    def next_check(self, now: float) -> float:
+        """When ``check_timeouts`` must look again (it just looked at ``now``)."""
+        state = self.state
+        limits = state.limits
+        if limits.send_timeout and (self._sendfile is not None or self._send_left):
+            return now + state.pace  # output waits: progress is measured look to look
+        due = now + spare(
+            limits.header_timeout,
+            limits.keepalive_timeout,
+            limits.send_timeout,
+            limits.body_timeout,
+        )
+        if self._halted:
+            return min(due, self._idle_since + LINGER) if self._lingering else due
+        if self._head_pending:
+            if limits.header_timeout:
+                due = min(due, self._head_since + limits.header_timeout)
+        elif self._parsing is not None:
+            if limits.body_timeout and not self._paused and not self._parsing.expect_100:
+                due = min(due, self._read_at + limits.body_timeout)
+        elif self._active is None:
+            timeout = limits.keepalive_timeout or limits.header_timeout
+            if timeout:
+                due = min(due, self._idle_since + timeout)
+        return due
 
     def _send_stalled(self, now: float, timeout: float) -> bool:
         """Whether output has waited on the client for ``timeout`` without progress.

@@ -40,11 +40,11 @@ from hyperframe.frame import GoAwayFrame
 from ._h2_guard import FrameGuard
 from ._h2_stream import H2Stream
 from .cycle import guard_forwarded, refused_app
-from .state import ASGI_VERSION, EXTENSIONS
+from .state import ASGI_VERSION, EXTENSIONS, spare
 from .target import decode_path, split_target
 
 if TYPE_CHECKING:
-    from ..core.connections import ConnectionRecord
+    from ..core.connections import Bucket, ConnectionRecord
     from .state import HttpState
 
 __all__ = ["PREFACE", "H2Host", "H2Protocol", "preface_state"]
@@ -126,6 +126,7 @@ class H2Protocol(asyncio.Protocol):
         #: A drain began (first GOAWAY sent) / the last stream is named (second GOAWAY).
         self.draining = self.going_away = False
         self._drain_since = 0.0
+        self.due: Bucket | None = None  # its bucket in the state's deadline wheel
         self._flush_soon = False
         self._idle_since = state.clock()
         self._resets = 0.0
@@ -144,6 +145,7 @@ class H2Protocol(asyncio.Protocol):
             metrics.h2_open += 1
             metrics.h2_opened += 1
         self.state.h2.add(self)
+        self.state.watch(self)
         conn = self.h2
         conn.initiate_connection()
         # The connection window is every stream's window: one stream the app does not read
@@ -183,6 +185,7 @@ class H2Protocol(asyncio.Protocol):
             metrics.h2_open -= 1
         self.closed = True
         self.state.h2.discard(self)
+        self.state.unwatch(self)
         for stream in list(self.streams.values()):
             stream.disconnect()
         self.streams.clear()
@@ -466,6 +469,21 @@ class H2Protocol(asyncio.Protocol):
                     self.state.log.info("http2_send_timeout", peer=self.peer,
                                         path=stream.scope.get("path"))  # fmt: skip
                     self.reset(stream.id, ErrorCodes.CANCEL, "send_timeout")
+
+    def next_check(self, now: float) -> float:
+        """When ``check_timeouts`` must look again (it just looked at ``now``): every tick
+        while streams are open (their body and send timeouts), else the keep-alive timeout or
+        the drain's PING wait — no later than the shortest timeout from now."""
+        state = self.state
+        if self.streams:
+            return now + state.pace
+        limits = state.limits
+        due = now + spare(limits.keepalive_timeout, limits.body_timeout, limits.send_timeout)
+        if self._idle_since and limits.keepalive_timeout > 0:
+            due = min(due, self._idle_since + limits.keepalive_timeout)
+        if self.draining and not self.going_away:
+            due = min(due, self._drain_since + DRAIN_PING_WAIT)
+        return due
 
     def drain(self) -> None:
         """Shut down without losing a request in flight (RFC 9113 §6.8, the two-step GOAWAY):

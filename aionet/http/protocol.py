@@ -14,8 +14,9 @@ hot path):
 This module holds the state (every slot, set in ``__init__``) and the ``asyncio.Protocol``
 callbacks. The protocol tracks itself with the connection manager inline (``Tracked``, as
 ``EchoProtocol`` does). It owns no timer: the handler's periodic ``HttpState.tick()`` calls
-``check_timeouts``. ``switch_protocol()`` is the seam for an upgrade (WebSocket): the
-connection, still tracked, is handed to another protocol object.
+``check_timeouts`` when the connection's next look (``next_check``) comes.
+``switch_protocol()`` is the seam for an upgrade (WebSocket): the connection, still tracked,
+is handed to another protocol object.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         "_url",
         "_ws",
         "client",
+        "due",
         "loop",
         "parser",
         "peer",
@@ -108,6 +110,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         # Every attribute's type is declared on the base that uses it (the slots are here).
         self._aionet_rec = None
         self._aionet_peer = None
+        self.due = None  # its bucket in the state's deadline wheel
         self.state = state
         self.parser = httptools.HttpRequestParser(self)
         self._max_head = state.limits.max_header_size
@@ -164,6 +167,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         self.peer = format_peer(rec.peer)
         self._idle_since = self.state.clock()
         self.state.protocols.add(self)
+        self.state.watch(self)
         tls = transport.get_extra_info("ssl_object")
         if tls is not None and tls.selected_alpn_protocol() == "h2":
             self._http2()
@@ -199,6 +203,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
     def _http2(self, data: bytes = b"") -> None:
         """Hand the connection to HTTP/2 (ALPN ``h2``, or the h2c preface in ``data``)."""
         self.state.protocols.discard(self)
+        self.state.unwatch(self)
         self.switch_protocol(H2Protocol(cast("H2Host", self), self.state.h2_max_streams), data)
 
     def eof_received(self) -> bool | None:
@@ -227,6 +232,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         try:
             self._halted = True
             self.state.protocols.discard(self)
+            self.state.unwatch(self)
             if self._upgraded is not None:
                 self._upgraded.connection_lost(exc)
             elif self._ws is not None:  # a WebSocket handshake the app had not answered yet
@@ -254,6 +260,7 @@ class HttpProtocol(_Reading, asyncio.Protocol):
         if self._upgraded is not None:
             self._upgraded.pause_writing()
         self.write_paused = True
+        self.state.watch(self)  # output waits on the client: the send timeout looks each tick
 
     def resume_writing(self) -> None:
         if self._upgraded is not None:

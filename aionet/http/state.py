@@ -3,8 +3,12 @@
 One object per handler, read on the hot path by attribute: the app, the limits, the cached
 ``Date`` prelude, a coarse monotonic clock, the live connections (for drain and the timeout
 sweep) and running request tasks (cancelled at stop). ``tick()`` advances the clock and the
-date and enforces header/keep-alive timeouts for every live connection; the handler calls it
-periodically, so no connection owns a timer. The moments a deadline counts from (a request
+date and enforces the timeouts; the handler calls it periodically, so no connection owns a
+timer. A tick looks only at the connections that may be due: each live connection waits in a
+deadline wheel (the connection manager's) under the moment it next needs ``check_timeouts`` —
+its current deadline, or sooner — so the cost of a tick follows the deadlines that come due,
+not the number of connections (10,000 idle WebSockets are looked at every few seconds each,
+not on every tick). The moments a deadline counts from (a request
 head begun, a connection gone idle, output stalled) are stamped with ``time.monotonic()`` itself,
 not the coarse clock: after the loop stalled, the coarse clock lags by the stall, and a stamp
 taken from it would make the next tick close a connection early (seen as a keep-alive closed
@@ -20,6 +24,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..core.connections import Bucket, DeadlineWheel
 from ..core.metrics import Histogram, Sample
 from ..proto.http import DateCache, HeaderCache, RequestIds
 
@@ -41,6 +46,10 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 #: Seconds an idle keep-alive connection stays open once a drain starts (see
 #: ``HttpProtocol.drain``): a request already on its way is answered, then the connection closes.
 DRAIN_IDLE_GRACE = 0.25
+#: The longest a live connection waits between two looks when no timeout applies at all.
+SPARE = 60.0
+#: ``due`` of a connection the tick no longer watches (closed, or handed to another protocol).
+_UNWATCHED = Bucket()
 #: Response extensions every request scope advertises (the static app uses zero-copy send).
 EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.zerocopysend": {},
@@ -195,11 +204,30 @@ class HttpMetrics:
         return out
 
 
-class ManagedConnection(Protocol):
-    """What a listener's ``HttpState`` uses of each live connection (``HttpProtocol`` is one)."""
+def spare(*timeouts: float) -> float:
+    """The shortest of ``timeouts`` that is on (> 0), else ``SPARE``: how long a connection
+    may wait in the wheel with no deadline of its own — a deadline that starts later lasts at
+    least this long, so it cannot end before the next look."""
+    return min((t for t in timeouts if t > 0), default=SPARE)
+
+
+class Watched(Protocol):
+    """What the tick needs of a connection: ``check_timeouts``, when to call it next, and the
+    wheel's slot (``due``)."""
+
+    due: Bucket | None
 
     def check_timeouts(self, now: float) -> None:
-        """Enforce the header, body, keep-alive and send timeouts (called by the tick)."""
+        """Enforce the timeouts whose deadline passed (called by the tick)."""
+
+    def next_check(self, now: float) -> float:
+        """When ``check_timeouts`` must run next, right after it ran at ``now``: the current
+        deadline, or sooner; never later than a deadline that can begin before it without a
+        ``HttpState.watch()``."""
+
+
+class ManagedConnection(Watched, Protocol):
+    """What a listener's ``HttpState`` uses of each live connection (``HttpProtocol`` is one)."""
 
     def drain(self) -> None:
         """Stop keeping the connection alive: finish the request in flight, then close."""
@@ -229,6 +257,7 @@ class HttpState:
         "log",
         "metrics",
         "now",
+        "pace",
         "protocols",
         "requests",
         "root_path",
@@ -237,6 +266,7 @@ class HttpState:
         "tasks",
         "websocket",
         "websockets",
+        "wheel",
     )
 
     def __init__(
@@ -290,32 +320,47 @@ class HttpState:
         self.requests = 0
         #: False once the loop turned out to have no ``sendfile`` (uvloop): don't ask again.
         self.sendfile = True
+        #: Every live connection (HTTP/1.1, WebSocket, HTTP/2), filed by its next look.
+        self.wheel = DeadlineWheel()
+        #: Seconds between ticks: how often a connection with output waiting is looked at.
+        self.pace = self.tick_interval()
+
+    def watch(self, conn: Watched) -> None:
+        """Look at ``conn`` on the next tick (a new connection, or a deadline that may now end
+        sooner than the one it is filed under); from then on, at its ``next_check()``. A
+        connection no longer watched (``unwatch``) stays so."""
+        if conn.due is not _UNWATCHED:
+            self.wheel.file(conn, self.now)
+
+    @staticmethod
+    def unwatch(conn: Watched) -> None:
+        """Stop looking at ``conn`` (closed, or handed over)."""
+        if conn.due is not None and conn.due is not _UNWATCHED:
+            DeadlineWheel.unfile(conn)
+        conn.due = _UNWATCHED
 
     def tick(self) -> None:
-        """Advance the clock and the Date header; enforce the timeouts of every connection."""
-        self.now = now = time.monotonic()
+        """Advance the clock and the Date header; enforce the timeouts of the connections
+        whose next look has come."""
+        self.now = now = self.clock()
         self.date.update(time.time())
-        for proto in list(self.protocols):
-            proto.check_timeouts(now)
-        for ws in list(self.websockets):
-            ws.check_timeouts(now)
-        for conn in list(self.h2):
+        self.pace = self.tick_interval()
+        wheel = self.wheel
+        for conn in wheel.pop_due(now):
             conn.check_timeouts(now)
+            if conn.due is None:  # not closed, nor filed again (``watch``) meanwhile
+                wheel.file(conn, conn.next_check(now))
 
     def tick_interval(self) -> float:
         """How often ``tick()`` should run: a quarter of the shortest timeout, 20 ms to 0.5 s."""
         limits = self.limits
-        timeouts = [
-            t
-            for t in (
-                limits.header_timeout,
-                limits.keepalive_timeout,
-                limits.send_timeout,
-                limits.body_timeout,
-            )
-            if t > 0
-        ]
-        return min(0.5, max(0.02, min(timeouts, default=2.0) / 4))
+        shortest = spare(
+            limits.header_timeout,
+            limits.keepalive_timeout,
+            limits.send_timeout,
+            limits.body_timeout,
+        )
+        return min(0.5, max(0.02, (2.0 if shortest == SPARE else shortest) / 4))
 
     def log_refusal(self, err: HttpError, peer: str) -> None:
         """The access-log line of a request refused by the framing checks."""
@@ -337,13 +382,16 @@ class HttpState:
         (unless a request arrives first: it is answered with ``Connection: close``), busy ones
         after their reply."""
         self.draining = True
-        self.now = time.monotonic()
+        self.now = self.clock()
         for proto in list(self.protocols):
             proto.drain()
         for ws in list(self.websockets):
             ws.drain()
         for conn in list(self.h2):
             conn.drain()
+        every: list[Watched] = [*self.protocols, *self.websockets, *self.h2]
+        for watched in every:
+            self.watch(watched)  # their deadlines are the drain's now
         asyncio.get_running_loop().call_later(DRAIN_IDLE_GRACE, self._close_idle)
 
     def _close_idle(self) -> None:

@@ -19,7 +19,8 @@ Flow control, as ``_output.py`` does it: ``send()`` waits while the transport's 
 is over ``write_limit`` (a client that never reads parks the app, never grows memory);
 received messages wait for the app up to ``MAX_QUEUE`` of them, then reading pauses. No timer
 per connection: ``HttpState.tick()`` calls ``check_timeouts`` (pings, a dead peer, the close
-handshake timeout).
+handshake timeout) when ``next_check`` said — an idle session is looked at once a ping
+interval, not on every tick.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ from ..proto.http import error_response, phrase, status_line
 from ._ws_frames import GATHER, server_head
 from ._ws_receive import MAX_QUEUE, MAX_QUEUE_BYTES, PAUSE_WS, FrameReceiver
 from .cycle import ClientDisconnected
+from .state import spare
 
 if TYPE_CHECKING:
     import codecs
 
-    from ..core.connections import ConnectionRecord
+    from ..core.connections import Bucket, ConnectionRecord
     from ._ws_handshake import Handshake
     from .state import HttpState
     from .types import Message
@@ -114,6 +116,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
         "_waiter",
         "closing_since",
         "code",
+        "due",
         "guarded",
         "limits",
         "messages_in",
@@ -125,6 +128,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
 
     def __init__(self, host: WsHost, scope: dict[str, Any], handshake: Handshake) -> None:
         self._host = host
+        self.due: Bucket | None = None  # its bucket in the state's deadline wheel
         self.scope = scope
         self._handshake = handshake
         self.limits: WsLimits = host.state.websocket or WsLimits()
@@ -160,6 +164,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
     def start(self) -> None:
         state = self._host.state
         state.websockets.add(self)
+        state.watch(self)
         task = self.task = self._host.loop.create_task(self.run())
         state.tasks.add(task)
 
@@ -430,6 +435,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
         self.code = code
         state = self._host.state
         state.websockets.discard(self)
+        state.unwatch(self)
         self._wake()
         if state.metrics is not None and was_open:
             state.metrics.ws_closed(code)
@@ -491,6 +497,23 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
             self._ping, self._ping_at = os.urandom(4), now
             framing.send_ping(self._ping)
             self._flush()
+
+    def next_check(self, now: float) -> float:
+        """When ``check_timeouts`` must look again (it just looked at ``now``): the ping due,
+        the pong awaited or the close handshake's end — no later than the shortest of the
+        three timeouts from now, which covers a state entered before the next look."""
+        limits = self.limits
+        due = now + spare(limits.ping_interval, limits.ping_timeout, limits.close_timeout)
+        framing = self._framing
+        if framing is None or self._phase != _OPEN:
+            return due
+        if framing.state is State.CLOSING:
+            timeout, since = limits.close_timeout, self.closing_since
+        elif self._ping is not None:
+            timeout, since = limits.ping_timeout, self._ping_at
+        else:
+            timeout, since = limits.ping_interval, self._ping_at
+        return min(due, since + timeout) if timeout else due
 
     def drain(self) -> None:
         """Server drain: close with 1001 after what was already sent (an accept to come too)."""

@@ -9,7 +9,8 @@ drives drain. Private modules behind this face (h11 style):
 * ``_tracking`` — putting a protocol under the manager: ``Tracked`` (inline, for the hot
   paths) and ``track()`` (any other protocol, by a class swap: no wrapper in the data path).
 * ``_streams``  — ``StreamProtocol``: a ``StreamHandler``'s streams, its task, its close.
-* ``_wheel``    — ``DeadlineWheel``: the idle sweep's buckets of records by deadline.
+* ``_wheel``    — ``DeadlineWheel``: the idle sweep's buckets of records by deadline (the
+  HTTP handler files its connections' timeouts in one too).
 * ``_counters`` — the coarse ``Clock``, ``ListenerStats``, ``format_peer``, ``decrement``.
 """
 
@@ -28,12 +29,16 @@ from ._streams import LineReader as LineReader
 from ._streams import StreamProtocol as StreamProtocol
 from ._tracking import Tracked as Tracked
 from ._tracking import track as track
+from ._wheel import Bucket as Bucket
+from ._wheel import DeadlineWheel as DeadlineWheel
 
 __all__ = [
+    "Bucket",
     "Clock",
     "ConnectionManager",
     "ConnectionRecord",
     "CountingTransport",
+    "DeadlineWheel",
     "ListenerSlot",
     "ListenerStats",
     "Reservation",
