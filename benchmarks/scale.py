@@ -13,7 +13,8 @@ rounds and reports medians. Sections:
 * **sweep** — the idle sweep's cost: the server's CPU time (``/proc/PID/stat``) over
   ``--window`` seconds of idleness with 1,000 connections, then with ``--conns`` (nothing is
   due: idle_timeout 5m); the two should be about equal. ``--baseline REV`` adds aionet as of
-  REV (before the deadline wheel, the sweep walked every connection every second).
+  REV here and in ``ws`` (before the deadline wheels, the sweep walked every connection every
+  second, and the HTTP tick every HTTP and WebSocket connection every 0.5 s).
 * **storm** — accept rate under a connect storm: ``--storm`` connections opened as fast as
   the client can (``--inflight`` at once), each echoing one byte, held open; connections per
   second from the first connect() to the last echo, raw uvloop beside aionet ``echo``.
@@ -21,7 +22,9 @@ rounds and reports medians. Sections:
   INBOX (20 messages) selected, aionet's ``imap`` beside Dovecot (one ``imap`` process per
   session, PSS summed over its processes; root and ``dovecot-imapd`` needed, else aionet alone).
 * **ws** — PSS growth per idle WebSocket (handshake done, nothing sent) at ``--sessions``,
-  aionet's ``http`` with a raw ASGI app beside uvicorn (``websockets-sansio``).
+  and the server's CPU over ``--window`` seconds of their silence (pings, timeouts: the cost
+  of its timers), aionet's ``http`` with a raw ASGI app beside uvicorn
+  (``websockets-sansio``).
 
 The client is ``scale_client.c`` (compiled into ``benchmarks/bin/`` on first use; needs gcc):
 epoll, non-blocking connects bound to source addresses 127.0.0.2, 127.0.0.3 … (``--sources``),
@@ -56,6 +59,7 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
+    baseline_tree,
     c_binary,
     cpu_seconds,
     free_port,
@@ -294,7 +298,7 @@ def imap_section(args: argparse.Namespace) -> dict[str, list[float]]:
     return results
 
 
-def ws_section(args: argparse.Namespace) -> dict[str, list[float]]:
+def ws_section(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
     import importlib.util
 
     import websocket as ws_bench
@@ -306,13 +310,22 @@ def ws_section(args: argparse.Namespace) -> dict[str, list[float]]:
     ):
         print("ws: uvicorn[standard] missing: aionet alone", file=sys.stderr)
         names.remove("uvicorn")
-    results: dict[str, list[float]] = {name: [] for name in names}
+    if args.baseline:
+        ws_bench.SERVERS["aionet@base"] = on_baseline(
+            ws_bench.SERVERS["aionet"], baseline_tree(args.baseline)
+        )
+        names.append("aionet@base")
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in rotate(names, r):
             with ws_bench.serving(name) as (port, pid):
-                kib = asyncio.run(ws_bench.idle_round(port, pid, args.sessions))
-            results[name].append(kib)
-            print(f"round {r + 1} ws   {name:14s} {kib:7.2f} KiB/connection", file=sys.stderr)
+                kib, ms = asyncio.run(ws_bench.idle_cost(port, pid, args.sessions, args.window))
+            results[name].append((kib, ms))
+            print(
+                f"round {r + 1} ws   {name:14s} {kib:7.2f} KiB/connection, "
+                f"{ms:5.0f} ms CPU over {args.window:g} s idle",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -372,15 +385,20 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> None:
         print("| server | conns/s | rounds |\n|---|---:|---|")
         for kind, runs in data["storm"].items():
             print(f"| {kind} | {median(runs):,.0f} | {' · '.join(f'{v:,.0f}' for v in runs)} |")
-    for section, unit, what in (
-        ("imap", "session", "idle IMAP sessions (logged in, INBOX of 20 selected)"),
-        ("ws", "connection", "idle WebSockets (handshake done)"),
-    ):
-        if section in data:
-            print(f"\nPSS growth per {unit}, {args.sessions:,} {what} (median)")
-            print(f"| server | KiB/{unit} | rounds |\n|---|---:|---|")
-            for name, runs in data[section].items():
-                print(f"| {name} | {median(runs):.2f} | {' · '.join(f'{v:.2f}' for v in runs)} |")
+    if "imap" in data:
+        what = "idle IMAP sessions (logged in, INBOX of 20 selected)"
+        print(f"\nPSS growth per session, {args.sessions:,} {what} (median)")
+        print("| server | KiB/session | rounds |\n|---|---:|---|")
+        for name, runs in data["imap"].items():
+            print(f"| {name} | {median(runs):.2f} | {' · '.join(f'{v:.2f}' for v in runs)} |")
+    if "ws" in data:
+        print(f"\n{args.sessions:,} idle WebSockets (handshake done): PSS growth per")
+        print(f"connection, server CPU over {args.window:g} s of silence (medians)")
+        print("| server | KiB/conn | CPU ms | rounds (KiB, ms) |\n|---|---:|---:|---|")
+        for name, runs in data["ws"].items():
+            kib, ms = median([k for k, _ in runs]), median([m for _, m in runs])
+            shown = " · ".join(f"{k:.2f}, {m:.0f}" for k, m in runs)
+            print(f"| {name} | {kib:.2f} | {ms:.0f} | {shown} |")
 
 
 def main() -> None:
@@ -389,11 +407,11 @@ def main() -> None:
     parser.add_argument("--storm", type=int, default=20_000, help="connections in the storm")
     parser.add_argument("--inflight", type=int, default=1000, help="storm: connects at once")
     parser.add_argument("--sessions", type=int, default=10_000, help="imap and ws sessions")
-    parser.add_argument("--window", type=float, default=10.0, help="sweep: idle seconds")
+    parser.add_argument("--window", type=float, default=10.0, help="sweep, ws: idle seconds")
     parser.add_argument("--sources", type=int, default=16, help="client source addresses")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
-    parser.add_argument("--baseline", metavar="REV", help="also run aionet echo as of REV")
+    parser.add_argument("--baseline", metavar="REV", help="also run aionet (echo, ws) as of REV")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.only = args.only.split(",")
@@ -408,8 +426,6 @@ def main() -> None:
     args.sources = max(args.sources, math.ceil(max(args.conns, args.storm) / 20_000))
     kinds = list(SERVERS)
     if args.baseline:
-        from _harness import baseline_tree
-
         SERVERS["aionet-echo@base"] = on_baseline(
             SERVERS["aionet-echo"], baseline_tree(args.baseline)
         )

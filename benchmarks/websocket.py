@@ -155,6 +155,14 @@ def cpu_window(server: int, client: subprocess.Popen[bytes], duration: float) ->
 
 async def idle_round(port: int, pid: int, count: int) -> float:
     """PSS growth per idle WebSocket (handshake done, nothing sent) at ``count`` of them."""
+    kib, _ = await idle_cost(port, pid, count, 0.0)
+    return kib
+
+
+async def idle_cost(port: int, pid: int, count: int, window: float) -> tuple[float, float]:
+    """PSS growth per idle WebSocket (handshake done, nothing sent) at ``count`` of them, and
+    the server's CPU milliseconds over ``window`` seconds of their silence (its timers: pings,
+    timeouts)."""
     before = pss_kib(pid)
     writers = []
     key = base64.b64encode(os.urandom(16))
@@ -171,9 +179,12 @@ async def idle_round(port: int, pid: int, count: int) -> float:
         writers.append(writer)
     await asyncio.sleep(1.0)
     after = pss_kib(pid)
+    cpu = cpu_seconds(pid)
+    await asyncio.sleep(window)
+    cpu = cpu_seconds(pid) - cpu
     for writer in writers:
         writer.close()
-    return (after - before) / count
+    return (after - before) / count, 1000 * cpu
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
