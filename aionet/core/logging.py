@@ -7,9 +7,11 @@ otherwise. Events are snake_case verbs with key-value context.
 
 ``HotLogger`` is for an event logged once per request (the HTTP access log): while the JSON set-up
 made here is in force, it renders the same line structlog would, without structlog's per-call
-machinery (a bound logger's context copy, six processor calls, a JSON encoder per line), and the
-lines of one turn of the event loop go out in one write; under any other set-up (the console
-renderer, a test's ``capture_logs``) it is the structlog logger.
+machinery (a bound logger's context copy, six processor calls, a JSON encoder per line): the
+bound context is encoded once, the call's keys once per process, and values of the simple types
+an access line holds (exact str, int, float, None, bool) are written directly; anything else goes
+through the encoder. The lines of one turn of the event loop go out in one write; under any
+other set-up (the console renderer, a test's ``capture_logs``) it is the structlog logger.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import atexit
 import json
 import logging
+import math
 import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
@@ -116,6 +119,63 @@ def _dumps(obj: Any, **_: Any) -> str:
     return _encode(obj)
 
 
+_escape = json.encoder.encode_basestring_ascii
+
+
+def _float(value: float) -> str:
+    # the encoder writes NaN/Infinity/-Infinity (allow_nan), not repr's nan/inf
+    return float.__repr__(value) if math.isfinite(value) else _encode(value)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _null(_: None) -> str:
+    return "null"
+
+
+#: What the encoder writes for a value of these exact types (a subclass, an enum, a container
+#: or any other object goes through ``_encode``, for its ``default`` and its checks).
+_VALUE_TEXT: dict[type, Any] = {
+    str: _escape,
+    int: int.__repr__,
+    float: _float,
+    type(None): _null,
+    bool: _bool,
+}
+
+#: ``', "key": '`` for the keys seen so far: a process logs a few distinct keys; keeping at
+#: most ``_KEYS_KEPT`` stops a caller that makes up keys per call from growing it without end.
+_key_text: dict[str, str] = {}
+_KEYS_KEPT = 1000
+
+
+def _key(key: str) -> str:
+    text = f", {_escape(key)}: "
+    if type(key) is str and len(_key_text) < _KEYS_KEPT:
+        _key_text[key] = text
+    return text
+
+
+def _dict_line(context: dict[str, Any], event: Any, kw: dict[str, Any]) -> str:
+    """The line as structlog's processors build it: a dict in key order, then encoded (what
+    ``HotLogger`` writes when its piecewise rendering would differ)."""
+    event_dict = context.copy()
+    event_dict.update(kw)
+    event_dict["event"] = event
+    structlog.contextvars.merge_contextvars(None, "info", event_dict)
+    event_dict["level"] = "info"
+    event_dict["timestamp"] = _utc_iso()
+    return _encode(event_dict) + "\n"
+
+
+def _contextvars_bound() -> bool:
+    found: dict[str, Any] = {}
+    structlog.contextvars.merge_contextvars(None, "info", found)
+    return bool(found)
+
+
 _second = -1
 _second_text = ""
 
@@ -212,18 +272,28 @@ class HotLogger:
     made still is (the same keys, order and text as structlog's), else calls the structlog
     logger; every other method is structlog's.
 
+    The line is written piece by piece: the bound context encoded once (here), then each
+    keyword's ``, "key": value``, the event, the level and the timestamp. Where that would
+    differ from structlog's dict, the dict is built and encoded as before: a keyword naming a
+    bound key or ``event``/``level``/``timestamp`` (the dict keeps the key in its first place),
+    structlog context variables bound (merged in after the event), a bound value other than a
+    str, int, float, None or bool (it may change, or encode differently, after binding).
+
     Like a structlog bound logger, it keeps the set-up it was made under: a later
     ``configure_logging`` applies to loggers made after it; a change made to that set-up's
     processors in place (structlog's ``capture_logs``) sends every event to structlog.
     """
 
-    __slots__ = ("_context", "_log", "_setup")
+    __slots__ = ("_context", "_log", "_prefix", "_reserved", "_setup")
 
     def __init__(self, name: str, **context: Any) -> None:
         self._log = get_logger(name, **context)
         self._context = {"logger": name, **context}
         setup = _json_setup
         self._setup = None if setup is None or setup.level > logging.INFO else setup
+        self._reserved = frozenset(self._context).union(("event", "level", "timestamp"))
+        constant = all(type(v) in _VALUE_TEXT for v in self._context.values())
+        self._prefix = _encode(self._context)[:-1] if constant else None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
@@ -238,13 +308,24 @@ class HotLogger:
         ):
             self._log.info(event, **kw)
             return
-        event_dict = self._context.copy()
-        event_dict.update(kw)
-        event_dict["event"] = event
-        structlog.contextvars.merge_contextvars(None, "info", event_dict)
-        event_dict["level"] = "info"
-        event_dict["timestamp"] = _utc_iso()
-        setup.write(_encode(event_dict) + "\n")
+        setup.write(self._line(event, kw))
+
+    def _line(self, event: Any, kw: dict[str, Any]) -> str:
+        prefix = self._prefix
+        if prefix is None or not self._reserved.isdisjoint(kw) or _contextvars_bound():
+            return _dict_line(self._context, event, kw)
+        keys = _key_text
+        values = _VALUE_TEXT
+        parts = [prefix]
+        for key, value in kw.items():
+            parts.append(keys.get(key) or _key(key))
+            parts.append(values.get(type(value), _encode)(value))
+        parts.append(', "event": ')
+        parts.append(values.get(type(event), _encode)(event))
+        parts.append(', "level": "info", "timestamp": "')
+        parts.append(_utc_iso())
+        parts.append('"}\n')
+        return "".join(parts)
 
 
 @atexit.register

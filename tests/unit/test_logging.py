@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import io
 import json
 import logging
 import re
 from collections.abc import Iterator
+from typing import Any
+from unittest import mock
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from aionet.core.logging import HotLogger, _utc_iso, configure_logging, get_logger
+from aionet.core import logging as aionet_logging
+from aionet.core.logging import HotLogger, _dict_line, _utc_iso, configure_logging, get_logger
 
 
 class Tty(io.StringIO):
@@ -191,3 +197,125 @@ async def test_batched_lines_are_written_in_pieces_a_pipe_keeps_whole() -> None:
     assert len(out.pieces) > 1
     assert all(len(p) <= aionet_logging.ATOMIC_WRITE and p.endswith("\n") for p in out.pieces)
     assert len(out.getvalue().splitlines()) == 200
+
+
+STAMP = "2026-12-02T16:00:00.123456Z"
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Code(enum.IntEnum):
+    OK = 200
+
+
+class Text(str):
+    pass
+
+
+class Structlogged:
+    def __structlog__(self) -> Any:
+        return {"peer": ["192.0.2.1", 25], "tls": None}
+
+
+class Reprd:
+    def __repr__(self) -> str:
+        return '<Reprd \u00e9">'
+
+
+#: any code point (surrogates, controls), and short runs of what JSON must escape
+_any_text = st.text(st.characters(), max_size=12) | st.text(
+    '"\\\n\x00\x1f\u00e9\u2028\ud800', max_size=6
+)
+_scalars = (
+    _any_text
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats()
+    | st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0, 1e300, 5e-324])
+    | st.none()
+    | st.booleans()
+    | st.sampled_from([Structlogged(), Reprd(), Color.RED, Code.OK])
+    | _any_text.map(Text)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_any_text, inner, max_size=3),
+    max_leaves=6,
+)
+# ``self`` and ``event`` name info()'s own parameters (a TypeError, structlog's too);
+# exc_info and stack_info go to structlog, whose processors render them
+_keys = (
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+    | _any_text
+    | st.sampled_from(["logger", "listener", "level", "timestamp"])
+    | _any_text.map(Text)
+).filter(lambda k: k not in {"self", "event", "exc_info", "stack_info"})
+
+
+def _hot_and_structlog(event: Any, kw: dict[str, Any], **context: Any) -> tuple[str, str, str]:
+    """The line HotLogger writes, the old dict path's, and structlog's, at one timestamp."""
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    hot = HotLogger("aionet.access", **context)
+    with mock.patch.object(aionet_logging, "_utc_iso", return_value=STAMP):
+        hot.info(event, **kw)
+        line = out.getvalue()
+        old = _dict_line(hot._context, event, kw)
+        out.seek(0)
+        out.truncate()
+        get_logger("aionet.access", **context).info(event, **kw)
+    return line, old, out.getvalue()
+
+
+# structlog leaves out an event of None (HotLogger writes "event": null, as it always has)
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=8), _values.filter(lambda v: v is not None))
+def test_hot_logger_renders_the_line_structlog_renders(kw: dict[str, Any], event: Any) -> None:
+    line, old, reference = _hot_and_structlog(event, kw, listener="web")
+    assert line == old == reference
+
+
+def test_hot_logger_access_line_is_structlog_s() -> None:
+    fields = {"method": "GET", "path": "/a b\u00e9", "status": 200, "bytes": 5,
+              "duration": 0.000123, "peer": "127.0.0.1:5555", "request_id": None}  # fmt: skip
+    line, old, reference = _hot_and_structlog("http_request", fields, listener="web")
+    assert line == old == reference
+    assert line.startswith('{"logger": "aionet.access", "listener": "web", "method": "GET"')
+    assert line.endswith(f'"event": "http_request", "level": "info", "timestamp": "{STAMP}"}}\n')
+
+
+def test_hot_logger_puts_contextvars_where_structlog_does() -> None:
+    with structlog.contextvars.bound_contextvars(worker=2, listener="other", status=0):
+        line, old, reference = _hot_and_structlog("http_request", {"status": 200}, listener="web")
+    assert line == old == reference
+    assert list(json.loads(line)) == ["logger", "listener", "status", "event", "worker", "level",
+                                      "timestamp"]  # fmt: skip
+    assert json.loads(line)["listener"] == "web" and json.loads(line)["status"] == 200
+
+
+@pytest.mark.parametrize("key", ["logger", "listener", "level", "timestamp"])
+def test_a_keyword_naming_a_set_key_is_structlog_s(key: str) -> None:
+    kw = {"status": 200, key: "x"}
+    line, old, reference = _hot_and_structlog("http_request", kw, listener="web")
+    assert line == old == reference
+
+
+def test_a_keyword_named_event_is_a_type_error_as_in_structlog() -> None:
+    configure_logging("json", "info", io.StringIO())
+    with pytest.raises(TypeError, match="event"):
+        HotLogger("aionet.access").info("http_request", **{"event": "x"})
+    with pytest.raises(TypeError, match="event"):
+        get_logger("aionet.access").info("http_request", **{"event": "x"})
+
+
+def test_a_context_value_that_can_change_is_encoded_per_line() -> None:
+    tags = ["a"]
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    hot = HotLogger("aionet.access", tags=tags, peer=Structlogged())
+    tags.append("b")
+    hot.info("http_request", status=200)
+    entry = json.loads(out.getvalue())
+    assert entry["tags"] == ["a", "b"] and entry["peer"] == Structlogged().__structlog__()
