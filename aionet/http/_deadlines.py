@@ -10,7 +10,8 @@ which enforces the header, body, keep-alive and send timeouts from timestamps (o
 read) and, for the send timeout, the size of the transport's write buffer at each look. It
 does so when ``next_check`` said: at the deadline of the connection's state, and no later
 than the shortest timeout from the last look (any deadline that begins after a look ends at
-least that long after it); while output waits on the client, every tick. Two moments ask for
+least that long after it) — for a halted connection (upgraded to WebSocket, closing) the send
+timeout, the only one left; while output waits on the client, every tick. Two moments ask for
 a look at the next tick themselves (``HttpState.watch``): a lingering close (``LINGER`` is
 shorter than the timeouts) and output passing the high-water mark (``pause_writing``), so the
 send timeout runs from then. Output below the mark that stops draining is seen at the next
@@ -146,14 +147,16 @@ class _Deadlines(_Output):
         limits = state.limits
         if limits.send_timeout and (self._sendfile is not None or self._send_left):
             return now + state.pace  # output waits: progress is measured look to look
+        if self._halted:  # for good: refused (lingering), closing, or upgraded (WebSocket)
+            if self._lingering:
+                return min(now + LINGER, self._idle_since + LINGER)
+            return now + spare(limits.send_timeout)  # the only deadline left
         due = now + spare(
             limits.header_timeout,
             limits.keepalive_timeout,
             limits.send_timeout,
             limits.body_timeout,
         )
-        if self._halted:
-            return min(due, self._idle_since + LINGER) if self._lingering else due
         if self._head_pending:
             if limits.header_timeout:
                 due = min(due, self._head_since + limits.header_timeout)

@@ -466,6 +466,7 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
             rec.last_active = rec.clock.now  # frames either way are activity
         if framing.state is State.CLOSING and not self.closing_since:
             self.closing_since = host.state.now
+            host.state.watch(self)  # close_timeout may end before the look it is filed for
 
     def _close(self, code: int, reason: str = "") -> None:
         framing = self._framing
@@ -500,10 +501,11 @@ class WebSocket(FrameReceiver, asyncio.Protocol):
 
     def next_check(self, now: float) -> float:
         """When ``check_timeouts`` must look again (it just looked at ``now``): the ping due,
-        the pong awaited or the close handshake's end — no later than the shortest of the
-        three timeouts from now, which covers a state entered before the next look."""
+        the pong awaited or the close handshake's end — no later than the ping timeouts from
+        now, which covers a ping sent before the next look (the close handshake, when it
+        begins, asks for a look itself: ``_flush``)."""
         limits = self.limits
-        due = now + spare(limits.ping_interval, limits.ping_timeout, limits.close_timeout)
+        due = now + spare(limits.ping_interval, limits.ping_timeout)
         framing = self._framing
         if framing is None or self._phase != _OPEN:
             return due

@@ -273,8 +273,9 @@ async def test_idle_connections_are_looked_at_per_deadline_not_per_tick(
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    # Default timeouts: the shortest HTTP one is 5 s (keep-alive); a WebSocket pings every
-    # 20 s and is looked at every 10 s (its close_timeout).
+    # Default timeouts: a request in flight is looked at every 5 s (the shortest HTTP
+    # timeout, keep-alive), an upgraded connection every 60 s (send_timeout, its only one
+    # left), a WebSocket session every 20 s (its ping interval).
     _proto, first, state = connect(app)
     state.websocket = WsLimits()
     transports = [first]
@@ -299,8 +300,8 @@ async def test_idle_connections_are_looked_at_per_deadline_not_per_tick(
     looks.clear()
     await run(20)
     # 301 watched, 80 ticks: a look at each on each tick would be 24,080 looks. By deadline:
-    # every 5 s for the 201 HTTP connections, every 10 s for the 100 sessions, ~1,000 in all.
-    assert len(looks) <= 201 * (20 / 5 + 1) + 100 * (20 / 10 + 1), len(looks)
+    # 101 long polls every 5 s, 100 upgraded connections every 60 s, 100 sessions every 20 s.
+    assert len(looks) <= 101 * (20 / 5 + 1) + 100 * (20 / 60 + 1) + 100 * (20 / 20 + 1)
     assert all(not t.closed for t in transports)  # none timed out meanwhile
     release.set()
     await settle()
