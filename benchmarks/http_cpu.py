@@ -12,7 +12,9 @@ the table shows medians (user and system time apart), with req/s and wrk's p99 b
 
 Variants of aionet (``--variants``): ``log`` turns the access log on (JSON lines, written to
 ``/dev/null`` as every server's output is here), ``metrics`` adds an ``admin`` listener, which
-makes the HTTP handler count every request and time it into the latency histogram.
+makes the HTTP handler count every request and time it into the latency histogram; ``burn``
+is the control: the hello app plus ``--burn`` µs of Python work per request (a spin), to read
+a variant's growth against what a known amount of in-process work costs under wrk here.
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ TOKEN_SHA = "0" * 64
 Factory = Callable[[int, Path], list[str]]
 
 
-def aionet(access_log: bool = False, metrics: bool = False) -> Factory:
+def aionet(access_log: bool = False, metrics: bool = False, app: str = "hello:app") -> Factory:
     """``aionet run`` on the hello app, its access log and metrics on or off."""
 
     def argv(port: int, tmp: Path) -> list[str]:
-        text = _aionet_config(port, tmp, 'app: "hello:app"', access_log)
+        text = _aionet_config(port, tmp, f'app: "{app}"', access_log)
         if metrics:
             text += (
                 f"  - {{name: admin, protocol: admin, bind: '127.0.0.1:{free_port()}',"
@@ -161,7 +163,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--conns", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--servers", default="aionet,granian", help="aionet, uvicorn, granian")
-    parser.add_argument("--variants", default="", help="aionet variants: log, metrics")
+    parser.add_argument("--variants", default="", help="aionet variants: log, metrics, burn")
+    parser.add_argument(
+        "--burn", type=float, default=8.0, help="burn: µs of Python work added per request"
+    )
     parser.add_argument(
         "--baseline", metavar="REV", help="also run each aionet variant as of revision REV"
     )
@@ -176,6 +181,9 @@ def main() -> None:
         servers["aionet+log"] = aionet(access_log=True)
     if "metrics" in variants:
         servers["aionet+metrics"] = aionet(metrics=True)
+    if "burn" in variants:
+        servers[f"aionet+burn{args.burn:g}"] = aionet(app="hello_burn:app")
+        os.environ["BURN_US"] = f"{args.burn:g}"
     if args.baseline:  # each aionet variant as of REV too
         tree = baseline_tree(args.baseline)
         servers.update({f"{k}@base": on_baseline(v, tree) for k, v in list(servers.items())})
