@@ -11,7 +11,8 @@ and divided by the requests wrk completed. The runs rotate between the servers, 
 the table shows medians (user and system time apart), with req/s and wrk's p99 beside them.
 
 Variants of aionet (``--variants``): ``log`` turns the access log on (JSON lines, written to
-``/dev/null`` as every server's output is here), ``metrics`` adds an ``admin`` listener, which
+``/dev/null`` as every server's output is here; each peer runs with its own access log on
+too), ``metrics`` adds an ``admin`` listener, which
 makes the HTTP handler count every request and time it into the latency histogram; ``burn``
 is the control: the hello app plus ``--burn`` µs of Python work per request (a spin), to read
 a variant's growth against what a known amount of in-process work costs under wrk here.
@@ -70,12 +71,19 @@ def aionet(access_log: bool = False, metrics: bool = False, app: str = "hello:ap
     return argv
 
 
-def peers() -> dict[str, Factory]:
-    found: dict[str, Factory] = {
-        "uvicorn": lambda port, tmp: uvicorn(port, tmp, False),
-        "granian": lambda port, tmp: granian(port, tmp, False),
-    }
-    return {k: v for k, v in found.items() if (Path(sys.executable).parent / k).exists()}
+def peers(wanted: list[str], logs: bool) -> dict[str, Factory]:
+    """The peers asked for and installed; with ``logs``, each also with its access log on
+    (its own default access logger, output to ``/dev/null`` like aionet's)."""
+    made = {"uvicorn": uvicorn, "granian": granian}
+    found: dict[str, Factory] = {}
+    for name in wanted:
+        if name not in made or not (Path(sys.executable).parent / name).exists():
+            continue
+        make = made[name]
+        found[name] = lambda port, tmp, make=make: make(port, tmp, False)
+        if logs:
+            found[f"{name}+log"] = lambda port, tmp, make=make: make(port, tmp, True)
+    return found
 
 
 @contextlib.contextmanager
@@ -187,7 +195,7 @@ def main() -> None:
     if args.baseline:  # each aionet variant as of REV too
         tree = baseline_tree(args.baseline)
         servers.update({f"{k}@base": on_baseline(v, tree) for k, v in list(servers.items())})
-    servers.update({k: v for k, v in peers().items() if k in wanted})
+    servers.update(peers(wanted, "log" in variants))
     facts = machine_facts()
     print("machine:", facts, flush=True)
     runs = measure(servers, args)
