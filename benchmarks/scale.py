@@ -13,14 +13,16 @@ rounds and reports medians. Sections:
 * **sweep** — the idle sweep's cost: the server's CPU time (``/proc/PID/stat``) over
   ``--window`` seconds of idleness with 1,000 connections, then with ``--conns`` (nothing is
   due: idle_timeout 5m); the two should be about equal. ``--baseline REV`` adds aionet as of
-  REV here and in ``ws`` (before the deadline wheels, the sweep walked every connection every
-  second, and the HTTP tick every HTTP and WebSocket connection every 0.5 s).
+  REV here and in ``imap`` and ``ws`` (before the deadline wheels, the sweep walked every
+  connection every second, and the HTTP tick every HTTP and WebSocket connection every 0.5 s).
 * **storm** — accept rate under a connect storm: ``--storm`` connections opened as fast as
   the client can (``--inflight`` at once), each echoing one byte, held open; connections per
   second from the first connect() to the last echo, raw uvloop beside aionet ``echo``.
 * **imap** — PSS growth per idle IMAP session at ``--sessions`` sessions, each logged in with
   INBOX (20 messages) selected, aionet's ``imap`` beside Dovecot (one ``imap`` process per
-  session, PSS summed over its processes; root and ``dovecot-imapd`` needed, else aionet alone).
+  session, PSS summed over its processes; root and ``dovecot-imapd`` needed, else aionet alone);
+  then every session enters IDLE and the server's CPU over ``--window`` seconds is taken (the
+  cost of watching for changes: aionet polls, Dovecot uses inotify).
 * **ws** — PSS growth per idle WebSocket (handshake done, nothing sent) at ``--sessions``,
   and the server's CPU over ``--window`` seconds of their silence (pings, timeouts: the cost
   of its timers), aionet's ``http`` with a raw ASGI app beside uvicorn
@@ -254,24 +256,35 @@ async def imap_sessions(port: int, count: int, user: str, password: str) -> list
                     raise RuntimeError("session closed before SELECT answered")
             if not line.startswith(b"b OK"):
                 raise RuntimeError(f"SELECT failed: {line!r}")
-            return writer
+            return reader, writer
 
     return await asyncio.gather(*(one() for _ in range(count)))
 
 
-async def imap_round(port: int, pid: int, count: int) -> float:
+async def imap_round(port: int, pid: int, count: int, window: float) -> tuple[float, float]:
+    """PSS growth per session (logged in, INBOX selected); then every session enters IDLE
+    and the server's CPU milliseconds over ``window`` seconds of their silence."""
     import imap as imap_bench
 
     before = pss_kib(pid)
-    writers = await imap_sessions(port, count, imap_bench.IDLE_USER, imap_bench.PASSWORD)
+    sessions = await imap_sessions(port, count, imap_bench.IDLE_USER, imap_bench.PASSWORD)
     await asyncio.sleep(1.0)
     after = pss_kib(pid)
-    for writer in writers:
+    for _, writer in sessions:
+        writer.write(b"c IDLE\r\n")
+    for reader, _ in sessions:
+        if not (await reader.readline()).startswith(b"+ "):
+            raise RuntimeError("IDLE refused")
+    await asyncio.sleep(3.0)  # past the mailbox's recently-changed window: a steady state
+    cpu = cpu_seconds(pid)
+    await asyncio.sleep(window)
+    cpu = cpu_seconds(pid) - cpu
+    for _, writer in sessions:
         writer.close()
-    return (after - before) / count
+    return (after - before) / count, 1000 * cpu
 
 
-def imap_section(args: argparse.Namespace) -> dict[str, list[float]]:
+def imap_section(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
     import imap as imap_bench
 
     names = ["aionet"]
@@ -284,7 +297,12 @@ def imap_section(args: argparse.Namespace) -> dict[str, list[float]]:
         )
     else:
         print("imap: dovecot (or root) missing: aionet alone", file=sys.stderr)
-    results: dict[str, list[float]] = {name: [] for name in names}
+    if args.baseline:
+        imap_bench.SERVERS["aionet@base"] = on_baseline(
+            imap_bench.SERVERS["aionet"], baseline_tree(args.baseline)
+        )
+        names.append("aionet@base")
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmpname:
         maildirs = Path(tmpname)
         imap_bench.write_maildir(maildirs / imap_bench.USER, 1)
@@ -292,9 +310,13 @@ def imap_section(args: argparse.Namespace) -> dict[str, list[float]]:
         for r in range(args.rounds):
             for name in rotate(names, r):
                 with imap_bench.serving(name, maildirs) as (port, pid):
-                    kib = asyncio.run(imap_round(port, pid, args.sessions))
-                results[name].append(kib)
-                print(f"round {r + 1} imap {name:14s} {kib:7.2f} KiB/session", file=sys.stderr)
+                    kib, ms = asyncio.run(imap_round(port, pid, args.sessions, args.window))
+                results[name].append((kib, ms))
+                print(
+                    f"round {r + 1} imap {name:14s} {kib:7.2f} KiB/session, "
+                    f"{ms:5.0f} ms CPU over {args.window:g} s in IDLE",
+                    file=sys.stderr,
+                )
     return results
 
 
@@ -385,20 +407,18 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> None:
         print("| server | conns/s | rounds |\n|---|---:|---|")
         for kind, runs in data["storm"].items():
             print(f"| {kind} | {median(runs):,.0f} | {' · '.join(f'{v:,.0f}' for v in runs)} |")
-    if "imap" in data:
-        what = "idle IMAP sessions (logged in, INBOX of 20 selected)"
-        print(f"\nPSS growth per session, {args.sessions:,} {what} (median)")
-        print("| server | KiB/session | rounds |\n|---|---:|---|")
-        for name, runs in data["imap"].items():
-            print(f"| {name} | {median(runs):.2f} | {' · '.join(f'{v:.2f}' for v in runs)} |")
-    if "ws" in data:
-        print(f"\n{args.sessions:,} idle WebSockets (handshake done): PSS growth per")
-        print(f"connection, server CPU over {args.window:g} s of silence (medians)")
-        print("| server | KiB/conn | CPU ms | rounds (KiB, ms) |\n|---|---:|---:|---|")
-        for name, runs in data["ws"].items():
-            kib, ms = median([k for k, _ in runs]), median([m for _, m in runs])
-            shown = " · ".join(f"{k:.2f}, {m:.0f}" for k, m in runs)
-            print(f"| {name} | {kib:.2f} | {ms:.0f} | {shown} |")
+    for section, what in (
+        ("imap", "IMAP sessions (logged in, INBOX of 20 selected; the CPU: all in IDLE)"),
+        ("ws", "idle WebSockets (handshake done)"),
+    ):
+        if section in data:
+            print(f"\n{args.sessions:,} {what}: PSS growth per session,")
+            print(f"server CPU over {args.window:g} s of silence (medians)")
+            print("| server | KiB/session | CPU ms | rounds (KiB, ms) |\n|---|---:|---:|---|")
+            for name, runs in data[section].items():
+                kib, ms = median([k for k, _ in runs]), median([m for _, m in runs])
+                shown = " · ".join(f"{k:.2f}, {m:.0f}" for k, m in runs)
+                print(f"| {name} | {kib:.2f} | {ms:.0f} | {shown} |")
 
 
 def main() -> None:
@@ -407,7 +427,7 @@ def main() -> None:
     parser.add_argument("--storm", type=int, default=20_000, help="connections in the storm")
     parser.add_argument("--inflight", type=int, default=1000, help="storm: connects at once")
     parser.add_argument("--sessions", type=int, default=10_000, help="imap and ws sessions")
-    parser.add_argument("--window", type=float, default=10.0, help="sweep, ws: idle seconds")
+    parser.add_argument("--window", type=float, default=10.0, help="sweep, imap, ws: idle s")
     parser.add_argument("--sources", type=int, default=16, help="client source addresses")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")

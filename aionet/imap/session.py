@@ -355,6 +355,9 @@ class Session:
         read: asyncio.Future[bytes] | None = None
         woken: asyncio.Future[Any] | None = None
         self.idling = True
+        hub, watched = self.service.hub, self.selected
+        if watched is not None:  # the hub looks for other processes' changes, and touches
+            hub.idle(self)
         try:
             while True:
                 line = self.reader.next_line()
@@ -374,7 +377,11 @@ class Session:
                     if woken is None:
                         woken = asyncio.ensure_future(sel.event.wait())
                     waits.add(woken)
-                await asyncio.wait(waits, timeout=opts.idle_poll, return_when="FIRST_COMPLETED")
+                # Selected: woken by the hub (a change) or the client; else by our own poll,
+                # only to count as activity. Either way at the autologout at the latest.
+                left = max(0.0, deadline - time.monotonic())
+                timeout = left if watched is not None else min(left, opts.idle_poll)
+                await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
                 if read.done():
                     data = read.result()
                     read = None
@@ -387,10 +394,12 @@ class Session:
                     await self.catch_up(expunge=True)
                     await self.flush()
                 self.conn.touch()  # IDLE is activity: our own timer applies, not the idle sweep
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
                     await self.bye("Autologout; idle for too long")
         finally:
             self.idling = False
+            if watched is not None:
+                hub.unidle(self, watched.key)
             for fut in (read, woken):
                 if fut is not None and not fut.done():
                     fut.cancel()

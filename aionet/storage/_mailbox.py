@@ -102,15 +102,24 @@ class MailboxIndex:
         """STATUS: a sync that claims nothing."""
         return self.sync()
 
-    def changed(self, stamp: object) -> bool:
+    def changed(self, stamp: object, probe: object = None) -> bool:
         """True when something may have changed since the snapshot with ``stamp``: five
-        ``stat()`` calls, no listing, no lock. False only when nothing did."""
+        ``stat()`` calls, no listing, no lock. False only when nothing did. ``probe``: what
+        ``probe()`` returned just before, to test many stamps of this mailbox with one."""
         if not isinstance(stamp, Stamp) or stamp.dirty:
             return True
         try:
-            return self._core.probe() != stamp.keys
+            return (self._core.probe() if probe is None else probe) != stamp.keys
         except OSError:
             return True
+
+    def probe(self) -> object:
+        """What ``changed()`` compares a stamp with, taken now (the five ``stat()`` calls).
+
+        Raises:
+            OSError: the mailbox could not be looked at (``changed`` says True then).
+        """
+        return self._core.probe()
 
     def read(self, uid: int) -> bytes | None:
         """The message's bytes, following a rename by someone else; None once it is gone.

@@ -796,3 +796,42 @@ async def test_imaps_partial_fetch_and_flag_removal(tmp_path: Path, pki: Pki) ->
         part, flags = await in_thread(run)
     assert part[0][0].endswith(b"BODY[TEXT]<6> {3}") and part[0][1] == b"Bob"
     assert b"\\Flagged" in flags[0] and b"\\Seen" not in flags[0]
+
+
+async def test_many_idle_sessions_outlive_the_idle_sweep_and_all_see_a_delivery(
+    tmp_path: Path,
+) -> None:
+    # The connection manager closes a connection silent for idle_timeout (1 s here); IDLE is
+    # activity (its own autologout applies). One poll of the mailbox serves every idler.
+    put(tmp_path / "data", MAIL)
+    options = config(tmp_path, idle_poll=0.2)
+    options["server"] = {"limits": {"idle_timeout": "1s"}}
+    async with serve(options, data_dir=tmp_path / "data") as server:
+        host, port = server.address("imap")[:2]
+        count = 20
+
+        async def until(reader: asyncio.StreamReader, prefix: bytes) -> None:
+            while not (line := await reader.readline()).startswith(prefix):
+                assert line, "the server closed the connection"
+
+        async def idle_session() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            reader, writer = await asyncio.open_connection(host, port)
+            await reader.readline()
+            writer.write(b"a LOGIN alice alice-pw\r\nb SELECT INBOX\r\nc IDLE\r\n")
+            await until(reader, b"+ ")
+            return reader, writer
+
+        sessions = [await idle_session() for _ in range(count)]
+        # Past the idle sweep's 1 s several times, and past the 2 s in which a mailbox just
+        # changed is re-read on every look (its mtime may hide a change): seconds in which
+        # nothing wakes the sessions.
+        await asyncio.sleep(4.5)
+        await asyncio.to_thread(put, tmp_path / "data", MAIL)  # "another process" delivers
+        lines = await asyncio.wait_for(
+            asyncio.gather(*(reader.readline() for reader, _ in sessions)), 10
+        )
+        assert lines == [b"* 2 EXISTS\r\n"] * count
+        for reader, writer in sessions:
+            writer.write(b"DONE\r\n")
+            await until(reader, b"c OK")
+            writer.close()
