@@ -62,11 +62,14 @@ def on_baseline(make: Callable[..., Any], tree: Path) -> Callable[..., Any]:
     """The same server factory, but its ``python -m aionet`` imports aionet from ``tree``.
 
     The factory may return an argv list or an object with an ``argv`` list (FTP's ``Setup``);
-    the argv is prefixed with ``env PYTHONPATH=TREE:...`` (keeping the script's own path)."""
+    the argv is prefixed with ``env PYTHONSAFEPATH=1 PYTHONPATH=TREE:...`` (keeping the
+    script's own path). ``PYTHONSAFEPATH``: ``python -m``/``-c`` put the working directory
+    first on ``sys.path``, and a benchmark run from the repository's root would import the
+    working tree's aionet there, ahead of ``TREE`` — the "baseline" would be the tree itself."""
 
     def prefix(argv: list[str]) -> list[str]:
         path = os.pathsep.join([str(tree), str(HERE), str(HERE / "apps")])
-        return ["env", f"PYTHONPATH={path}", *argv]
+        return ["env", "PYTHONSAFEPATH=1", f"PYTHONPATH={path}", *argv]
 
     def make_on_baseline(*args: Any, **kwargs: Any) -> Any:
         made = make(*args, **kwargs)
