@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Hub", "ImapService", "InfoCache"]
 
+#: Mailboxes probed in one turn of the event loop (five ``stat()`` calls each): with many
+#: users in IDLE, a poll is spread over several turns instead of stalling the loop for all.
+LOOK_SLICE = 128
+
 
 class Hub:
     """In-process change notification per mailbox directory, and the one poll for IDLE.
@@ -46,7 +50,8 @@ class Hub:
     in IDLE (``idle``), one ``MailboxIndex.probe`` per mailbox is compared with the stamp of
     each session idling on it, and the sessions behind get their event set. So 10,000
     sessions idling on one mailbox cost one probe a poll, not 10,000 probes and wake-ups; on
-    10,000 mailboxes, one probe each and no wake-up of a session with nothing new.
+    10,000 mailboxes, one probe each and no wake-up of a session with nothing new, spread
+    over turns of the event loop (``LOOK_SLICE`` mailboxes a turn).
     """
 
     __slots__ = ("_idlers", "_poller", "_watchers", "poll")
@@ -79,12 +84,20 @@ class Hub:
     async def _polling(self) -> None:
         while self._idlers:
             await asyncio.sleep(self.poll)
-            self.look()
+            keys = list(self._idlers)
+            for start in range(0, len(keys), LOOK_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # the other connections run between two slices
+                self.look(keys[start : start + LOOK_SLICE])
 
-    def look(self) -> None:
-        """One poll: per mailbox with sessions in IDLE, one probe, compared with each
-        session's stamp; a session behind (or a probe that failed) gets its event set."""
-        for members in list(self._idlers.values()):
+    def look(self, keys: list[Hashable] | None = None) -> None:
+        """One poll of the mailboxes ``keys`` (default: every one with sessions in IDLE): per
+        mailbox one probe, compared with each idling session's stamp; a session behind (or
+        a probe that failed) gets its event set."""
+        for key in list(self._idlers) if keys is None else keys:
+            members = self._idlers.get(key)
+            if members is None:
+                continue  # its last idler left since the poll began
             probe: object = None
             failed = False
             for session in list(members):

@@ -91,3 +91,26 @@ async def test_the_poll_runs_while_someone_idles_and_stops_after() -> None:
     await asyncio.sleep(0.05)
     assert index.probes == probes  # nobody idles: no more looks
     hub.close()
+
+
+async def test_a_poll_of_many_mailboxes_is_spread_over_turns_of_the_loop(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr("aionet.imap.service.LOOK_SLICE", 10)
+    hub = Hub(poll=0.01)
+    indexes = [Index() for _ in range(35)]
+    for i, index in enumerate(indexes):
+        idling(hub, f"user{i}/INBOX", index, 2)
+    turns: list[int] = []  # mailboxes probed so far, seen between turns of the loop
+
+    async def watch() -> None:
+        while sum(i.probes for i in indexes) < 35:
+            turns.append(sum(i.probes for i in indexes))
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(watch(), 5)
+    probed = sorted(set(turns))
+    assert {0, 10, 20, 30} <= set(probed) and all(n % 10 == 0 for n in probed)
+    hub.look(["user3/INBOX", "gone/INBOX"])  # a slice: only its mailboxes; a vanished key
+    assert indexes[3].probes == 2 and indexes[4].probes == 1
+    hub.close()
