@@ -7,10 +7,10 @@ date and enforces the timeouts; the handler calls it periodically, so no connect
 timer. A tick looks only at the connections that may be due: each live connection waits in a
 deadline wheel (the connection manager's) under the moment it next needs ``check_timeouts`` —
 its current deadline, or sooner — so the cost of a tick follows the deadlines that come due,
-not the number of connections (10,000 idle WebSockets are looked at every few seconds each,
-not on every tick). The moments a deadline counts from (a request
-head begun, a connection gone idle, output stalled) are stamped with ``time.monotonic()`` itself,
-not the coarse clock: after the loop stalled, the coarse clock lags by the stall, and a stamp
+not the number of connections (10,000 idle WebSockets are looked at once a ping interval
+each, not on every tick). The moments a deadline counts from (a request head begun, a
+connection gone idle, output stalled) are stamped with ``time.monotonic()`` itself, not the
+coarse clock: after the loop stalled, the coarse clock lags by the stall, and a stamp
 taken from it would make the next tick close a connection early (seen as a keep-alive closed
 after 75 ms of a 300 ms timeout on a loaded CI machine).
 """
