@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -42,6 +43,22 @@ def baseline_tree(rev: str) -> Path:
     return tree
 
 
+def add_baseline_option(parser: argparse.ArgumentParser, what: str = "aionet") -> None:
+    """``--baseline REV``: the option every benchmark that runs aionet takes."""
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help=f"also run {what} as of git revision REV (before/after numbers in one run)",
+    )
+
+
+def add_base(servers: dict[str, Any], name: str, rev: str) -> str:
+    """Add ``NAME@base`` to ``servers``: ``servers[name]`` run on a checkout of ``rev``."""
+    base = f"{name}@base"
+    servers[base] = on_baseline(servers[name], baseline_tree(rev))
+    return base
+
+
 def choose_servers(
     servers: dict[str, Any], wanted: str, baseline: str | None, aionet: Callable[..., Any]
 ) -> list[str]:
@@ -50,8 +67,8 @@ def choose_servers(
     """
     chosen = wanted.split(",")
     if baseline:
-        servers["aionet@base"] = on_baseline(aionet, baseline_tree(baseline))
-        chosen.append("aionet@base")
+        servers.setdefault("aionet", aionet)
+        chosen.append(add_base(servers, "aionet", baseline))
     for name in list(servers):
         if name not in chosen:
             del servers[name]

@@ -44,12 +44,12 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
-    baseline_tree,
+    add_base,
+    add_baseline_option,
     cpu_seconds,
     free_port,
     machine_facts,
     median,
-    on_baseline,
     pinned,
     spawned,
     wait_datagram,
@@ -265,14 +265,10 @@ def main() -> None:
         action="store_true",
         help="also load aionet with `aionet bench dns` (the Python load generator) each round",
     )
-    parser.add_argument(
-        "--baseline",
-        metavar="REV",
-        help="also run aionet as of git revision REV (before/after numbers in one run)",
-    )
+    add_baseline_option(parser)
     args = parser.parse_args()
     if args.baseline:
-        SERVERS["aionet@base"] = on_baseline(SERVERS["aionet"], baseline_tree(args.baseline))
+        add_base(SERVERS, "aionet", args.baseline)
     if shutil.which("dnsperf") is None:
         sys.exit("dnsperf is not installed (Debian package: dnsperf)")
     servers = {k: v for k, v in SERVERS.items() if k != "nsd" or shutil.which("nsd")}

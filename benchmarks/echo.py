@@ -17,12 +17,12 @@ from typing import Any
 
 from _harness import (
     SERVERS,
-    baseline_tree,
+    add_base,
+    add_baseline_option,
     c_binary,
     free_port,
     machine_facts,
     median,
-    on_baseline,
     pinned,
     running,
 )
@@ -55,17 +55,11 @@ def main() -> None:
     parser.add_argument("--conns", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--json", type=Path)
-    parser.add_argument(
-        "--baseline",
-        metavar="REV",
-        help="also run aionet as of git revision REV (before/after numbers in one run)",
-    )
+    add_baseline_option(parser)
     args = parser.parse_args()
     kinds = list(KINDS)
     if args.baseline:
-        tree = baseline_tree(args.baseline)
-        SERVERS["aionet-echo@base"] = on_baseline(SERVERS["aionet-echo"], tree)
-        kinds.append("aionet-echo@base")
+        kinds.append(add_base(SERVERS, "aionet-echo", args.baseline))
     runs: list[dict[str, Any]] = []
     for r in range(args.rounds):
         for conns in args.conns:

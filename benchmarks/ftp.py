@@ -35,6 +35,7 @@ from pathlib import Path
 from _harness import (
     HERE,
     PY,
+    add_baseline_option,
     baseline_tree,
     free_port,
     machine_facts,
@@ -188,11 +189,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
-    parser.add_argument(
-        "--baseline",
-        metavar="REV",
-        help="also run aionet as of git revision REV (before/after numbers in one run)",
-    )
+    add_baseline_option(parser)
     args = parser.parse_args()
     chosen = args.servers.split(",")
     if args.baseline:

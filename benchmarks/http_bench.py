@@ -35,6 +35,7 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
+    add_baseline_option,
     baseline_tree,
     free_port,
     machine_facts,
@@ -198,11 +199,7 @@ def main() -> None:
     parser.add_argument("--access-log", action="store_true", help="access logs on everywhere")
     parser.add_argument("--skip-static", action="store_true")
     parser.add_argument("--json", type=Path)
-    parser.add_argument(
-        "--baseline",
-        metavar="REV",
-        help="also run aionet as of git revision REV (before/after numbers in one run)",
-    )
+    add_baseline_option(parser)
     parser.add_argument("--servers", help="comma-separated subset of the ASGI servers")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

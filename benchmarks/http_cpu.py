@@ -36,12 +36,12 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
-    baseline_tree,
+    add_base,
+    add_baseline_option,
     cpu_split,
     free_port,
     machine_facts,
     median,
-    on_baseline,
     pinned,
     spawned,
     wait_listening,
@@ -175,9 +175,7 @@ def main() -> None:
     parser.add_argument(
         "--burn", type=float, default=8.0, help="burn: µs of Python work added per request"
     )
-    parser.add_argument(
-        "--baseline", metavar="REV", help="also run each aionet variant as of revision REV"
-    )
+    add_baseline_option(parser, "each aionet variant")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -193,8 +191,8 @@ def main() -> None:
         servers[f"aionet+burn{args.burn:g}"] = aionet(app="hello_burn:app")
         os.environ["BURN_US"] = f"{args.burn:g}"
     if args.baseline:  # each aionet variant as of REV too
-        tree = baseline_tree(args.baseline)
-        servers.update({f"{k}@base": on_baseline(v, tree) for k, v in list(servers.items())})
+        for name in list(servers):
+            add_base(servers, name, args.baseline)
     servers.update(peers(wanted, "log" in variants))
     facts = machine_facts()
     print("machine:", facts, flush=True)

@@ -61,13 +61,13 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
-    baseline_tree,
+    add_base,
+    add_baseline_option,
     c_binary,
     cpu_seconds,
     free_port,
     machine_facts,
     median,
-    on_baseline,
     pinned,
     pss_kib,
     settle,
@@ -298,10 +298,7 @@ def imap_section(args: argparse.Namespace) -> dict[str, list[tuple[float, float]
     else:
         print("imap: dovecot (or root) missing: aionet alone", file=sys.stderr)
     if args.baseline:
-        imap_bench.SERVERS["aionet@base"] = on_baseline(
-            imap_bench.SERVERS["aionet"], baseline_tree(args.baseline)
-        )
-        names.append("aionet@base")
+        names.append(add_base(imap_bench.SERVERS, "aionet", args.baseline))
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmpname:
         maildirs = Path(tmpname)
@@ -333,10 +330,7 @@ def ws_section(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]
         print("ws: uvicorn[standard] missing: aionet alone", file=sys.stderr)
         names.remove("uvicorn")
     if args.baseline:
-        ws_bench.SERVERS["aionet@base"] = on_baseline(
-            ws_bench.SERVERS["aionet"], baseline_tree(args.baseline)
-        )
-        names.append("aionet@base")
+        names.append(add_base(ws_bench.SERVERS, "aionet", args.baseline))
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in rotate(names, r):
@@ -431,7 +425,7 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=16, help="client source addresses")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
-    parser.add_argument("--baseline", metavar="REV", help="also run aionet (echo, ws) as of REV")
+    add_baseline_option(parser, "aionet (echo, imap, ws)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.only = args.only.split(",")
@@ -446,10 +440,7 @@ def main() -> None:
     args.sources = max(args.sources, math.ceil(max(args.conns, args.storm) / 20_000))
     kinds = list(SERVERS)
     if args.baseline:
-        SERVERS["aionet-echo@base"] = on_baseline(
-            SERVERS["aionet-echo"], baseline_tree(args.baseline)
-        )
-        kinds.append("aionet-echo@base")
+        kinds.append(add_base(SERVERS, "aionet-echo", args.baseline))
     data = run(args, kinds)
     data["machine"] = machine_facts()
     data["conditions"] = {k: getattr(args, k) for k in ("conns", "storm", "sessions", "rounds")}

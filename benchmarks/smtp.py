@@ -42,6 +42,7 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
+    add_baseline_option,
     choose_servers,
     free_port,
     machine_facts,
@@ -256,11 +257,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--conns", type=int, default=32)
     parser.add_argument("--json", type=Path)
-    parser.add_argument(
-        "--baseline",
-        metavar="REV",
-        help="also run aionet as of git revision REV (before/after numbers in one run)",
-    )
+    add_baseline_option(parser)
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     args = parser.parse_args()
     choose_servers(SERVERS, args.servers, args.baseline, aionet)

@@ -27,12 +27,12 @@ from typing import Any
 from _harness import (
     HERE,
     PY,
-    baseline_tree,
+    add_base,
+    add_baseline_option,
     c_binary,
     cpu_seconds,
     machine_facts,
     median,
-    on_baseline,
     pinned,
     spawned,
     wait_datagram,
@@ -97,16 +97,11 @@ def main() -> None:
     parser.add_argument("--socks", type=int, nargs="+", default=[64])
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--json", type=Path)
-    parser.add_argument(
-        "--baseline",
-        metavar="REV",
-        help="also run aionet as of git revision REV (before/after numbers in one run)",
-    )
+    add_baseline_option(parser)
     args = parser.parse_args()
     kinds = list(SERVERS)
     if args.baseline:
-        SERVERS["aionet@base"] = on_baseline(_aionet, baseline_tree(args.baseline))
-        kinds.append("aionet@base")
+        kinds.append(add_base(SERVERS, "aionet", args.baseline))
     runs: list[dict[str, Any]] = []
     for r in range(args.rounds):
         for socks in args.socks:

@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import timeit
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _harness import HERE, baseline_tree
+from _harness import add_base, add_baseline_option
 
 DATA = b"x" * 64
 ADDR = ("127.0.0.1", 40000)
@@ -80,24 +80,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--baseline", metavar="REV")
+    add_baseline_option(parser)
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         print(json.dumps(asyncio.run(measure(args.calls, args.repeat))))
         return
-    trees: dict[str, Path | None] = {"aionet": None}
-    if args.baseline:
-        trees["aionet@base"] = baseline_tree(args.baseline)
+    inner = [sys.executable, __file__, "--inner", "--calls", str(args.calls)]
+    inner += ["--repeat", str(args.repeat)]
+    runs: dict[str, Callable[[], list[str]]] = {"aionet": lambda: inner}
+    if args.baseline:  # the same child, importing the baseline's aionet
+        add_base(runs, "aionet", args.baseline)
     rows: dict[str, dict[str, float]] = {}
-    for name, tree in trees.items():
-        env = dict(os.environ, PYTHONSAFEPATH="1")
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(tree or HERE.parent), str(HERE), env.get("PYTHONPATH", "")]
-        )
-        argv = [sys.executable, __file__, "--inner", "--calls", str(args.calls)]
-        argv += ["--repeat", str(args.repeat)]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    for name, argv in runs.items():
+        done = subprocess.run(argv(), capture_output=True, text=True, check=True)
         rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"datagram_received, 64 B, best of {args.repeat} x {args.calls:,} calls (ns/datagram)")
     print("| server | ns | bare protocol ns | added ns |\n|---|---:|---:|---:|")

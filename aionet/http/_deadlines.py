@@ -151,12 +151,7 @@ class _Deadlines(_Output):
             if self._lingering:
                 return min(now + LINGER, self._idle_since + LINGER)
             return now + spare(limits.send_timeout)  # the only deadline left
-        due = now + spare(
-            limits.header_timeout,
-            limits.keepalive_timeout,
-            limits.send_timeout,
-            limits.body_timeout,
-        )
+        due = now + limits.shortest()
         if self._head_pending:
             if limits.header_timeout:
                 due = min(due, self._head_since + limits.header_timeout)

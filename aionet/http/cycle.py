@@ -301,21 +301,21 @@ class RequestCycle:
                 framing = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False  # HTTP/1.0 without a length: the close ends the body
-        state = self.proto.state
-        rid = self.request_id
-        if rid is None:
-            rid = self.request_id = state.ids.next()
         return [
-            status_line(self.status), state.date.prelude, b"x-request-id: ", rid, b"\r\n",
+            status_line(self.status), self.proto.state.date.prelude, b"x-request-id: ",
+            self._rid(), b"\r\n",
             self.block, framing, self._connection(),
         ]  # fmt: skip
 
-    def _prelude(self) -> bytes:
-        proto = self.proto
+    def _rid(self) -> bytes:
+        """This request's id, made at its first use (the head, an error, the access log)."""
         rid = self.request_id
         if rid is None:
-            rid = self.request_id = proto.state.ids.next()
-        return b"%sx-request-id: %s\r\n" % (proto.state.date.prelude, rid)
+            rid = self.request_id = self.proto.state.ids.next()
+        return rid
+
+    def _prelude(self) -> bytes:
+        return b"%sx-request-id: %s\r\n" % (self.proto.state.date.prelude, self._rid())
 
     def _connection(self) -> bytes:
         # A client still holding back its body for a 100 Continue will never send it now.
@@ -446,7 +446,7 @@ class RequestCycle:
             "http_app_error",
             method=self.scope["method"],
             path=self.scope["path"],
-            request_id=self._prelude_id(),
+            request_id=self._rid().decode("ascii"),
             error=repr(exc),
             exc_info=exc,
         )
@@ -464,19 +464,13 @@ class RequestCycle:
         self._access_log()
         proto.response_done(self)
 
-    def _prelude_id(self) -> str:
-        if self.request_id is None:
-            self.request_id = self.proto.state.ids.next()
-        return self.request_id.decode("ascii")
-
     def _access_log(self) -> None:
         state = self.proto.state
         if state.access is None:
             if state.metrics is not None:  # metrics alone: no log line to prepare
                 state.metrics.observe(self.status, time.perf_counter() - self.t0)
             return
-        rid = self._prelude_id().encode()
-        log_request(state, self.scope, self.status, self.sent, self.t0, self.proto, rid)
+        log_request(state, self.scope, self.status, self.sent, self.t0, self.proto, self._rid())
 
 
 def log_request(

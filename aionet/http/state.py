@@ -73,6 +73,13 @@ class HttpLimits:
     #: A request body not sent by the client: no bytes of it arrived for this long.
     body_timeout: float = 60.0
 
+    def shortest(self) -> float:
+        """The shortest timeout that is on (``spare``): what paces the tick, and how long an
+        HTTP/1.1 connection with no deadline of its own waits for its next look."""
+        return spare(
+            self.header_timeout, self.keepalive_timeout, self.send_timeout, self.body_timeout
+        )
+
 
 class HttpMetrics:
     """Requests by status class and a latency histogram: two increments and a bisect; and
@@ -353,13 +360,7 @@ class HttpState:
 
     def tick_interval(self) -> float:
         """How often ``tick()`` should run: a quarter of the shortest timeout, 20 ms to 0.5 s."""
-        limits = self.limits
-        shortest = spare(
-            limits.header_timeout,
-            limits.keepalive_timeout,
-            limits.send_timeout,
-            limits.body_timeout,
-        )
+        shortest = self.limits.shortest()
         return min(0.5, max(0.02, (2.0 if shortest == SPARE else shortest) / 4))
 
     def log_refusal(self, err: HttpError, peer: str) -> None:

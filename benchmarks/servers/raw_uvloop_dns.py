@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import uvloop
+from raw_uvloop_udp_echo import serve  # this script's directory is on sys.path
 
 WWW = b"\x03www\x06aionet\x04test\x00"
 APEX = b"\x06aionet\x04test\x00"
@@ -45,15 +46,5 @@ class Floor(asyncio.DatagramProtocol):
         self.transport.sendto(head + question + found[1], addr)
 
 
-async def main(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Floor, local_addr=("127.0.0.1", port))
-    print("READY", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        transport.close()
-
-
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1])))
+    uvloop.run(serve(Floor, int(sys.argv[1])))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -20,9 +21,10 @@ class Echo(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
 
-async def main(port: int) -> None:
+async def serve(protocol: Callable[[], asyncio.DatagramProtocol], port: int) -> None:
+    """Serve ``protocol`` on 127.0.0.1:``port`` (UDP) until stopped; print READY once bound."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", port))
+    transport, _ = await loop.create_datagram_endpoint(protocol, local_addr=("127.0.0.1", port))
     print("READY", flush=True)
     try:
         await asyncio.Event().wait()
@@ -31,4 +33,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1])))
+    uvloop.run(serve(Echo, int(sys.argv[1])))
