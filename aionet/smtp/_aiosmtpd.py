@@ -45,7 +45,7 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_writer",
     ),
     "Session": ("_login_data",),
-    "StreamReader": ("_transport",),
+    "StreamReader": ("_buffer", "_transport"),
     "StreamWriter": ("_transport",),
 }
 
@@ -163,6 +163,17 @@ class EngineBase(SMTP):
     def write_now(self, data: bytes) -> None:
         """Write ``data`` without waiting (no ``drain``)."""
         self._writer.write(data)
+
+    async def write_reply(self, data: bytes) -> None:
+        """Write ``data`` and wait while the client is slow to read (aiosmtpd's ``push``
+        without its encoding and its per-line debug record)."""
+        self._writer.write(data)
+        await self._writer.drain()
+
+    def command_waiting(self) -> bool:
+        """A whole line from the client is already read and waits for its turn (the client
+        pipelines, RFC 2920)."""
+        return b"\n" in self._reader._buffer  # type: ignore[attr-defined]
 
     def plaintext_buffers(self) -> tuple[asyncio.StreamReader]:
         """The buffers whose plaintext a STARTTLS upgrade must discard."""

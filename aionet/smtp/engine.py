@@ -56,6 +56,14 @@ _ENHANCED = {
     "554": "5.0.0",
     "555": "5.5.4",
 }
+#: RFC 2920 3.1: the replies to RSET, MAIL and RCPT are held while the client's next command
+#: is already here, and go out with the reply to the first command that is not one of them
+#: (the DATA's 354, say): one write, one segment for a pipelined transaction's envelope, as
+#: Postfix does. Any other reply, and a drain's 421, take what is held out first.
+_GROUPED = frozenset({"smtp_RSET", "smtp_MAIL", "smtp_RCPT"})
+#: Held replies go out at this size whatever follows: a client streaming RSETs without
+#: reading must meet the transport's back-pressure, not grow a buffer here.
+HOLD_LIMIT = 4096
 _HAS_ENHANCED = re.compile(rb"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 
 
@@ -92,6 +100,10 @@ class AionetSMTP(EngineBase):
         )
         self._aionet = service
         self._busy = False
+        #: Replies held while the client pipelines (RFC 2920), and whether the command being
+        #: answered is one whose reply may be held.
+        self._held = bytearray()
+        self._grouped = False
         #: The next final reply goes out without an enhanced status code (EHLO/HELO's).
         self.plain_next_reply = False
         self.log = service.log
@@ -165,17 +177,31 @@ class AionetSMTP(EngineBase):
             enhanced and line[3:4] == b" " and not (line[5:6] == b"." and _HAS_ENHANCED.match(line))
         ):
             line = line[:4] + enhanced.encode() + b" " + line[4:]
-        await super().push(line)
+        line += b"\r\n"
+        if self._held or self._grouped:
+            held = self._held
+            held += line
+            if self._grouped and len(held) < HOLD_LIMIT and self.command_waiting():
+                return  # RFC 2920 3.1: goes out with the reply to the next command
+            line, self._held = bytes(held), bytearray()
+        await self.write_reply(line)
+
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` (after any held replies) without waiting."""
+        if self._held:
+            data, self._held = bytes(self._held + data), bytearray()
+        super().write_now(data)
 
     async def _command(self, method: Callable[[str | None], Any], arg: str | None) -> None:
         if self._aionet.sessions.draining:
             self._close_for_drain()
             return
         self._busy = True
+        self._grouped = method.__name__ in _GROUPED
         try:
             await method(arg)
         finally:
-            self._busy = False
+            self._busy = self._grouped = False
 
     def _close_for_drain(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

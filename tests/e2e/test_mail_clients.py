@@ -74,3 +74,33 @@ async def test_swaks_starttls_auth_pipelining(tmp_path: Path, pki: Pki) -> None:
         assert rc != 0 and b"550 5.7.1" in out
     [stored] = delivered(tmp_path / "data", "bob")
     assert b"Subject: from swaks\r\n" in stored and b"with ESMTPSA" in stored
+
+
+@pytest.mark.tool("swaks")
+async def test_swaks_pipelines_an_envelope_with_a_refused_recipient(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """swaks sends MAIL, the RCPTs and DATA in one group and reads the replies that come back
+    held together (RFC 2920): each matched to its command, the refused recipient skipped."""
+    config = mail_config(tmp_path, pki, {"starttls": "mail"})
+    async with serve(config, data_dir=tmp_path / "data") as server:
+        host, port = server.address("smtp")[:2]
+        rc, out, err = await run(
+            "swaks", "--server", f"{host}:{port}", "--pipeline", "--from", "s@x.test",
+            "--to", "bob@localhost,nobody@localhost,alice@localhost",
+            "--header", "Subject: piped", "--body", "one group",
+        )  # fmt: skip
+        text = out.decode() + err
+        assert rc == 0, text
+        replies = [line[4:] for line in text.splitlines() if line[:3] in ("<- ", "<**")]
+        assert replies[-7:-2] == [
+            "250 2.1.0 OK",
+            "250 2.1.5 OK",
+            "550 5.1.1 Recipient address rejected: user unknown",
+            "250 2.1.5 OK",
+            "354 End data with <CR><LF>.<CR><LF>",
+        ], text
+        assert replies[-2].startswith("250 2.0.0 OK: queued as"), text
+    for user in ("bob", "alice"):
+        [stored] = delivered(tmp_path / "data", user)
+        assert b"Subject: piped\r\n" in stored

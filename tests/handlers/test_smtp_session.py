@@ -233,3 +233,86 @@ async def test_quit_answers_221_and_closes(build_handler: BuildHandler, users_fi
     assert await client.command(b"QUIT") == (221, b"221 2.0.0 Bye\r\n")
     await wait_until(lambda: client.transport.lost, 5, what="the session closing")
     assert client.transport.closed and not client.transport.aborted
+
+
+def recording(client: Client) -> list[bytes]:
+    """Every ``write`` the session makes from now on, one entry each."""
+    writes: list[bytes] = []
+    write = client.transport.write
+
+    def record(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        write(data)
+
+    client.transport.write = record  # type: ignore[method-assign]
+    return writes
+
+
+async def test_a_pipelined_envelope_is_answered_in_one_write(
+    build_handler: BuildHandler, users_file: Path, tmp_path: Path
+) -> None:
+    """RFC 2920 3.1: the replies to MAIL and RCPT wait while the next command is already
+    here, and go out with the DATA's 354 — in order, each its own, in one segment."""
+    client = await greeted(await smtp(build_handler, users_file))
+    assert await client.codes(b"EHLO client.test") == [250]
+    writes = recording(client)
+    client.send(
+        b"MAIL FROM:<bob@example.test>",
+        b"RCPT TO:<alice@localhost>",
+        b"RCPT TO:<nobody@localhost>",
+        b"RCPT TO:<bob@localhost>",
+        b"DATA",
+    )
+    assert [(await client.reply())[0] for _ in range(5)] == [250, 250, 550, 250, 354]
+    assert writes == [
+        b"250 2.1.0 OK\r\n250 2.1.5 OK\r\n"
+        b"550 5.1.1 Recipient address rejected: user unknown\r\n250 2.1.5 OK\r\n"
+        b"354 End data with <CR><LF>.<CR><LF>\r\n"
+    ]
+    client.send(b"Subject: piped", b"", b"body", b".")
+    code, text = await client.reply()
+    assert code == 250 and text.startswith(b"250 2.0.0 OK: queued as ")
+    assert len(writes) == 2  # the 250 after the data: its own write
+    for user in ("alice", "bob"):
+        [message] = (tmp_path / "data" / "mail" / "localhost" / user / "new").iterdir()
+        assert message.read_bytes().endswith(b"Subject: piped\r\n\r\nbody\r\n")
+    await client.quit()
+
+
+async def test_a_reply_is_held_only_while_a_whole_command_waits(
+    build_handler: BuildHandler, users_file: Path
+) -> None:
+    """One command at a time, or a command's first bytes only: every reply goes out at once
+    (a client waiting for it would otherwise wait forever)."""
+    client = await greeted(await smtp(build_handler, users_file))
+    assert await client.codes(b"EHLO client.test") == [250]
+    writes = recording(client)
+    assert await client.command(b"MAIL FROM:<bob@example.test>") == (250, b"250 2.1.0 OK\r\n")
+    client.transport.feed(b"RCPT TO:<alice@localhost>\r\nRCPT TO:<bob@loc")
+    assert await client.reply() == (250, b"250 2.1.5 OK\r\n")  # not held for half a line
+    client.transport.feed(b"alhost>\r\n")
+    assert await client.reply() == (250, b"250 2.1.5 OK\r\n")
+    assert writes == [b"250 2.1.0 OK\r\n", b"250 2.1.5 OK\r\n", b"250 2.1.5 OK\r\n"]
+    client.send(b"RSET", b"NOOP", b"MAIL FROM:<bob@example.test>", b"QUIT")
+    assert [(await client.reply())[0] for _ in range(4)] == [250, 250, 250, 221]
+    # RSET's reply rides with NOOP's (not a grouped command: it flushes); MAIL's with QUIT's
+    assert writes[3:] == [b"250 2.0.0 OK\r\n" * 2, b"250 2.1.0 OK\r\n221 2.0.0 Bye\r\n"]
+    await wait_until(lambda: client.transport.lost, 5, what="the session closing")
+
+
+async def test_a_client_streaming_rsets_meets_a_bounded_hold(
+    build_handler: BuildHandler, users_file: Path
+) -> None:
+    """Thousands of pipelined RSETs: the held replies go out every ~4 KiB, not all at the end
+    (a client that never reads meets the transport's back-pressure, not a growing buffer)."""
+    client = await greeted(await smtp(build_handler, users_file))
+    assert await client.codes(b"EHLO client.test") == [250]
+    writes = recording(client)
+    client.send(*[b"RSET"] * 2000, b"NOOP")
+    for _ in range(2001):
+        assert (await client.reply())[0] == 250
+    ok = b"250 2.0.0 OK\r\n"
+    assert b"".join(writes) == ok * 2001
+    assert max(map(len, writes)) < 4096 + len(ok)
+    assert len(writes) >= 2001 * len(ok) // (4096 + len(ok))
+    await client.quit()
