@@ -25,6 +25,7 @@ from pydantic import Field
 
 from ..auth.portal import Credentials
 from ..core.handler import HandlerOptions, InBandTlsOptions, StreamHandler
+from ..core.output import Corked
 from ..core.sessions import Sessions
 from ..core.starttls import clear_text_login_allowed, upgrade_context
 from ..proto.pop3 import (
@@ -92,12 +93,21 @@ class _Session:
         self.messages: list[MaildirMessage] = []
         self.locks = contextlib.ExitStack()
         self.reading = False
+        #: Replies gathered while the machine works through the input it has (a pipelining
+        #: client's batch, RETRs included), written before the session waits for anything else.
+        self.out = Corked(READ_SIZE)
 
     async def run(self) -> None:
-        machine, writer = self.machine, self.conn.writer
+        machine, writer, out = self.machine, self.conn.writer, self.out
         try:
             while True:
                 event = machine.next_event()
+                if isinstance(event, Send):
+                    if out.add(event.data):
+                        await out.flush(writer)
+                    continue
+                if not isinstance(event, Retrieve):  # about to wait (client, TLS, login): write
+                    await out.flush(writer)
                 if event is NEED_DATA:
                     if self.handler.sessions.draining:
                         machine.shutdown()
@@ -112,9 +122,6 @@ class _Session:
                     machine.receive_data(data)
                 elif event is PAUSED:  # pragma: no cover - every pause is resumed below
                     raise RuntimeError("POP3 machine paused with no completion pending")
-                elif isinstance(event, Send):
-                    writer.write(event.data)
-                    await writer.drain()
                 elif isinstance(event, Close) or not await self._act(event):
                     return
         finally:
