@@ -83,7 +83,12 @@ class RateWindow:
 
 
 def printable(text: str, limit: int = 255) -> str:
-    return "".join(c if c.isprintable() and c not in "()" else "?" for c in text[:limit])
+    """``text`` cut at ``limit``, every unprintable character and parenthesis (a comment in a
+    header) as ``?``."""
+    text = text[:limit]
+    if text.isprintable() and "(" not in text and ")" not in text:
+        return text  # as nearly every name is: no per-character pass
+    return "".join(c if c.isprintable() and c not in "()" else "?" for c in text)
 
 
 class SmtpService:
