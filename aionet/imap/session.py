@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.output import Corked
 from ..core.starttls import clear_text_login_allowed
 from ..proto.imap import (
     BadCommand,
@@ -117,8 +118,7 @@ class Session:
         self.waiting = False
         self.idling = False
         self.saved: list[int] = []  # SEARCHRES ``$``: UIDs of the last SEARCH ... SAVE
-        self._out: list[bytes] = []
-        self._out_size = 0
+        self.out = Corked(FLUSH_AT)
 
     # -- capabilities ----------------------------------------------------------------------
 
@@ -170,20 +170,14 @@ class Session:
 
     def send(self, data: bytes) -> None:
         """Queue untagged response bytes (written at the next ``flush``)."""
-        self._out.append(data)
-        self._out_size += len(data)
+        self.out.add(data)
 
     async def flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            self._out_size = 0
-            self.conn.writer.write(data)
-            await self.conn.writer.drain()
+        await self.out.flush(self.conn.writer)
 
     async def maybe_flush(self) -> None:
         """Write out once enough has gathered (a FETCH of many messages streams)."""
-        if self._out_size >= FLUSH_AT:
+        if self.out.size >= FLUSH_AT:
             await self.flush()
 
     # -- the loop --------------------------------------------------------------------------
