@@ -235,6 +235,18 @@ class Handler(abc.ABC):  # noqa: B024 - the abstract methods are on the three sh
         """
         return None
 
+    def idle_goodbye(self) -> bytes | None:
+        """Bytes sent to a connection closed for inactivity, just before it is closed.
+
+        The connection manager's idle sweep says them (and ``Connection.close_idle()``, for a
+        protocol's own inactivity timer), unless they cannot be said at once: during a
+        STARTTLS handshake, once the connection is closing, or while earlier output waits for
+        the client to read it (``aionet.core.sessions.say_goodbye``). Read once per listener,
+        like ``refusal()``. ``None`` (the default) closes without a word; the line protocols
+        say what their best-known servers say (``421 4.4.2 ... timeout exceeded``, ``* BYE``).
+        """
+        return None
+
 
 class StreamHandler(Handler):
     """A handler that serves each connection in its own task through asyncio streams."""
@@ -316,6 +328,13 @@ class Connection:
         if self._log is None:
             self._log = self._record.bind_log()
         return self._log
+
+    def close_idle(self) -> None:
+        """Close for inactivity as the idle sweep does (for a protocol's own inactivity timer,
+        such as IMAP's IDLE autologout): the handler's ``idle_goodbye()`` when it can be said
+        at once, then a graceful close; counted and logged as ``connection_idle_timeout``.
+        Nothing is awaited; the caller returns (or raises) to end ``handle()``."""
+        self._record.close_idle()
 
     def touch(self, nbytes_in: int = 0, nbytes_out: int = 0) -> None:
         """Count activity the core cannot see (an FTP data channel) against the idle timeout."""

@@ -119,20 +119,26 @@ async def upgrade(
     loop = asyncio.get_running_loop()
     counting = transport if isinstance(transport, CountingTransport) else None
     raw = transport.transport if isinstance(transport, CountingTransport) else transport
+    record: Any = getattr(protocol, "_aionet_rec", None)
     # No await from here until loop.start_tls has paused reading: nothing can arrive unseen.
     discarded = sum(_discard(buffer) for buffer in buffers)
     if discarded and log is not None:
         log.warning("starttls_plaintext_discarded", bytes=discarded)
-    new = await loop.start_tls(
-        raw,  # type: ignore[arg-type]
-        protocol,
-        context,
-        server_side=True,
-        ssl_handshake_timeout=timeout,
-    )
+    if record is not None:  # no idle goodbye in plaintext into the handshake
+        record.upgrading = True
+    try:
+        new = await loop.start_tls(
+            raw,  # type: ignore[arg-type]
+            protocol,
+            context,
+            server_side=True,
+            ssl_handshake_timeout=timeout,
+        )
+    finally:
+        if record is not None:
+            record.upgrading = False
     if new is None:
         raise ConnectionError("connection closed during the TLS handshake")
-    record: Any = getattr(protocol, "_aionet_rec", None)
     if record is not None:
         record.transport = new
     if counting is not None:

@@ -29,6 +29,7 @@ import structlog
 
 from ..core.connections import LineReader
 from ..core.handler import Connection, StreamHandler
+from ..core.sessions import say_goodbye
 from .transport import MemoryTransport
 
 if TYPE_CHECKING:
@@ -61,11 +62,12 @@ def memory_streams(
 
 
 class _Slot:
-    __slots__ = ("log", "name")
+    __slots__ = ("goodbye", "log", "name")
 
-    def __init__(self, name: str, log: FilteringBoundLogger) -> None:
+    def __init__(self, name: str, log: FilteringBoundLogger, goodbye: bytes | None) -> None:
         self.name = name
         self.log = log
+        self.goodbye = goodbye
 
 
 class _Clock:
@@ -79,12 +81,22 @@ class _Clock:
 class _Record:
     """What a ``Connection`` reads of the core's connection record, and nothing else."""
 
-    __slots__ = ("bytes_in", "bytes_out", "clock", "id", "last_active", "peer", "slot")
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "clock",
+        "id",
+        "last_active",
+        "peer",
+        "slot",
+        "transport",
+    )
 
-    def __init__(self, peer: Any, slot: _Slot) -> None:
+    def __init__(self, peer: Any, slot: _Slot, transport: MemoryTransport) -> None:
         self.id = next(_ids)
         self.peer = peer
         self.slot = slot
+        self.transport = transport
         self.clock = _Clock()
         self.last_active = self.clock.now
         self.bytes_in = 0
@@ -92,6 +104,11 @@ class _Record:
 
     def bind_log(self) -> FilteringBoundLogger:
         return self.slot.log.bind(conn_id=self.id, peer=str(self.peer))
+
+    def close_idle(self) -> None:
+        """``Connection.close_idle()``: the handler's idle goodbye, then close."""
+        self.bytes_out += say_goodbye(self.transport, self.slot.goodbye)
+        self.transport.close()
 
 
 def memory_connection(
@@ -105,10 +122,11 @@ def memory_connection(
     """A ``Connection`` for ``handler.handle()`` over ``memory_streams()``, and the transport
     the test plays the client on. ``conn.peer`` is ``peername``; ``conn.log`` is ``log`` (or
     structlog's) bound to the connection like the core's. With a ``handler``, the reader has
-    its ``stream_limit``.
+    its ``stream_limit`` and ``conn.close_idle()`` says its ``idle_goodbye()``.
     """
     limit = handler.stream_limit if handler is not None else StreamHandler.stream_limit
     reader, writer, transport = memory_streams(limit=limit, peername=peername, sockname=sockname)
-    slot = _Slot(listener, log if log is not None else structlog.get_logger())
-    record = cast("ConnectionRecord", _Record(peername, slot))
+    goodbye = handler.idle_goodbye() if handler is not None else None
+    slot = _Slot(listener, log if log is not None else structlog.get_logger(), goodbye)
+    record = cast("ConnectionRecord", _Record(peername, slot, transport))
     return Connection(reader, writer, record), transport

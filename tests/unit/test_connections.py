@@ -149,6 +149,79 @@ def test_idle_sweep_closes_then_aborts_a_stuck_close() -> None:
     assert stuck.aborted
 
 
+class SaysGoodbye(Refusing):
+    def idle_goodbye(self) -> bytes:
+        return b"421 idle\r\n"
+
+
+def goodbye_slot(manager: ConnectionManager) -> ListenerSlot:
+    services = Services(listener="l", data_dir=Path("."), log=structlog.get_logger())
+    return make_slot(manager, handler=SaysGoodbye(HandlerOptions(), services))
+
+
+def test_idle_sweep_says_the_handler_idle_goodbye_then_closes() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=10.0))
+    slot = goodbye_slot(manager)
+    assert slot.goodbye == b"421 idle\r\n"  # read once, like the refusal
+    _, quiet = connect(slot, port=1)
+    _, busy = connect(slot, port=2)
+    start = manager.clock.now
+    manager.clock.now = start + 6
+    busy.feed(b"x")  # echoed, and read by the client
+    assert busy.take() == b"x"
+    manager.sweep(start + 11)
+    assert quiet.take() == b"421 idle\r\n" and quiet.closed and not quiet.aborted
+    assert busy.take() == b"" and not busy.closed  # active: not told anything
+    assert slot.stats.idle_closed == 1
+    assert slot.stats.bytes_out == len(b"421 idle\r\n")  # counted like other output
+    manager.sweep(start + 17)
+    assert busy.take() == b"421 idle\r\n" and busy.closed
+
+
+def test_no_idle_goodbye_during_starttls_behind_unread_output_or_once_closing() -> None:
+    manager = ConnectionManager(Limits(idle_timeout=10.0))
+    slot = goodbye_slot(manager)
+    _, upgrading = connect(slot, port=1)
+    _, unread = connect(slot, port=2)
+    [rec, _] = manager.live.values()
+    rec.upgrading = True  # core.starttls.upgrade: the handshake is under way
+    unread.feed(b"echo nobody reads")
+    stuck = MemoryTransport(peername=("10.0.0.3", 3))
+    stuck.close = lambda: None  # type: ignore[method-assign]  # a close that never completes
+    stuck.connect(track(slot.handler.protocol_factory(), slot))  # type: ignore[attr-defined]
+    start = manager.clock.now
+    manager.sweep(start + 11)
+    assert upgrading.take() == b"" and upgrading.closed
+    assert unread.take() == b"echo nobody reads" and unread.closed
+    assert stuck.take() == b"421 idle\r\n"  # said once, when the close began ...
+    manager.sweep(start + 11 + IDLE_CLOSE_GRACE)
+    assert stuck.take() == b"" and stuck.aborted  # ... not again at the abort
+    assert slot.stats.idle_closed == 3
+
+
+async def test_close_idle_from_the_session_itself_does_not_cancel_it() -> None:
+    # A protocol's own timer (IMAP's IDLE autologout) calls it from the handler task: the task
+    # goes on to return; the sweep calling it cancels the task, as before.
+    manager = ConnectionManager(Limits(idle_timeout=10.0))
+    slot = goodbye_slot(manager)
+    _, own = connect(slot, port=1)
+    _, swept = connect(slot, port=2)
+    own_rec, swept_rec = manager.live.values()
+
+    async def session() -> str:
+        own_rec.close_idle()
+        await asyncio.sleep(0)
+        return "returned"
+
+    own_rec.task = asyncio.current_task()  # type: ignore[assignment]
+    assert await session() == "returned"
+    swept_rec.task = asyncio.ensure_future(asyncio.sleep(3600))  # type: ignore[assignment]
+    swept_rec.close_idle()
+    with pytest.raises(asyncio.CancelledError):
+        await swept_rec.task
+    assert own.take() == swept.take() == b"421 idle\r\n"
+
+
 def test_listener_idle_timeout_overrides_server() -> None:
     manager = ConnectionManager(Limits(idle_timeout=100.0))
     fast = make_slot(manager, "fast", Limits(idle_timeout=1.0))

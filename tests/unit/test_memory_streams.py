@@ -72,3 +72,20 @@ async def test_the_connection_as_a_handler_sees_it() -> None:
     for each in (conn, other):
         await each.aclose()
     assert transport.closed
+
+
+class Polite(Small):
+    def idle_goodbye(self) -> bytes:
+        return b"421 idle\r\n"
+
+
+async def test_close_idle_says_the_handlers_idle_goodbye_and_closes() -> None:
+    services = Services(listener="t", data_dir=Path("."), log=structlog.get_logger())
+    conn, transport = memory_connection(Polite(HandlerOptions(), services))
+    conn.close_idle()  # as a protocol's own inactivity timer does
+    assert transport.take() == b"421 idle\r\n" and transport.closed
+    quiet, quiet_transport = memory_connection()  # no handler: no goodbye
+    quiet.close_idle()
+    assert quiet_transport.take() == b"" and quiet_transport.closed
+    for each in (conn, quiet):
+        await each.aclose()

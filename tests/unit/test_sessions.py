@@ -1,12 +1,13 @@
-"""``core.sessions``: the sessions set and drain every line service shares."""
+"""``core.sessions``: the sessions set, drain and the idle goodbye every line service shares."""
 
 from __future__ import annotations
 
 import pytest
 
-from aionet.core.sessions import Sessions
+from aionet.core.sessions import Sessions, say_goodbye
 from aionet.core.starttls import upgrade_context
 from aionet.errors import StartupError
+from aionet.testing import MemoryTransport
 
 
 class _Session:
@@ -55,3 +56,37 @@ def test_no_starttls_certificate_means_no_upgrade() -> None:
 def test_a_starttls_certificate_without_tls_config_is_a_startup_error() -> None:
     with pytest.raises(StartupError, match=r"^imap: options.starttls 'mail' needs tls"):
         upgrade_context("mail", None, "imap")
+
+
+GOODBYE = b"421 4.4.2 mx.test Error: timeout exceeded\r\n"
+
+
+def test_the_goodbye_is_written_at_once_and_counted_by_the_caller() -> None:
+    transport = MemoryTransport()
+    assert say_goodbye(transport, GOODBYE) == len(GOODBYE)
+    assert transport.take() == GOODBYE
+    assert not transport.closed  # closing is the caller's
+
+
+def test_no_goodbye_to_say_writes_nothing() -> None:
+    transport = MemoryTransport()
+    assert say_goodbye(transport, None) == 0
+    assert say_goodbye(transport, b"") == 0
+    assert transport.take() == b""
+
+
+def test_no_goodbye_once_the_connection_is_closing() -> None:
+    transport = MemoryTransport()
+    transport.closed = True  # a drain's 421, a QUIT's 221: closing already
+    assert say_goodbye(transport, GOODBYE) == 0
+    assert transport.buffer == b""
+
+
+@pytest.mark.parametrize("pending", [b"+OK 10 octets\r\n", b"x" * (64 * 1024 + 1)])
+def test_no_goodbye_behind_output_the_client_has_not_read(pending: bytes) -> None:
+    # Full (the kernel took no more) or paused past the high-water mark: the goodbye would wait
+    # behind the unread bytes, inside a reply perhaps, and never block the caller.
+    transport = MemoryTransport()
+    transport.write(pending)
+    assert say_goodbye(transport, GOODBYE) == 0
+    assert transport.take() == pending

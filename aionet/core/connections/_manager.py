@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
+from ..sessions import say_goodbye
 from ._counters import Clock, ListenerStats, decrement, format_peer
 from ._wheel import Bucket, DeadlineWheel
 
@@ -62,6 +63,14 @@ IDLE_CLOSE_GRACE = 5.0
 HALF_CLOSE_TIMEOUT = 5.0
 
 
+def _running_task() -> asyncio.Task[Any] | None:
+    """The task running now, or None (a loop callback; no running loop at all)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
 class ConnectionRecord:
     """One live connection in the table."""
 
@@ -82,6 +91,7 @@ class ConnectionRecord:
         "started",
         "task",
         "transport",
+        "upgrading",
     )
 
     def __init__(
@@ -113,6 +123,8 @@ class ConnectionRecord:
         self.kind: str | None = None
         #: The sweep wheel's bucket this record is filed in (None: not filed).
         self.due: Bucket | None = None
+        #: An in-band TLS handshake (STARTTLS) is under way (``core.starttls.upgrade``).
+        self.upgrading = False
 
     def release(self) -> None:
         """The connection is gone (``connection_lost``): drop it from the table, count, log."""
@@ -124,6 +136,25 @@ class ConnectionRecord:
             self.closing_since = self.clock.now
             self.slot.manager.file(self, self.closing_since + IDLE_CLOSE_GRACE)
         self.transport.close()
+
+    def close_idle(self, now: float | None = None) -> None:
+        """Close for inactivity — the idle sweep, or the protocol's own timer (aiosmtpd's
+        ``timeout``, IMAP's IDLE autologout): counted (``idle_closed``) and logged
+        (``connection_idle_timeout``); the listener's idle goodbye first, when it can be said
+        now (``core.sessions.say_goodbye``; never into a STARTTLS handshake, never once
+        closing); then ``close()``, and the handler task is cancelled unless it is the caller.
+        """
+        slot = self.slot
+        if now is None:
+            now = self.clock.now
+        slot.stats.idle_closed += 1
+        self.bind_log().info("connection_idle_timeout", idle=round(now - self.last_active, 3))
+        if self.closing_since is None and not self.upgrading:
+            self.bytes_out += say_goodbye(self.transport, slot.goodbye)
+        self.close()
+        task = self.task
+        if task is not None and not task.done() and task is not _running_task():
+            task.cancel()
 
     def half_close(self) -> None:
         """The peer sent EOF and the (third-party) protocol keeps the connection open: start
@@ -159,6 +190,7 @@ class ListenerSlot:
     __slots__ = (
         "count",
         "emptied",
+        "goodbye",
         "handler",
         "idle_timeout",
         "log",
@@ -194,6 +226,7 @@ class ListenerSlot:
         self.per_ip: dict[str, int] = {}
         self.stats = stats if stats is not None else ListenerStats()
         self.refusal = handler.refusal()
+        self.goodbye = handler.idle_goodbye()
         self.log: FilteringBoundLogger = _log.bind(listener=name)
         # Skip building the per-connection log event when it would be filtered out anyway.
         is_enabled = getattr(self.log, "is_enabled_for", None)
@@ -411,8 +444,9 @@ class ConnectionManager:
         self.wheel.file(rec, deadline)
 
     def sweep(self, now: float) -> None:
-        """Close connections idle longer than their listener's timeout; abort stuck closes;
-        close half-closed connections that stopped answering.
+        """Close connections idle longer than their listener's timeout (after the handler's
+        idle goodbye: ``ConnectionRecord.close_idle``); abort stuck closes; close half-closed
+        connections that stopped answering.
 
         Only the wheel buckets due by ``now`` are opened: the work is the records that may be
         due (and the few half-closed ones), not every live connection. A record active since
@@ -445,11 +479,7 @@ class ConnectionManager:
             if not timeout:
                 continue
             if now - rec.last_active >= timeout:
-                rec.slot.stats.idle_closed += 1
-                rec.bind_log().info("connection_idle_timeout", idle=round(now - rec.last_active, 3))
-                rec.close()
-                if rec.task is not None and not rec.task.done():
-                    rec.task.cancel()
+                rec.close_idle(now)  # with the listener's idle goodbye
             else:
                 self.file(rec, rec.last_active + timeout)
 
