@@ -206,3 +206,8 @@ class FtpHandler(StreamHandler):
 
     def refusal(self) -> bytes | None:
         return b"421 Too many connections, try again later.\r\n"
+
+    def idle_goodbye(self) -> bytes:
+        """Said before the idle sweep closes a silent control connection (vsftpd's words;
+        RFC 959: 421 is the service closing the control connection)."""
+        return b"421 Timeout.\r\n"

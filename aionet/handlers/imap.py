@@ -67,6 +67,11 @@ class ImapHandler(StreamHandler):
     def refusal(self) -> bytes:
         return b"* BYE [UNAVAILABLE] Service not available, try again later\r\n"
 
+    def idle_goodbye(self) -> bytes:
+        """The autologout (RFC 9051 §7.1.5, in its own example's words): said before the idle
+        sweep closes a silent session, and at IDLE's own autologout (``options.idle_timeout``)."""
+        return b"* BYE Autologout; idle for too long\r\n"
+
     def metrics(self) -> list[Sample]:
         return self.service.samples()
 

@@ -227,6 +227,10 @@ class Pop3Handler(StreamHandler):
     def refusal(self) -> bytes:
         return b"-ERR [SYS/TEMP] service not available, try again later\r\n"
 
+    def idle_goodbye(self) -> bytes:
+        """Said before the idle sweep closes a silent session (Dovecot's words)."""
+        return b"-ERR Disconnected for inactivity.\r\n"
+
     async def drain(self) -> None:
         self.sessions.drain()
 

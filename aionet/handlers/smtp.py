@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from ..core.handler import ProtocolHandler
 from ..core.starttls import upgrade_context
-from ..smtp.engine import AionetSMTP
+from ..smtp.engine import AionetSMTP, timeout_reply
 from ..smtp.hooks import SmtpHooks
 from ..smtp.options import RateLimit, SmtpOptions
 from ..smtp.service import AcceptedMessage, SmtpService
@@ -93,6 +93,9 @@ class SmtpHandler(ProtocolHandler):
 
     def refusal(self) -> bytes:
         return b"421 4.3.2 Service not available, closing transmission channel\r\n"
+
+    def idle_goodbye(self) -> bytes:
+        return timeout_reply(self.options.hostname)
 
     async def drain(self) -> None:
         self.smtp.sessions.drain()

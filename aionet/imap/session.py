@@ -388,8 +388,9 @@ class Session:
                     await self.catch_up(expunge=True)
                     await self.flush()
                 self.conn.touch()  # IDLE is activity: our own timer applies, not the idle sweep
-                if time.monotonic() >= deadline:
-                    await self.bye("Autologout; idle for too long")
+                if time.monotonic() >= deadline:  # the autologout: the listener's idle goodbye
+                    self.conn.close_idle()
+                    raise Closed
         finally:
             self.idling = False
             if watched is not None:

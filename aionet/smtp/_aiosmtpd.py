@@ -2,7 +2,8 @@
 
 aiosmtpd's ``SMTP`` has no public way to swap the transport after STARTTLS, to say a
 connection is already under (implicit) TLS, to wrap every command, to decide per connection
-whether AUTH needs TLS, or to pick the envelope and session classes. aionet does all of that
+whether AUTH needs TLS, to pick the envelope and session classes, or to act when its
+``timeout`` runs out (it closes without a word). aionet does all of that
 here and nowhere else: ``EngineBase`` turns each private access into a public method the engine
 (``aionet.smtp.engine``) calls, ``QuietSession`` reads ``_login_data`` without the deprecation
 warning aiosmtpd logs on every AUTH, and ``quiet_aiosmtpd_logging`` drops the log records whose
@@ -41,6 +42,7 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_replace_writer",
         "_set_rset_state",
         "_smtp_methods",
+        "_timeout_cb",
         "_tls_protocol",
         "_writer",
     ),
@@ -190,3 +192,11 @@ class EngineBase(SMTP):
     def reset_transaction(self) -> None:
         """Forget the current transaction, as RSET does."""
         self._set_rset_state()  # type: ignore[no-untyped-call]
+
+    def _timeout_cb(self) -> None:
+        self.timed_out()
+
+    def timed_out(self) -> None:
+        """aiosmtpd's ``timeout`` ran out (it runs from the greeting and from each valid
+        command). By default: close without a word, as aiosmtpd does."""
+        super()._timeout_cb()  # type: ignore[no-untyped-call]

@@ -4,8 +4,9 @@ STARTTLS goes through the core's one upgrade path, ``core.starttls.upgrade`` (pl
 pipelined after the verb is discarded; the connection manager keeps tracking the upgraded
 transport), implicit TLS counts as TLS, AUTH PLAIN/LOGIN are decoded by ``proto.sasl`` and
 checked against the shared portal asynchronously, every reply carries an enhanced status code,
-and a draining server answers ``421`` at the next command. Every touch of aiosmtpd's private
-names goes through ``EngineBase`` (``aionet.smtp._aiosmtpd``).
+a draining server answers ``421`` at the next command, and a session aiosmtpd's ``timeout``
+closes hears the idle goodbye first (``timeout_reply``, as the idle sweep says it). Every touch
+of aiosmtpd's private names goes through ``EngineBase`` (``aionet.smtp._aiosmtpd``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import asyncio
 import re
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope
 
 from ..auth.portal import Credentials
+from ..core.sessions import say_goodbye
 from ..core.starttls import clear_text_login_allowed, upgrade
 from ..proto.sasl import SaslError, decode_plain, decode_response, parse_plain
 from ._aiosmtpd import EngineBase
@@ -30,9 +32,17 @@ if TYPE_CHECKING:
 
     from .service import SmtpService
 
-__all__ = ["CLOSING", "AionetSMTP"]
+__all__ = ["CLOSING", "AionetSMTP", "timeout_reply"]
 
 CLOSING = b"421 4.3.2 Service shutting down, closing transmission channel\r\n"
+
+
+def timeout_reply(hostname: str) -> bytes:
+    """The idle goodbye: what a session closed for inactivity hears (Postfix's words; RFC 3463
+    4.4.2, bad connection), from the idle sweep (``SmtpHandler.idle_goodbye``) and from
+    aiosmtpd's own ``timeout`` (``AionetSMTP.timed_out``) alike."""
+    return f"421 4.4.2 {hostname} Error: timeout exceeded\r\n".encode("ascii", "replace")
+
 
 #: Enhanced status codes (RFC 3463) for aiosmtpd's own replies, which carry none.
 _ENHANCED = {
@@ -144,6 +154,19 @@ class AionetSMTP(EngineBase):
     def connection_lost(self, error: Exception | None) -> None:
         self._aionet.sessions.discard(self)
         super().connection_lost(error)
+
+    def timed_out(self) -> None:
+        """aiosmtpd's ``timeout`` ran out (it runs from the greeting and from each valid
+        command): close as the idle sweep does, after the same goodbye, ``timeout_reply``
+        (``ConnectionRecord.close_idle``: not during the STARTTLS handshake, not after a
+        drain's 421, not behind unread output; counted in ``idle_closed``)."""
+        rec = getattr(self, "_aionet_rec", None)
+        if rec is not None:
+            rec.close_idle(rec.clock.tick())
+        elif self.transport is not None:  # not under a connection manager (in-memory tests)
+            transport = cast("asyncio.WriteTransport", self.transport)
+            say_goodbye(transport, timeout_reply(self.hostname))
+            transport.close()
 
     @property
     def is_tls(self) -> bool:

@@ -316,3 +316,14 @@ async def test_a_client_streaming_rsets_meets_a_bounded_hold(
     assert max(map(len, writes)) < 4096 + len(ok)
     assert len(writes) >= 2001 * len(ok) // (4096 + len(ok))
     await client.quit()
+
+
+async def test_aiosmtpd_timeout_says_the_idle_goodbye_before_closing(
+    build_handler: BuildHandler, users_file: Path
+) -> None:
+    handler = await smtp(build_handler, users_file, timeout="200ms")
+    goodbye = b"421 4.4.2 mx.test Error: timeout exceeded\r\n"  # Postfix's words
+    assert handler.idle_goodbye() == goodbye  # the idle sweep says the same
+    client = await greeted(handler)
+    assert await client.reply() == (421, goodbye)
+    await wait_until(lambda: client.transport.lost, 5, what="the session closing")
