@@ -134,13 +134,34 @@ async def upgrade(
             server_side=True,
             ssl_handshake_timeout=timeout,
         )
+    except BaseException as exc:
+        _lost_in_handshake(raw, protocol, exc if isinstance(exc, Exception) else None)
+        raise
     finally:
         if record is not None:
             record.upgrading = False
-    if new is None:
+    if new is None or new.is_closing():  # asyncio: None; uvloop: a transport already dead
+        _lost_in_handshake(raw, protocol, None)
         raise ConnectionError("connection closed during the TLS handshake")
     if record is not None:
         record.transport = new
     if counting is not None:
         return cast("asyncio.Transport", CountingTransport(new, counting._aionet_rec))
     return new
+
+
+def _lost_in_handshake(
+    raw: asyncio.BaseTransport, protocol: asyncio.BaseProtocol, exc: Exception | None
+) -> None:
+    """The connection went away during the handshake: make sure the protocol hears it.
+
+    asyncio's (and uvloop's) TLS layer tells nobody but ``start_tls``'s caller when the
+    connection is lost while the handshake is under way (the handshake timed out, the idle
+    sweep closed it, the task was cancelled), and uvloop's even returns the dead TLS
+    transport: the protocol's ``connection_lost`` is never called, so the connection manager
+    would keep the connection in its live table, counted against the caps, for good. A
+    tracked protocol still holding its record is told here; telling it twice is harmless
+    (the tracking releases once).
+    """
+    if raw.is_closing() and getattr(protocol, "_aionet_rec", None) is not None:
+        protocol.connection_lost(exc)

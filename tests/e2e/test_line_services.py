@@ -209,4 +209,4 @@ async def test_no_goodbye_into_a_starttls_handshake(
                 assert line, "closed before the go-ahead"
             assert await reader.read() == b""  # closed without a word
         writer.close()
-        assert server.manager.slots["svc"].stats.idle_closed == 1
+        assert (await _closed(server)).idle_closed == 1  # and released, not kept live
