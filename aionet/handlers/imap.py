@@ -13,7 +13,8 @@ Options (``listener.options``)::
     max_bad_commands: 10       # BAD commands before * BYE
     max_auth_failures: 3       # failed logins before * BYE
     idle_poll: 1s              # IDLE: how often changes by other processes are looked for
-    idle_timeout: 30m          # IDLE autologout (RFC 9051 §5.4: at least 30 minutes)
+    idle_timeout: 30m          # IDLE autologout (RFC 9051 §5.4: at least 30 minutes), with
+                               # "* BYE Autologout; idle for too long", as limits.idle_timeout
     special_use: true          # create Sent, Drafts, Trash, Junk at a user's first login
 
 A login ``alice`` reads ``mail/<domain>/alice`` — the same Maildir SMTP delivers

@@ -15,7 +15,9 @@ Options (``listener.options``)::
     catch_all: null                 # a user name that gets mail for unknown local users
     postmaster: postmaster          # the mailbox (a user name) of postmaster@ each local domain
     on_message: null                # "pkg.module:callable", called after the message is on disk
-    timeout: 5m                     # idle time between commands
+    timeout: 5m                     # aiosmtpd's timer from the last command; then, as after
+                                    # limits.idle_timeout: "421 4.4.2 <hostname> Error:
+                                    # timeout exceeded" and the close
 
 Local recipients: ``local@domain`` with ``domain`` in ``domains`` is the user named
 ``local@domain`` or ``local`` in the shared user store (``auth.users_file``); the message goes
