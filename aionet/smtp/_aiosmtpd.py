@@ -40,9 +40,11 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "_getaddr",
         "_reader",
         "_replace_writer",
+        "_reset_timeout",
         "_set_rset_state",
         "_smtp_methods",
         "_timeout_cb",
+        "_timeout_duration",
         "_tls_protocol",
         "_writer",
     ),
@@ -200,3 +202,12 @@ class EngineBase(SMTP):
         """aiosmtpd's ``timeout`` ran out (it runs from the greeting and from each valid
         command). By default: close without a word, as aiosmtpd does."""
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    @property
+    def timeout_seconds(self) -> float:
+        """aiosmtpd's ``timeout``: how long a session may go without a valid command."""
+        return float(self._timeout_duration)
+
+    def restart_timeout(self, delay: float) -> None:
+        """Run out aiosmtpd's ``timeout`` ``delay`` seconds from now instead."""
+        self._reset_timeout(delay)

@@ -157,12 +157,22 @@ class AionetSMTP(EngineBase):
 
     def timed_out(self) -> None:
         """aiosmtpd's ``timeout`` ran out (it runs from the greeting and from each valid
-        command): close as the idle sweep does, after the same goodbye, ``timeout_reply``
+        command). While the client's bytes still arrive (a DATA longer than ``timeout``, on a
+        slow link) the session is not idle: the timer runs again from the last byte, as
+        Postfix's ``smtpd_timeout`` bounds each read, not the whole DATA. Otherwise close as
+        the idle sweep does, after the same goodbye, ``timeout_reply``
         (``ConnectionRecord.close_idle``: not during the STARTTLS handshake, not after a
         drain's 421, not behind unread output; counted in ``idle_closed``)."""
         rec = getattr(self, "_aionet_rec", None)
         if rec is not None:
-            rec.close_idle(rec.clock.tick())
+            now = rec.clock.tick()
+            # ``last_active`` is stamped from the sweep's coarse clock: up to one sweep
+            # interval early. Silence is counted from the latest the last byte may have come.
+            quiet = now - rec.last_active - rec.slot.manager.sweep_interval()
+            if quiet < self.timeout_seconds:  # bytes still arrive (a long DATA): not idle
+                self.restart_timeout(self.timeout_seconds - max(quiet, 0.0))
+                return
+            rec.close_idle(now)
         elif self.transport is not None:  # not under a connection manager (in-memory tests)
             transport = cast("asyncio.WriteTransport", self.transport)
             say_goodbye(transport, timeout_reply(self.hostname))

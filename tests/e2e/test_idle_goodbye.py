@@ -268,6 +268,25 @@ async def test_aiosmtpd_timeout_says_the_idle_goodbye(tmp_path: Path) -> None:
         assert stats.idle_closed == 1  # counted as the sweep counts
 
 
+async def test_aiosmtpd_timeout_spares_a_data_still_arriving(tmp_path: Path) -> None:
+    """aiosmtpd's ``timeout`` (1 s) runs from the DATA command; a body trickling in for ~1.75 s
+    is not cut (Postfix's ``smtpd_timeout`` bounds each read, not the whole DATA): 250, and
+    the goodbye only once the client falls silent."""
+    async with serve(config(tmp_path, "5m", timeout="1s"), data_dir=tmp_path / "data") as server:
+        reader, writer = await connect(server, "smtp")
+        writer.write(b"HELO client.test\r\nMAIL FROM:<bob@x.test>\r\nRCPT TO:<alice@localhost>\r\n")
+        writer.write(b"DATA\r\n")
+        for _ in range(4):
+            assert (await reader.readline())[:3] in (b"250", b"354")
+        await trickle(writer, b"Subject: slow\r\n\r\n" + b"a line of the body\r\n" * 7)
+        writer.write(b".\r\n")
+        async with asyncio.timeout(5):
+            assert (await reader.readline()).startswith(b"250 2.0.0 ")  # no 421 before it
+        await goodbye_then_eof(reader, SMTP_GOODBYE)
+        writer.close()
+    assert len(delivered(tmp_path / "data")) == 1
+
+
 async def test_imap_idle_autologout_says_the_idle_goodbye(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
