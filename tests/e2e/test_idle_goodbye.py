@@ -17,6 +17,7 @@ import imaplib
 import io
 import poplib
 import smtplib
+import socket
 import time
 from base64 import b64encode
 from pathlib import Path
@@ -312,3 +313,34 @@ async def test_imap_idle_autologout_says_the_idle_goodbye(
             assert await reader.read() == b""
         writer.close()
         assert server.manager.slots["imap"].stats.idle_closed == 1
+
+
+async def test_a_client_reading_a_long_reply_slowly_is_not_idle(tmp_path: Path) -> None:
+    """A 4 MB RETR taken by a client with a small window (a slow link) in slices over ~1.6 s,
+    past the 1 s idle timeout, and nothing sent meanwhile: reading counts as activity. The
+    session lives on (NOOP answered) and is closed as idle only once the client is silent and
+    takes nothing more."""
+    body = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * (4 * 1024 * 1024 // 16) + b"\r\n"
+    async with serve(config(tmp_path), data_dir=tmp_path / "data") as server:
+        await asyncio.to_thread(_deliver, tmp_path, body)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)  # no autotuning
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, server.address("pop3")[:2])
+        reader, writer = await asyncio.open_connection(sock=sock)
+        await reader.readline()  # the greeting
+        writer.write(b"USER alice\r\nPASS alice-pw\r\n")
+        for _ in range(2):
+            assert (await reader.readline()).startswith(b"+OK")
+        writer.write(b"RETR 1\r\n")
+        received, started = b"", time.monotonic()
+        async with asyncio.timeout(20):
+            while not received.endswith(b"\r\n.\r\n"):
+                received += await reader.read(256 * 1024)
+                await asyncio.sleep(0.1)  # a slow link
+        assert time.monotonic() - started > 1.2  # longer than the idle timeout
+        assert len(received) > len(body) and server.manager.slots["pop3"].stats.idle_closed == 0
+        writer.write(b"NOOP\r\n")
+        await expect(reader, b"+OK\r\n")
+        await goodbye_then_eof(reader, POP3_GOODBYE)
+        writer.close()

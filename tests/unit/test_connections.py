@@ -192,11 +192,30 @@ def test_no_idle_goodbye_during_starttls_behind_unread_output_or_once_closing() 
     start = manager.clock.now
     manager.sweep(start + 11)
     assert upgrading.take() == b"" and upgrading.closed
-    assert unread.take() == b"echo nobody reads" and unread.closed
+    assert not unread.closed  # output waits: a first look cannot tell whether it moves
     assert stuck.take() == b"421 idle\r\n"  # said once, when the close began ...
     manager.sweep(start + 11 + IDLE_CLOSE_GRACE)
     assert stuck.take() == b"" and stuck.aborted  # ... not again at the abort
+    manager.sweep(start + 22)  # the output has not moved since: idle, and no goodbye behind it
+    assert unread.take() == b"echo nobody reads" and unread.closed
     assert slot.stats.idle_closed == 3
+
+
+def test_a_client_taking_its_output_is_not_idle() -> None:
+    """Reading counts as activity: output that waited and was taken since the last look keeps
+    the connection (for another idle timeout); output that stays put does not."""
+    manager = ConnectionManager(Limits(idle_timeout=10.0))
+    slot = goodbye_slot(manager)
+    _, reading = connect(slot, port=1)
+    reading.feed(b"a long reply")
+    start = manager.clock.now
+    manager.sweep(start + 11)  # output waits
+    assert not reading.closed
+    assert reading.take() == b"a long reply"  # the client takes it
+    manager.sweep(start + 22)  # it moved since the last look: not idle
+    assert not reading.closed and slot.stats.idle_closed == 0
+    manager.sweep(start + 33)  # nothing waits, nothing moved, no input: idle
+    assert reading.take() == b"421 idle\r\n" and reading.closed
 
 
 async def test_close_idle_from_the_session_itself_does_not_cancel_it() -> None:
@@ -409,3 +428,39 @@ def test_wheel_compacts_released_entries_and_opens_each_record_once() -> None:
     opened = wheel.pop_due(100.0)
     assert sorted(map(id, opened)) == sorted(map(id, recs[150:]))
     assert all(rec.due is None for rec in recs) and wheel.pop_due(1000.0) == []
+
+
+async def test_unsent_reads_the_socket_send_queue() -> None:
+    """``unsent`` is what the kernel still holds for a peer that does not read: 0 for a
+    transport without a socket, and grows while the peer's window is full."""
+    import contextlib
+    import socket as socketmod
+    import sys
+
+    from aionet.core.connections._outq import unsent
+
+    class NoSocket:
+        def get_extra_info(self, name: str) -> None:
+            return None
+
+    assert unsent(NoSocket()) == 0
+    if sys.platform != "linux":
+        return
+    server = socketmod.create_server(("127.0.0.1", 0))
+    client = socketmod.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    try:
+        client.setblocking(False)
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            while sent < 64 * 1024 * 1024:
+                sent += client.send(b"x" * 65536)
+
+        class Holder:
+            def get_extra_info(self, name: str) -> object:
+                return client if name == "socket" else None
+
+        assert unsent(Holder()) > 0  # the peer reads nothing: the queue holds what it can
+    finally:
+        for sock in (server, client, peer):
+            sock.close()

@@ -12,6 +12,8 @@ drives drain. Private modules behind this face (h11 style):
 * ``_wheel``    — ``DeadlineWheel``: the idle sweep's buckets of records by deadline (the
   HTTP handler files its connections' timeouts in one too).
 * ``_counters`` — the coarse ``Clock``, ``ListenerStats``, ``format_peer``, ``decrement``.
+* ``_outq``     — ``unsent()``: what a socket's send queue still holds (the sweep counts a
+  client taking a long reply as active).
 """
 
 from ..counting import CountingTransport as CountingTransport

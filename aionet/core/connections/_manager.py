@@ -33,6 +33,7 @@ import structlog
 
 from ..sessions import say_goodbye
 from ._counters import Clock, ListenerStats, decrement, format_peer
+from ._outq import unsent
 from ._wheel import Bucket, DeadlineWheel
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class ConnectionRecord:
         "ip",
         "kind",
         "last_active",
+        "out_mark",
         "peer",
         "slot",
         "started",
@@ -125,6 +127,9 @@ class ConnectionRecord:
         self.due: Bucket | None = None
         #: An in-band TLS handshake (STARTTLS) is under way (``core.starttls.upgrade``).
         self.upgrading = False
+        #: Where the output stood at the sweep's last look: bytes written, bytes not yet taken
+        #: by the client (``output_moved``).
+        self.out_mark: tuple[int, int] | None = None
 
     def release(self) -> None:
         """The connection is gone (``connection_lost``): drop it from the table, count, log."""
@@ -136,6 +141,25 @@ class ConnectionRecord:
             self.closing_since = self.clock.now
             self.slot.manager.file(self, self.closing_since + IDLE_CLOSE_GRACE)
         self.transport.close()
+
+    def output_moved(self) -> bool:
+        """Whether the client is taking output that waited for it since the sweep's last look
+        (it reads a long reply slowly: a RETR, a FETCH); remembers this look's mark.
+
+        Reading counts as activity, as input does: a client that takes an 8 MB message over a
+        slow link for longer than the idle timeout is not cut off in the middle, nor at once
+        after it. What waits is the transport's buffer and the socket's send queue (the
+        kernel holds megabytes a slow client has not taken yet). Output nobody takes does not
+        count.
+        """
+        transport = self.transport
+        try:
+            pending = transport.get_write_buffer_size() + unsent(transport)
+        except Exception:  # a transport without the method, or one torn down
+            pending = 0
+        mark, last = (self.bytes_out, pending), self.out_mark
+        self.out_mark = mark
+        return mark != last and (pending > 0 or (last is not None and last[1] > 0))
 
     def close_idle(self, now: float | None = None) -> None:
         """Close for inactivity — the idle sweep, or the protocol's own timer (aiosmtpd's
@@ -478,10 +502,14 @@ class ConnectionManager:
             timeout = rec.slot.idle_timeout
             if not timeout:
                 continue
-            if now - rec.last_active >= timeout:
-                rec.close_idle(now)  # with the listener's idle goodbye
-            else:
+            if now - rec.last_active < timeout:
+                rec.output_moved()  # where the output stands at this look
                 self.file(rec, rec.last_active + timeout)
+            elif rec.output_moved():  # the client is reading a long reply: not idle
+                rec.last_active = now
+                self.file(rec, now + timeout)
+            else:
+                rec.close_idle(now)  # with the listener's idle goodbye
 
     # -- drain -------------------------------------------------------------------------------
 
