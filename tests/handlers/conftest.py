@@ -14,6 +14,7 @@ import structlog
 from aionet import Handler, Services, config_from_dict
 from aionet.auth import Portal, UserStore
 from aionet.core.registry import resolve_listener
+from aionet.testing import MemoryTransport
 
 BuildHandler = Callable[..., Awaitable[Any]]
 
@@ -63,3 +64,26 @@ async def build_handler(tmp_path: Path) -> AsyncIterator[BuildHandler]:
     yield build
     for handler in reversed(started):
         await handler.stop()
+
+
+async def serve_session(handler: Any, conn: Any) -> None:
+    """``handler.handle(conn)`` on an in-memory connection, then the writer closed, as the
+    core does when ``handle()`` returns."""
+    try:
+        await handler.handle(conn)
+    finally:
+        conn.writer.close()
+
+
+def record_writes(transport: MemoryTransport) -> list[bytes]:
+    """Every ``write`` made on ``transport`` from now on, one entry each (how many writes —
+    segments — a reply took)."""
+    writes: list[bytes] = []
+    write = transport.write
+
+    def record(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        write(data)
+
+    transport.write = record  # type: ignore[method-assign]
+    return writes

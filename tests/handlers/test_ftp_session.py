@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from aionet.testing import MemoryTransport, memory_connection
 from tests.e2e.mail_helpers import make_users
-from tests.handlers.conftest import BuildHandler
+from tests.handlers.conftest import BuildHandler, serve_session
 from tests.waiting import wait_until
 
 FINAL = re.compile(rb"^\d{3}(?: [^\r\n]*)?\r\n", re.MULTILINE)
@@ -32,15 +32,8 @@ class Client:
     def __init__(self, handler: Any, peer: tuple[str, int]) -> None:
         conn, self.transport = memory_connection(handler, peername=peer)
         self.transport: MemoryTransport
-        self.session = asyncio.create_task(self._serve(handler, conn))
+        self.session = asyncio.create_task(serve_session(handler, conn))
         self.received = b""
-
-    @staticmethod
-    async def _serve(handler: Any, conn: Any) -> None:
-        try:
-            await handler.handle(conn)
-        finally:
-            conn.writer.close()  # as the core does when handle() returns
 
     async def reply(self) -> tuple[int, bytes]:
         """The next complete reply (all its lines): its code and its text."""

@@ -14,7 +14,7 @@ from typing import Any
 from aionet.storage.maildir import Maildir, deliver_many
 from aionet.testing import memory_connection
 from tests.e2e.mail_helpers import make_users
-from tests.handlers.conftest import BuildHandler
+from tests.handlers.conftest import BuildHandler, record_writes, serve_session
 from tests.waiting import wait_until
 
 
@@ -23,23 +23,9 @@ class Client:
 
     def __init__(self, handler: Any) -> None:
         conn, self.transport = memory_connection(handler)
-        self.writes: list[bytes] = []
-        write = self.transport.write
-
-        def record(data: bytes | bytearray | memoryview) -> None:
-            self.writes.append(bytes(data))
-            write(data)
-
-        self.transport.write = record  # type: ignore[method-assign]
-        self.session = asyncio.create_task(self._serve(handler, conn))
+        self.writes = record_writes(self.transport)
+        self.session = asyncio.create_task(serve_session(handler, conn))
         self.received = b""
-
-    @staticmethod
-    async def _serve(handler: Any, conn: Any) -> None:
-        try:
-            await handler.handle(conn)
-        finally:
-            conn.writer.close()
 
     async def until(self, end: bytes) -> bytes:
         """Everything received up to and including the next ``end``."""

@@ -16,7 +16,7 @@ import pytest
 
 from aionet.testing import MemoryTransport
 from tests.e2e.mail_helpers import make_users
-from tests.handlers.conftest import BuildHandler
+from tests.handlers.conftest import BuildHandler, record_writes
 from tests.waiting import wait_until
 
 FINAL = re.compile(rb"^\d{3}(?: [^\r\n]*)?\r\n", re.MULTILINE)
@@ -235,19 +235,6 @@ async def test_quit_answers_221_and_closes(build_handler: BuildHandler, users_fi
     assert client.transport.closed and not client.transport.aborted
 
 
-def recording(client: Client) -> list[bytes]:
-    """Every ``write`` the session makes from now on, one entry each."""
-    writes: list[bytes] = []
-    write = client.transport.write
-
-    def record(data: bytes | bytearray | memoryview) -> None:
-        writes.append(bytes(data))
-        write(data)
-
-    client.transport.write = record  # type: ignore[method-assign]
-    return writes
-
-
 async def test_a_pipelined_envelope_is_answered_in_one_write(
     build_handler: BuildHandler, users_file: Path, tmp_path: Path
 ) -> None:
@@ -255,7 +242,7 @@ async def test_a_pipelined_envelope_is_answered_in_one_write(
     here, and go out with the DATA's 354 — in order, each its own, in one segment."""
     client = await greeted(await smtp(build_handler, users_file))
     assert await client.codes(b"EHLO client.test") == [250]
-    writes = recording(client)
+    writes = record_writes(client.transport)
     client.send(
         b"MAIL FROM:<bob@example.test>",
         b"RCPT TO:<alice@localhost>",
@@ -286,7 +273,7 @@ async def test_a_reply_is_held_only_while_a_whole_command_waits(
     (a client waiting for it would otherwise wait forever)."""
     client = await greeted(await smtp(build_handler, users_file))
     assert await client.codes(b"EHLO client.test") == [250]
-    writes = recording(client)
+    writes = record_writes(client.transport)
     assert await client.command(b"MAIL FROM:<bob@example.test>") == (250, b"250 2.1.0 OK\r\n")
     client.transport.feed(b"RCPT TO:<alice@localhost>\r\nRCPT TO:<bob@loc")
     assert await client.reply() == (250, b"250 2.1.5 OK\r\n")  # not held for half a line
@@ -307,7 +294,7 @@ async def test_a_client_streaming_rsets_meets_a_bounded_hold(
     (a client that never reads meets the transport's back-pressure, not a growing buffer)."""
     client = await greeted(await smtp(build_handler, users_file))
     assert await client.codes(b"EHLO client.test") == [250]
-    writes = recording(client)
+    writes = record_writes(client.transport)
     client.send(*[b"RSET"] * 2000, b"NOOP")
     for _ in range(2001):
         assert (await client.reply())[0] == 250
