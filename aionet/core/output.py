@@ -33,6 +33,11 @@ class Corked:
         """Gather ``data``; True once ``limit`` is reached (the caller should flush now)."""
         self._parts.append(data)
         self.size += len(data)
+        return self.full
+
+    @property
+    def full(self) -> bool:
+        """``limit`` is reached: the caller should flush now."""
         return self.size >= self.limit
 
     def take(self) -> bytes:

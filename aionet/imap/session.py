@@ -177,7 +177,7 @@ class Session:
 
     async def maybe_flush(self) -> None:
         """Write out once enough has gathered (a FETCH of many messages streams)."""
-        if self.out.size >= FLUSH_AT:
+        if self.out.full:
             await self.flush()
 
     # -- the loop --------------------------------------------------------------------------
